@@ -1,0 +1,168 @@
+"""Streams an artifact into Blob Storage so that it is visible only when whole.
+
+Large files are staged block by block while they download (a bounded number of blocks in
+flight, so memory stays at about ``(concurrency + 1) * block_size``) and appear only when the
+block list is committed, with the size and SHA-256 measured on the way in as metadata. A
+download that breaks leaves uncommitted blocks, which Storage discards, never a partial blob.
+Small files take a single Put Blob.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import uuid
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import BlobBlock, BlobClient, BlobServiceClient, ContentSettings
+
+DEFAULT_BLOCK_SIZE = 4 * 1024 * 1024
+DEFAULT_BLOCK_CONCURRENCY = 4
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    blob_name: str
+    size: int
+    sha256: str
+    already_present: bool = False
+
+
+class SizeMismatchError(Exception):
+    """Fewer or more bytes arrived than the server announced: the download is retried."""
+
+
+class ContainerGuard:
+    """Creates a blob container once per process, on first use, instead of on every write."""
+
+    def __init__(self, service: BlobServiceClient, name: str) -> None:
+        self.client = service.get_container_client(name)
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def ensure(self) -> None:
+        if self._ready:
+            return
+        with self._lock:
+            if not self._ready:
+                try:
+                    self.client.create_container()
+                except ResourceExistsError:
+                    pass
+                self._ready = True
+
+
+class ArtifactStore:
+    def __init__(
+        self,
+        service: BlobServiceClient,
+        container: str,
+        *,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        block_concurrency: int = DEFAULT_BLOCK_CONCURRENCY,
+    ) -> None:
+        self._container = ContainerGuard(service, container)
+        self.block_size = block_size
+        self._block_concurrency = block_concurrency
+
+    def find_whole(self, blob_name: str) -> StoredBlob | None:
+        """The blob, if an earlier pass already stored it whole (its metadata proves it)."""
+        try:
+            properties = self._blob(blob_name).get_blob_properties()
+        except ResourceNotFoundError:
+            return None
+        metadata = properties.metadata or {}
+        digest, size = metadata.get("sha256"), metadata.get("size")
+        if not digest or size != str(properties.size):
+            return None
+        return StoredBlob(blob_name, properties.size, digest, already_present=True)
+
+    def write(
+        self,
+        blob_name: str,
+        chunks: Iterable[bytes],
+        *,
+        metadata: dict[str, str],
+        content_type: str,
+        content_disposition: str,
+        expected_size: int | None = None,
+    ) -> StoredBlob:
+        """Store ``chunks`` (each about ``block_size``) as one blob, adding size/sha256/downloaded_at."""
+        self._container.ensure()
+        blob = self._blob(blob_name)
+        settings = ContentSettings(content_type=content_type, content_disposition=content_disposition)
+        stream = iter(chunks)
+        first = next(stream, b"")
+        second = next(stream, None)
+        if second is None:
+            digest = hashlib.sha256(first).hexdigest()
+            _check_size(len(first), expected_size)
+            blob.upload_blob(
+                first,
+                overwrite=True,
+                length=len(first),
+                content_settings=settings,
+                metadata=_final_metadata(metadata, len(first), digest),
+            )
+            return StoredBlob(blob_name, len(first), digest)
+        size, digest, block_ids = self._stage_blocks(blob, _chain(first, second, stream))
+        _check_size(size, expected_size)
+        blob.commit_block_list(
+            [BlobBlock(block_id=block_id) for block_id in block_ids],
+            content_settings=settings,
+            metadata=_final_metadata(metadata, size, digest),
+        )
+        return StoredBlob(blob_name, size, digest)
+
+    def _stage_blocks(self, blob: BlobClient, chunks: Iterator[bytes]) -> tuple[int, str, list[str]]:
+        # Ids unique to this attempt, so a concurrent or earlier attempt's blocks never mix in.
+        attempt = uuid.uuid4().hex
+        hasher = hashlib.sha256()
+        size = 0
+        block_ids: list[str] = []
+        in_flight: deque[Future[object]] = deque()
+        with ThreadPoolExecutor(max_workers=self._block_concurrency) as pool:
+            try:
+                for index, chunk in enumerate(chunks):
+                    hasher.update(chunk)
+                    size += len(chunk)
+                    block_id = f"{attempt}-{index:06d}"
+                    block_ids.append(block_id)
+                    in_flight.append(pool.submit(blob.stage_block, block_id, chunk, length=len(chunk)))
+                    if len(in_flight) >= self._block_concurrency:
+                        in_flight.popleft().result()
+                while in_flight:
+                    in_flight.popleft().result()
+            except BaseException:
+                for pending in in_flight:
+                    pending.cancel()
+                raise
+        return size, hasher.hexdigest(), block_ids
+
+    def _blob(self, blob_name: str) -> BlobClient:
+        return self._container.client.get_blob_client(blob_name)
+
+
+def _chain(first: bytes, second: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield second
+    yield from rest
+
+
+def _check_size(size: int, expected: int | None) -> None:
+    if expected is not None and size != expected:
+        raise SizeMismatchError(f"received {size} bytes, the server announced {expected}")
+
+
+def _final_metadata(metadata: dict[str, str], size: int, digest: str) -> dict[str, str]:
+    return {
+        **metadata,
+        "size": str(size),
+        "sha256": digest,
+        "downloaded_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }

@@ -1,0 +1,151 @@
+"""Find every file a Responses API run produced, as (container id, file id, best filename).
+
+Sources, merged and deduplicated by (container_id, file_id):
+1. ``container_file_citation`` annotations on ``output_text`` content;
+2. the 2025 preview shape: ``code_interpreter_call.results[].files[]`` (no annotations);
+3. each container's file listing, for files the run wrote but did not cite
+   (``source == "assistant"``; the caller's own ``source == "user"`` files are never taken).
+Container ids come from ``code_interpreter_call`` items (a run may use several) and citations.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.ids import is_valid_id
+from shared.naming import basename, extension_for, is_placeholder_name
+
+log = logging.getLogger(__name__)
+
+ListFiles = Callable[[str], Iterable[dict[str, Any]]]
+
+
+@dataclass
+class Artifact:
+    container_id: str
+    file_id: str
+    filename: str
+    mime_type: str | None = None
+    size: int | None = None  # as the container listing reports it
+
+
+@dataclass
+class Discovery:
+    artifacts: list[Artifact]
+    # Containers whose listing failed: their uncited files may be missing, and the caller is told.
+    warnings: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Candidate:
+    container_id: str
+    file_id: str
+    names: list[str] = field(default_factory=list)
+    mime_type: str | None = None
+    size: int | None = None
+
+    def best_name(self) -> str:
+        real = [n for n in self.names if n and not is_placeholder_name(n, self.file_id)]
+        if real:
+            return real[0]
+        if self.names:
+            return self.names[0]
+        return self.file_id + extension_for(self.mime_type)
+
+
+def find_artifacts(
+    response: dict[str, Any],
+    list_files: ListFiles,
+    *,
+    exclude_file_ids: Iterable[str] = (),
+) -> Discovery:
+    """Every produced file of ``response``; ``list_files`` lists a container (may raise)."""
+    candidates: dict[tuple[str, str], _Candidate] = {}
+    containers: dict[str, None] = {}  # insertion-ordered set
+
+    def candidate(container_id: Any, file_id: Any) -> _Candidate | None:
+        if not is_valid_id(container_id) or not is_valid_id(file_id):
+            log.warning("ignoring a file reference with a malformed id")
+            return None
+        containers.setdefault(container_id)
+        key = (container_id, file_id)
+        if key not in candidates:
+            candidates[key] = _Candidate(container_id, file_id)
+        return candidates[key]
+
+    for item in _dicts(response.get("output")):
+        if item.get("type") == "code_interpreter_call":
+            container_id = item.get("container_id")
+            if is_valid_id(container_id):
+                containers.setdefault(container_id)
+            for result in _dicts(item.get("results")):
+                if result.get("type") != "files":
+                    continue
+                for ref in _dicts(result.get("files")):
+                    found = candidate(container_id, ref.get("file_id"))
+                    if found and isinstance(ref.get("mime_type"), str):
+                        found.mime_type = ref["mime_type"]
+        elif item.get("type") == "message":
+            for annotation in _citations(item):
+                found = candidate(annotation.get("container_id"), annotation.get("file_id"))
+                name = annotation.get("filename")
+                if found and isinstance(name, str) and basename(name):
+                    found.names.append(basename(name))
+
+    user_files = set(exclude_file_ids)
+    warnings: list[dict[str, str]] = []
+    for container_id in list(containers):
+        try:
+            listed = list(list_files(container_id))
+        except Exception as error:  # one container's listing must not lose the others' files
+            log.warning("listing container %s failed: %s", container_id, error)
+            warnings.append({"container_id": container_id, "problem": f"could not list files: {error}"})
+            continue
+        for entry in listed:
+            file_id = entry.get("id")
+            if entry.get("source") != "assistant":
+                if isinstance(file_id, str):
+                    user_files.add(file_id)
+                continue
+            found = candidate(container_id, file_id)
+            if found is None:
+                continue
+            path = entry.get("path")
+            if isinstance(path, str) and basename(path):
+                found.names.append(basename(path))
+            if isinstance(entry.get("bytes"), int) and not isinstance(entry.get("bytes"), bool):
+                found.size = entry["bytes"]
+
+    artifacts = [
+        Artifact(c.container_id, c.file_id, c.best_name(), c.mime_type, c.size)
+        for c in candidates.values()
+        if c.file_id not in user_files
+    ]
+    return Discovery(artifacts, warnings)
+
+
+def output_text(response: dict[str, Any]) -> str:
+    """The concatenated ``output_text`` parts of the response's messages (as the SDKs compute it)."""
+    parts: list[str] = []
+    for item in _dicts(response.get("output")):
+        if item.get("type") != "message":
+            continue
+        for content in _dicts(item.get("content")):
+            if content.get("type") == "output_text" and isinstance(content.get("text"), str):
+                parts.append(content["text"])
+    return "".join(parts)
+
+
+def _citations(message: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for content in _dicts(message.get("content")):
+        for annotation in _dicts(content.get("annotations")):
+            if annotation.get("type") == "container_file_citation":
+                yield annotation
+
+
+def _dicts(value: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(value, list):
+        yield from (entry for entry in value if isinstance(entry, dict))

@@ -1,0 +1,97 @@
+"""The queue message that carries one artifact from the HTTP function to the queue function.
+
+Schema (JSON object, version 1)::
+
+    {"v": 1, "response_id": "...", "container_id": "...", "file_id": "...",
+     "filename": "real name.png", "blob_name": "{response_id}/{file_id}/{safe name}",
+     "mime_type": "image/png" | null, "size": 1234 | null}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from shared.ids import require_id
+from shared.naming import MAX_FILENAME_BYTES, safe_filename
+
+SCHEMA_VERSION = 1
+_MAX_MESSAGE_BYTES = 48 * 1024  # a Storage queue message is at most 64 KiB after base64
+
+
+class InvalidMessage(ValueError):
+    """The message can never be processed: a permanent failure, recorded and not retried."""
+
+
+@dataclass(frozen=True)
+class ArtifactMessage:
+    response_id: str
+    container_id: str
+    file_id: str
+    filename: str
+    blob_name: str
+    mime_type: str | None = None
+    size: int | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({"v": SCHEMA_VERSION, **asdict(self)}, ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, body: bytes | str) -> ArtifactMessage:
+        if len(body) > _MAX_MESSAGE_BYTES:
+            raise InvalidMessage("message is too large")
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise InvalidMessage("message is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise InvalidMessage("message must be a JSON object")
+        if data.get("v") != SCHEMA_VERSION:
+            raise InvalidMessage(f"message schema version must be {SCHEMA_VERSION}")
+        try:
+            message = cls(
+                response_id=require_id(data.get("response_id"), "response_id"),
+                container_id=require_id(data.get("container_id"), "container_id"),
+                file_id=require_id(data.get("file_id"), "file_id"),
+                filename=_text(data, "filename"),
+                blob_name=_text(data, "blob_name"),
+                mime_type=_optional_text(data, "mime_type"),
+                size=_optional_size(data),
+            )
+        except ValueError as error:
+            raise InvalidMessage(str(error)) from None
+        message._check_blob_name()
+        return message
+
+    def _check_blob_name(self) -> None:
+        """The blob name must stay inside this artifact's own folder: a message cannot aim elsewhere."""
+        prefix = f"{self.response_id}/{self.file_id}/"
+        leaf = self.blob_name[len(prefix):]
+        if not self.blob_name.startswith(prefix) or not leaf or safe_filename(leaf, "") != leaf:
+            raise InvalidMessage("blob_name must be '{response_id}/{file_id}/{safe filename}'")
+
+
+def _text(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value or len(value.encode("utf-8")) > 4 * MAX_FILENAME_BYTES:
+        raise ValueError(f"{key} must be a non-empty string of bounded length")
+    return value
+
+
+def _optional_text(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 255:
+        raise ValueError(f"{key} must be a short string or null")
+    return value
+
+
+def _optional_size(data: dict[str, Any]) -> int | None:
+    value = data.get("size")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("size must be a non-negative integer or null")
+    return value

@@ -1,0 +1,98 @@
+"""Names for stored artifacts: blob names, content types and the ASCII-safe metadata forms.
+
+Filenames come from the model and are untrusted. The blob name keeps them readable (non-ASCII
+included) but never lets them add path segments; uniqueness comes from the file id beside them.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import posixpath
+import unicodedata
+from urllib.parse import quote
+
+MAX_FILENAME_BYTES = 200  # leaves room for "{response_id}/{file_id}/" in Blob Storage's 1024-char limit
+
+# A fixed table, not the host's /etc/mime.types, so a file gets the same type on every machine.
+_TYPES = mimetypes.MimeTypes(filenames=())
+for _ext, _type in {
+    ".csv": "text/csv",
+    ".md": "text/markdown",
+    ".json": "application/json",
+    ".parquet": "application/vnd.apache.parquet",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    ".webp": "image/webp",
+    ".svg": "image/svg+xml",
+    ".zip": "application/zip",
+    ".pdf": "application/pdf",
+}.items():
+    _TYPES.add_type(_type, _ext)
+
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+def basename(path: str) -> str:
+    """The last segment of a container path (``/mnt/data/chart.png`` -> ``chart.png``)."""
+    return posixpath.basename(path.replace("\\", "/").rstrip("/")).strip()
+
+
+def is_placeholder_name(name: str, file_id: str) -> bool:
+    """True for names like ``cfile_123.png`` that a citation uses when it lacks the real one."""
+    stem = name.split(".", 1)[0]
+    return stem == file_id
+
+
+def safe_filename(name: str, fallback: str) -> str:
+    """A single, readable path segment: no separators, controls, leading dots; bounded length."""
+    name = unicodedata.normalize("NFC", basename(name))
+    cleaned = "".join(
+        "_" if ch in "/\\" or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") else ch
+        for ch in name
+    )
+    cleaned = " ".join(cleaned.split())  # collapse runs of whitespace, trim the ends
+    cleaned = cleaned.lstrip(". ")  # no "..", no hidden or empty names
+    cleaned = _truncate_keeping_extension(cleaned, MAX_FILENAME_BYTES)
+    return cleaned or fallback
+
+
+def blob_name(response_id: str, file_id: str, filename: str) -> str:
+    return f"{response_id}/{file_id}/{filename}"
+
+
+def extension_for(mime_type: str | None) -> str:
+    if not mime_type:
+        return ""
+    return _TYPES.guess_extension(mime_type.split(";")[0].strip().lower()) or ""
+
+
+def content_type_for(filename: str, hint: str | None = None) -> str:
+    guessed, _encoding = _TYPES.guess_type(filename, strict=False)
+    return guessed or (hint.strip() if hint and hint.strip() else DEFAULT_CONTENT_TYPE)
+
+
+def metadata_filename(name: str) -> str:
+    """Blob metadata must be ASCII: the name is stored percent-encoded UTF-8."""
+    return quote(name, safe="")
+
+
+def content_disposition(name: str) -> str:
+    """RFC 6266: an ASCII fallback plus the exact UTF-8 name in ``filename*``."""
+    fallback = "".join(
+        ch if 0x20 <= ord(ch) < 0x7F and ch not in '"\\' else "_" for ch in name
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def _truncate_keeping_extension(name: str, limit: int) -> str:
+    if len(name.encode("utf-8")) <= limit:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if not dot or len(ext.encode("utf-8")) > 16:
+        stem, ext = name, ""
+    suffix = f".{ext}" if ext else ""
+    budget = limit - len(suffix.encode("utf-8"))
+    # Cut on a character boundary, never through a multi-byte sequence.
+    trimmed = stem.encode("utf-8")[:budget].decode("utf-8", errors="ignore").rstrip()
+    return trimmed + suffix

@@ -1,0 +1,209 @@
+"""The Azure OpenAI v1 endpoints this app uses, on httpx.
+
+The endpoint's rules, learned the hard way:
+- container file content is ``/openai/v1/containers/{cid}/files/{fid}/content?api-version=preview``;
+  the classic ``/openai/files/{id}/content`` answers 404 for ``cfile_`` ids, and a dated
+  api-version answers 400 "API version not supported";
+- auth is ``api-key: KEY`` or an Entra ID bearer token, never ``Bearer KEY``;
+- an expired container answers 404 or 400 "Container is expired.": permanent, never retried.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from shared.ids import require_id
+from shared.retry import RetryPolicy, TransientError, retry_after_seconds
+
+CONTAINER_API_VERSION = "preview"
+COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
+_MAX_ERROR_TEXT = 500
+_LIST_PAGE_LIMIT = 100
+
+
+class UpstreamError(Exception):
+    """Azure OpenAI answered with an error. ``detail`` is safe to show a caller."""
+
+    def __init__(self, status: int, detail: dict[str, Any]) -> None:
+        self.status = status
+        self.detail = detail
+        super().__init__(f"Azure OpenAI answered {status}: {detail.get('message', '')}")
+
+
+class FileGoneError(UpstreamError):
+    """The container or file no longer exists (404, or 400 "Container is expired.")."""
+
+
+class TransientUpstreamError(TransientError):
+    """429 or 5xx: try again later."""
+
+    def __init__(self, status: int, detail: dict[str, Any], retry_after: float | None) -> None:
+        self.status = status
+        self.detail = detail
+        super().__init__(f"Azure OpenAI answered {status}: {detail.get('message', '')}", retry_after)
+
+
+class ApiKeyAuth(httpx.Auth):
+    def __init__(self, api_key: str) -> None:
+        self._api_key = api_key
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["api-key"] = self._api_key
+        yield request
+
+
+class BearerTokenAuth(httpx.Auth):
+    """Entra ID: ``token_provider`` is azure-identity's cached bearer token provider."""
+
+    def __init__(self, token_provider: Callable[[], str]) -> None:
+        self._token_provider = token_provider
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._token_provider()}"
+        yield request
+
+
+class AzureOpenAIClient:
+    """One pooled HTTP client per process, shared by every invocation."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        auth: httpx.Auth,
+        *,
+        timeout_seconds: float,
+        retry: RetryPolicy | None = None,
+        secrets: tuple[str, ...] = (),
+    ) -> None:
+        self._base = endpoint.rstrip("/") + "/openai"
+        self._retry = retry or RetryPolicy()
+        self._secrets = tuple(s for s in secrets if s)
+        self._http = httpx.Client(
+            auth=auth,
+            # Never follow a redirect: it would carry the credentials to wherever it points.
+            follow_redirects=False,
+            timeout=httpx.Timeout(timeout_seconds, connect=10.0),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            headers={"User-Agent": "aoai-artifact-persister/1.0"},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def create_response(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST /openai/v1/responses. Only a 429 is retried: it means the run never started."""
+        try:
+            for attempt in self._retry.retrying(_Throttled):
+                with attempt:
+                    answer = self._http.post(f"{self._base}/v1/responses", json=payload)
+                    if answer.status_code == 429:
+                        raise _Throttled(
+                            429, self._error_detail(answer), retry_after_seconds(answer.headers)
+                        )
+        except _Throttled as throttled:
+            raise UpstreamError(429, throttled.detail) from throttled
+        if answer.status_code != 200:
+            raise UpstreamError(answer.status_code, self._error_detail(answer))
+        body = self._json(answer)
+        if not isinstance(body, dict):
+            raise UpstreamError(502, {"message": "the response body is not a JSON object"})
+        return body
+
+    def list_container_files(self, container_id: str) -> Iterator[dict[str, Any]]:
+        """Every file in a container, following ``has_more``/``after`` across pages."""
+        cid = require_id(container_id, "container_id")
+        after: str | None = None
+        while True:
+            params = {"api-version": CONTAINER_API_VERSION, "limit": str(_LIST_PAGE_LIMIT), "order": "asc"}
+            if after:
+                params["after"] = after
+            page = self._get_json(f"{self._base}/v1/containers/{cid}/files", params)
+            items = page.get("data")
+            if not isinstance(items, list):
+                raise UpstreamError(502, {"message": "container file list has no 'data' array"})
+            files = [item for item in items if isinstance(item, dict)]
+            yield from files
+            last_id = page.get("last_id") or (files[-1].get("id") if files else None)
+            if not page.get("has_more") or not isinstance(last_id, str) or last_id == after:
+                return
+            after = last_id
+
+    @contextmanager
+    def open_file_content(self, container_id: str, file_id: str) -> Iterator[httpx.Response]:
+        """Stream one container file. Raises FileGoneError, TransientUpstreamError or UpstreamError."""
+        cid = require_id(container_id, "container_id")
+        fid = require_id(file_id, "file_id")
+        url = f"{self._base}/v1/containers/{cid}/files/{fid}/content"
+        request = self._http.build_request(
+            "GET",
+            url,
+            params={"api-version": CONTAINER_API_VERSION},
+            # The file's own bytes: their count and hash must match what is stored.
+            headers={"Accept-Encoding": "identity"},
+        )
+        answer = self._http.send(request, stream=True)
+        try:
+            if answer.status_code != 200:
+                answer.read()
+                self._raise_for(answer)
+            yield answer
+        finally:
+            answer.close()
+
+    def _get_json(self, url: str, params: dict[str, str]) -> dict[str, Any]:
+        for attempt in self._retry.retrying(TransientError, httpx.TransportError):
+            with attempt:
+                answer = self._http.get(url, params=params)
+                if answer.status_code != 200:
+                    self._raise_for(answer)
+                body = self._json(answer)
+        if not isinstance(body, dict):
+            raise UpstreamError(502, {"message": "the answer is not a JSON object"})
+        return body
+
+    def _raise_for(self, answer: httpx.Response) -> None:
+        detail = self._error_detail(answer)
+        status = answer.status_code
+        if status == 404 or (status == 400 and "expired" in str(detail.get("message", "")).lower()):
+            raise FileGoneError(status, detail)
+        if status == 429 or status >= 500:
+            raise TransientUpstreamError(status, detail, retry_after_seconds(answer.headers))
+        raise UpstreamError(status, detail)
+
+    def _json(self, answer: httpx.Response) -> Any:
+        try:
+            return answer.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise UpstreamError(502, {"message": "Azure OpenAI answered with invalid JSON"}) from error
+
+    def _error_detail(self, answer: httpx.Response) -> dict[str, Any]:
+        """The upstream error's code and message, bounded and scrubbed of our own secrets."""
+        try:
+            body = answer.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = None
+        error = body.get("error") if isinstance(body, dict) else None
+        detail: dict[str, Any] = {"status": answer.status_code}
+        if isinstance(error, dict):
+            for key in ("code", "type", "param", "message"):
+                value = error.get(key)
+                if isinstance(value, (str, int)) and not isinstance(value, bool):
+                    detail[key] = self._scrub(str(value))
+        elif isinstance(error, str):
+            detail["message"] = self._scrub(error)
+        detail.setdefault("message", answer.reason_phrase or f"HTTP {answer.status_code}")
+        return detail
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text[:_MAX_ERROR_TEXT]
+
+
+class _Throttled(TransientUpstreamError):
+    """A 429 on create: the only POST failure that is safe to retry."""

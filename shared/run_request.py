@@ -1,0 +1,188 @@
+"""The body of ``POST /api/responses``: validated field by field before any call goes out."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.ids import is_valid_id
+
+MAX_BODY_BYTES = 1024 * 1024
+_TOOL_CHOICES = ("auto", "none", "required")
+_METADATA_MAX_PAIRS, _METADATA_MAX_KEY, _METADATA_MAX_VALUE = 16, 64, 512
+_MIN_OUTPUT_TOKENS = 16  # the Responses API rejects smaller values
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    field: str
+    problem: str
+
+
+class InvalidRequest(Exception):
+    """The caller's body is wrong; each problem names its field."""
+
+    def __init__(self, problems: list[FieldProblem], status: int = 400) -> None:
+        self.problems = problems
+        self.status = status
+        super().__init__("; ".join(f"{p.field}: {p.problem}" for p in problems))
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    input: str | list[Any]
+    model: str | None = None
+    instructions: str | None = None
+    file_ids: tuple[str, ...] = ()
+    # Responses options passed through unchanged once validated.
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_payload(self, default_model: str) -> dict[str, Any]:
+        """The Responses API request: the code interpreter in an auto container, outputs included."""
+        container: dict[str, Any] = {"type": "auto"}
+        if self.file_ids:
+            container["file_ids"] = list(self.file_ids)
+        payload: dict[str, Any] = {
+            "model": self.model or default_model,
+            "input": self.input,
+            "tools": [{"type": "code_interpreter", "container": container}],
+            "include": ["code_interpreter_call.outputs"],
+        }
+        if self.instructions is not None:
+            payload["instructions"] = self.instructions
+        payload.update(self.options)
+        return payload
+
+
+def _check_string(value: Any) -> str | None:
+    return None if isinstance(value, str) else "must be a string"
+
+
+def _check_model(value: Any) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return "must be a non-empty string (a deployment name)"
+    if len(value) > 256 or any(ord(ch) < 0x20 for ch in value):
+        return "must be at most 256 printable characters"
+    return None
+
+
+def _check_input(value: Any) -> str | None:
+    if isinstance(value, str):
+        return None if value.strip() else "must not be empty"
+    if isinstance(value, list):
+        if not value:
+            return "must not be an empty list"
+        if not all(isinstance(item, dict) for item in value):
+            return "must be a string or a list of input item objects"
+        return None
+    return "must be a string or a list of input item objects"
+
+
+def _check_file_ids(value: Any) -> str | None:
+    if not isinstance(value, list):
+        return "must be a list of file id strings"
+    for index, item in enumerate(value):
+        if not is_valid_id(item):
+            return f"item {index} is not a valid file id (letters, digits, '_' or '-')"
+    return None
+
+
+def _check_response_id(value: Any) -> str | None:
+    return None if is_valid_id(value) else "must be a response id (letters, digits, '_' or '-')"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_max_output_tokens(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < _MIN_OUTPUT_TOKENS:
+        return f"must be an integer of at least {_MIN_OUTPUT_TOKENS}"
+    return None
+
+
+def _check_temperature(value: Any) -> str | None:
+    return None if _is_number(value) and 0 <= value <= 2 else "must be a number from 0 to 2"
+
+
+def _check_reasoning(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return "must be an object (e.g. {\"effort\": \"low\"})"
+    for key in ("effort", "summary"):
+        if key in value and value[key] is not None and not isinstance(value[key], str):
+            return f"{key} must be a string"
+    return None
+
+
+def _check_metadata(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return "must be an object of string keys and string values"
+    if len(value) > _METADATA_MAX_PAIRS:
+        return f"must have at most {_METADATA_MAX_PAIRS} pairs"
+    for key, item in value.items():
+        if len(key) > _METADATA_MAX_KEY:
+            return f"key {key[:20]!r}... is longer than {_METADATA_MAX_KEY} characters"
+        if not isinstance(item, str) or len(item) > _METADATA_MAX_VALUE:
+            return f"value of {key!r} must be a string of at most {_METADATA_MAX_VALUE} characters"
+    return None
+
+
+def _check_tool_choice(value: Any) -> str | None:
+    if isinstance(value, str):
+        return None if value in _TOOL_CHOICES else f"must be one of {', '.join(_TOOL_CHOICES)} or an object"
+    if isinstance(value, dict) and isinstance(value.get("type"), str):
+        return None
+    return "must be a string or an object with a 'type'"
+
+
+# Every accepted field and its check; anything else is an unknown field.
+_FIELDS: dict[str, Callable[[Any], str | None]] = {
+    "input": _check_input,
+    "instructions": _check_string,
+    "model": _check_model,
+    "file_ids": _check_file_ids,
+    "previous_response_id": _check_response_id,
+    "max_output_tokens": _check_max_output_tokens,
+    "temperature": _check_temperature,
+    "reasoning": _check_reasoning,
+    "metadata": _check_metadata,
+    "tool_choice": _check_tool_choice,
+}
+_PASS_THROUGH = ("previous_response_id", "max_output_tokens", "temperature", "reasoning", "metadata", "tool_choice")
+
+
+def parse_run_request(body: bytes) -> RunRequest:
+    """Parse and validate; raise InvalidRequest listing every problem found."""
+    if len(body) > MAX_BODY_BYTES:
+        raise InvalidRequest(
+            [FieldProblem("body", f"is larger than {MAX_BODY_BYTES} bytes")], status=413
+        )
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidRequest([FieldProblem("body", "is not valid JSON")]) from None
+    if not isinstance(data, dict):
+        raise InvalidRequest([FieldProblem("body", "must be a JSON object")])
+
+    problems = [FieldProblem(str(name), "is not a known field") for name in data if name not in _FIELDS]
+    if "input" not in data:
+        problems.append(FieldProblem("input", "is required"))
+    for name, check in _FIELDS.items():
+        # null means "not given" for the optional fields, as in the Responses API.
+        if name in data and (data[name] is not None or name == "input"):
+            problem = check(data[name])
+            if problem:
+                problems.append(FieldProblem(name, problem))
+    if problems:
+        raise InvalidRequest(problems)
+
+    return RunRequest(
+        input=data["input"],
+        model=data.get("model"),
+        instructions=data.get("instructions"),
+        file_ids=tuple(data.get("file_ids") or ()),
+        options={name: data[name] for name in _PASS_THROUGH if data.get(name) is not None},
+    )

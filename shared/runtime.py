@@ -1,0 +1,105 @@
+"""Process-wide clients, built once from the settings and reused by every invocation.
+
+Clients (HTTP connection pools, the credential and its token cache) are expensive to build and
+cheap to share. They are rebuilt only if the settings they were made from change, which happens
+in tests, never in a running app.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import httpx
+from azure.storage.blob import BlobServiceClient
+
+from shared.blob_store import ArtifactStore
+from shared.config import SETTING_NAMES, ConfigError, Settings, load_settings
+from shared.failure_records import FailureRecords
+from shared.openai_client import (
+    COGNITIVE_SERVICES_SCOPE,
+    ApiKeyAuth,
+    AzureOpenAIClient,
+    BearerTokenAuth,
+)
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    openai: AzureOpenAIClient
+    store: ArtifactStore
+    failures: FailureRecords
+
+
+_lock = threading.Lock()
+_current: tuple[tuple[str | None, ...], Runtime] | None = None
+
+
+def get_runtime() -> Runtime:
+    """The shared runtime; raises ConfigError naming every bad setting."""
+    global _current
+    key = tuple(os.environ.get(name) for name in SETTING_NAMES)
+    current = _current
+    if current is not None and current[0] == key:
+        return current[1]
+    with _lock:
+        if _current is None or _current[0] != key:
+            _current = (key, build_runtime(load_settings()))
+        return _current[1]
+
+
+def check_settings_at_startup() -> None:
+    """Log (not raise) bad settings when the app loads, so ``func start`` shows them at once."""
+    try:
+        load_settings()
+    except ConfigError as error:
+        log.error("%s", error)
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    credential: TokenCredential | None = None
+
+    def shared_credential() -> TokenCredential:
+        # One managed identity for Azure OpenAI and Storage, built only when a key is missing.
+        nonlocal credential
+        if credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            client_id = settings.storage.client_id or settings.client_id
+            credential = DefaultAzureCredential(managed_identity_client_id=client_id)
+        return credential
+
+    auth: httpx.Auth
+    if settings.api_key:
+        auth = ApiKeyAuth(settings.api_key)
+    else:
+        from azure.identity import get_bearer_token_provider
+
+        auth = BearerTokenAuth(get_bearer_token_provider(shared_credential(), COGNITIVE_SERVICES_SCOPE))
+
+    if settings.storage.connection_string:
+        service = BlobServiceClient.from_connection_string(settings.storage.connection_string)
+    else:
+        assert settings.storage.account_url is not None
+        service = BlobServiceClient(settings.storage.account_url, credential=shared_credential())
+
+    return Runtime(
+        settings=settings,
+        openai=AzureOpenAIClient(
+            settings.endpoint,
+            auth,
+            timeout_seconds=settings.timeout_seconds,
+            secrets=(settings.api_key or "",),
+        ),
+        store=ArtifactStore(service, settings.artifacts_container),
+        failures=FailureRecords(service, settings.status_container),
+    )
