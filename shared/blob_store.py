@@ -9,6 +9,7 @@ Small files take a single Put Blob.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import uuid
@@ -50,10 +51,8 @@ class ContainerGuard:
             return
         with self._lock:
             if not self._ready:
-                try:
+                with contextlib.suppress(ResourceExistsError):
                     self.client.create_container()
-                except ResourceExistsError:
-                    pass
                 self._ready = True
 
 

@@ -56,6 +56,64 @@ class _Candidate:
         return self.file_id + extension_for(self.mime_type)
 
 
+class _Collector:
+    """Candidates in first-seen order, and the containers they came from."""
+
+    def __init__(self) -> None:
+        self.candidates: dict[tuple[str, str], _Candidate] = {}
+        self.containers: dict[str, None] = {}  # an insertion-ordered set
+        self.user_files: set[str] = set()
+
+    def container(self, container_id: Any) -> None:
+        if is_valid_id(container_id):
+            self.containers.setdefault(container_id)
+
+    def file(self, container_id: Any, file_id: Any) -> _Candidate | None:
+        if not is_valid_id(container_id) or not is_valid_id(file_id):
+            log.warning("ignoring a file reference with a malformed id")
+            return None
+        self.containers.setdefault(container_id)
+        key = (container_id, file_id)
+        if key not in self.candidates:
+            self.candidates[key] = _Candidate(container_id, file_id)
+        return self.candidates[key]
+
+    def from_call(self, item: dict[str, Any]) -> None:
+        container_id = item.get("container_id")
+        self.container(container_id)
+        for result in _dicts(item.get("results")):
+            if result.get("type") != "files":
+                continue
+            for ref in _dicts(result.get("files")):
+                found = self.file(container_id, ref.get("file_id"))
+                if found and isinstance(ref.get("mime_type"), str):
+                    found.mime_type = ref["mime_type"]
+
+    def from_message(self, item: dict[str, Any]) -> None:
+        for annotation in _citations(item):
+            found = self.file(annotation.get("container_id"), annotation.get("file_id"))
+            name = annotation.get("filename")
+            if found and isinstance(name, str) and basename(name):
+                found.names.append(basename(name))
+
+    def from_listing(self, container_id: str, listed: Iterable[dict[str, Any]]) -> None:
+        for entry in listed:
+            file_id = entry.get("id")
+            if entry.get("source") != "assistant":
+                if isinstance(file_id, str):
+                    self.user_files.add(file_id)
+                continue
+            found = self.file(container_id, file_id)
+            if found is None:
+                continue
+            path = entry.get("path")
+            if isinstance(path, str) and basename(path):
+                found.names.append(basename(path))
+            size = entry.get("bytes")
+            if isinstance(size, int) and not isinstance(size, bool):
+                found.size = size
+
+
 def find_artifacts(
     response: dict[str, Any],
     list_files: ListFiles,
@@ -63,66 +121,28 @@ def find_artifacts(
     exclude_file_ids: Iterable[str] = (),
 ) -> Discovery:
     """Every produced file of ``response``; ``list_files`` lists a container (may raise)."""
-    candidates: dict[tuple[str, str], _Candidate] = {}
-    containers: dict[str, None] = {}  # insertion-ordered set
-
-    def candidate(container_id: Any, file_id: Any) -> _Candidate | None:
-        if not is_valid_id(container_id) or not is_valid_id(file_id):
-            log.warning("ignoring a file reference with a malformed id")
-            return None
-        containers.setdefault(container_id)
-        key = (container_id, file_id)
-        if key not in candidates:
-            candidates[key] = _Candidate(container_id, file_id)
-        return candidates[key]
-
+    collector = _Collector()
+    collector.user_files.update(exclude_file_ids)
     for item in _dicts(response.get("output")):
         if item.get("type") == "code_interpreter_call":
-            container_id = item.get("container_id")
-            if is_valid_id(container_id):
-                containers.setdefault(container_id)
-            for result in _dicts(item.get("results")):
-                if result.get("type") != "files":
-                    continue
-                for ref in _dicts(result.get("files")):
-                    found = candidate(container_id, ref.get("file_id"))
-                    if found and isinstance(ref.get("mime_type"), str):
-                        found.mime_type = ref["mime_type"]
+            collector.from_call(item)
         elif item.get("type") == "message":
-            for annotation in _citations(item):
-                found = candidate(annotation.get("container_id"), annotation.get("file_id"))
-                name = annotation.get("filename")
-                if found and isinstance(name, str) and basename(name):
-                    found.names.append(basename(name))
+            collector.from_message(item)
 
-    user_files = set(exclude_file_ids)
     warnings: list[dict[str, str]] = []
-    for container_id in list(containers):
+    for container_id in list(collector.containers):
         try:
             listed = list(list_files(container_id))
         except Exception as error:  # one container's listing must not lose the others' files
             log.warning("listing container %s failed: %s", container_id, error)
             warnings.append({"container_id": container_id, "problem": f"could not list files: {error}"})
             continue
-        for entry in listed:
-            file_id = entry.get("id")
-            if entry.get("source") != "assistant":
-                if isinstance(file_id, str):
-                    user_files.add(file_id)
-                continue
-            found = candidate(container_id, file_id)
-            if found is None:
-                continue
-            path = entry.get("path")
-            if isinstance(path, str) and basename(path):
-                found.names.append(basename(path))
-            if isinstance(entry.get("bytes"), int) and not isinstance(entry.get("bytes"), bool):
-                found.size = entry["bytes"]
+        collector.from_listing(container_id, listed)
 
     artifacts = [
         Artifact(c.container_id, c.file_id, c.best_name(), c.mime_type, c.size)
-        for c in candidates.values()
-        if c.file_id not in user_files
+        for c in collector.candidates.values()
+        if c.file_id not in collector.user_files
     ]
     return Discovery(artifacts, warnings)
 

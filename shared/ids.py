@@ -8,11 +8,12 @@ or name another host.
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 
 
-def is_valid_id(value: object) -> bool:
+def is_valid_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
@@ -20,5 +21,4 @@ def require_id(value: object, what: str) -> str:
     """Return ``value`` if it is a safe id, else raise ``ValueError`` naming ``what``."""
     if not is_valid_id(value):
         raise ValueError(f"{what} must be 1-128 letters, digits, '_' or '-', starting alphanumeric")
-    assert isinstance(value, str)
     return value

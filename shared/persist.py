@@ -12,6 +12,7 @@ Outcomes, so that every file either lands whole or is recorded:
 from __future__ import annotations
 
 import logging
+
 import httpx
 
 from shared.blob_store import SizeMismatchError, StoredBlob
@@ -54,11 +55,15 @@ def persist_message(
     try:
         stored = _download_with_retries(runtime, message, retry or RetryPolicy())
     except FileGoneError as error:
-        return _record(runtime, message, message_id, dequeue_count, "file_gone", error)
+        _record(runtime, message=message, message_id=message_id, attempts=dequeue_count, code="file_gone", error=error)
+        return None
     except UpstreamError as error:
         if error.status in (401, 403):
             raise  # credentials or role assignment: fixable, so the message must survive
-        return _record(runtime, message, message_id, dequeue_count, "upstream_error", error)
+        _record(
+            runtime, message=message, message_id=message_id, attempts=dequeue_count, code="upstream_error", error=error
+        )
+        return None
     log.info("stored %s (%d bytes, sha256 %s)", stored.blob_name, stored.size, stored.sha256)
     return stored
 
@@ -92,9 +97,10 @@ def _download(runtime: Runtime, message: ArtifactMessage) -> StoredBlob:
 
 def _record(
     runtime: Runtime,
+    *,
     message: ArtifactMessage,
     message_id: str | None,
-    dequeue_count: int | None,
+    attempts: int | None,
     code: str,
     error: UpstreamError,
 ) -> None:
@@ -108,12 +114,12 @@ def _record(
         "blob_name": message.blob_name,
         "upstream_status": error.status,
     }
-    runtime.failures.record_artifact(Failure(code, reason, dequeue_count or 1), artifact, message_id)
-    return None
+    runtime.failures.record_artifact(Failure(code, reason, attempts or 1), artifact, message_id)
 
 
 def _is_identity(answer: httpx.Response) -> bool:
-    return answer.headers.get("content-encoding", "identity").strip().lower() == "identity"
+    encoding: str = answer.headers.get("content-encoding", "identity")
+    return encoding.strip().lower() == "identity"
 
 
 def _announced_size(answer: httpx.Response) -> int | None:

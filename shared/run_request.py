@@ -161,7 +161,7 @@ def parse_run_request(body: bytes) -> RunRequest:
             [FieldProblem("body", f"is larger than {MAX_BODY_BYTES} bytes")], status=413
         )
     try:
-        data = json.loads(body)
+        data = json.loads(body.decode("utf-8"))  # JSON on the wire is UTF-8 (RFC 8259)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise InvalidRequest([FieldProblem("body", "is not valid JSON")]) from None
     if not isinstance(data, dict):

@@ -40,21 +40,30 @@ class Runtime:
     failures: FailureRecords
 
 
-_lock = threading.Lock()
-_current: tuple[tuple[str | None, ...], Runtime] | None = None
+class _RuntimeCache:
+    """Holds the runtime with the settings it was built from; rebuilt only when they change."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entry: tuple[tuple[str | None, ...], Runtime] | None = None
+
+    def get(self) -> Runtime:
+        key = tuple(os.environ.get(name) for name in SETTING_NAMES)
+        entry = self._entry
+        if entry is not None and entry[0] == key:
+            return entry[1]
+        with self._lock:
+            if self._entry is None or self._entry[0] != key:
+                self._entry = (key, build_runtime(load_settings()))
+            return self._entry[1]
+
+
+_cache = _RuntimeCache()
 
 
 def get_runtime() -> Runtime:
     """The shared runtime; raises ConfigError naming every bad setting."""
-    global _current
-    key = tuple(os.environ.get(name) for name in SETTING_NAMES)
-    current = _current
-    if current is not None and current[0] == key:
-        return current[1]
-    with _lock:
-        if _current is None or _current[0] != key:
-            _current = (key, build_runtime(load_settings()))
-        return _current[1]
+    return _cache.get()
 
 
 def check_settings_at_startup() -> None:
@@ -65,14 +74,14 @@ def check_settings_at_startup() -> None:
         log.error("%s", error)
 
 
-def build_runtime(settings: Settings) -> Runtime:
-    credential: TokenCredential | None = None
+def build_runtime(settings: Settings, credential: TokenCredential | None = None) -> Runtime:
+    """Clients for ``settings``; ``credential`` overrides DefaultAzureCredential (tests, tools)."""
 
     def shared_credential() -> TokenCredential:
         # One managed identity for Azure OpenAI and Storage, built only when a key is missing.
         nonlocal credential
         if credential is None:
-            from azure.identity import DefaultAzureCredential
+            from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - only needed without keys; slow to import
 
             client_id = settings.storage.client_id or settings.client_id
             credential = DefaultAzureCredential(managed_identity_client_id=client_id)
@@ -82,15 +91,14 @@ def build_runtime(settings: Settings) -> Runtime:
     if settings.api_key:
         auth = ApiKeyAuth(settings.api_key)
     else:
-        from azure.identity import get_bearer_token_provider
+        from azure.identity import get_bearer_token_provider  # noqa: PLC0415 - as above
 
         auth = BearerTokenAuth(get_bearer_token_provider(shared_credential(), COGNITIVE_SERVICES_SCOPE))
 
     if settings.storage.connection_string:
         service = BlobServiceClient.from_connection_string(settings.storage.connection_string)
     else:
-        assert settings.storage.account_url is not None
-        service = BlobServiceClient(settings.storage.account_url, credential=shared_credential())
+        service = BlobServiceClient(str(settings.storage.account_url), credential=shared_credential())
 
     return Runtime(
         settings=settings,

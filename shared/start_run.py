@@ -9,54 +9,98 @@ import azure.functions as func
 import httpx
 
 from shared.config import ConfigError
-from shared.discovery import find_artifacts, output_text
+from shared.discovery import Discovery, find_artifacts, output_text
 from shared.http_json import error_response, json_response
 from shared.ids import is_valid_id
 from shared.messages import ArtifactMessage
 from shared.naming import blob_name, safe_filename
 from shared.openai_client import UpstreamError
-from shared.run_request import InvalidRequest, parse_run_request
-from shared.runtime import get_runtime
+from shared.run_request import InvalidRequest, RunRequest, parse_run_request
+from shared.runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
 
 
+class _Refusal(Exception):
+    """Ends the request early with a JSON error answer."""
+
+    def __init__(self, response: func.HttpResponse) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
 def start_run(req: func.HttpRequest, messages: func.Out[list[str]]) -> func.HttpResponse:
     try:
-        run = parse_run_request(req.get_body() or b"")
-    except InvalidRequest as invalid:
-        first = invalid.problems[0]
-        return error_response(
-            invalid.status,
-            "invalid_request" if invalid.status == 400 else "body_too_large",
-            str(invalid),
-            field=first.field,
-            details=[{"field": p.field, "problem": p.problem} for p in invalid.problems],
-        )
-    try:
-        runtime = get_runtime()
-    except ConfigError as error:
-        log.error("%s", error)
-        return error_response(500, "configuration_error", str(error))
-
-    try:
-        response = runtime.openai.create_response(run.to_payload(runtime.settings.deployment))
-    except UpstreamError as error:
-        log.warning("Azure OpenAI rejected the run: %s", error)
-        return error_response(502, "upstream_error", "Azure OpenAI answered with an error", upstream=error.detail)
-    except httpx.TimeoutException:
-        return error_response(504, "upstream_timeout", "Azure OpenAI did not answer in time")
-    except httpx.TransportError as error:
-        log.warning("could not reach Azure OpenAI: %s", type(error).__name__)
-        return error_response(502, "upstream_unreachable", "could not reach Azure OpenAI")
+        run = _parse(req)
+        runtime = _runtime()
+        response = _create_response(runtime, run)
+    except _Refusal as refusal:
+        return refusal.response
 
     response_id = response.get("id")
     if not is_valid_id(response_id):
         return error_response(502, "upstream_error", "Azure OpenAI answered without a usable response id")
-    assert isinstance(response_id, str)
 
     discovery = find_artifacts(response, runtime.openai.list_container_files, exclude_file_ids=run.file_ids)
-    queued = [
+    queued = _messages(response_id, discovery)
+    if queued:
+        messages.set([message.to_json() for message in queued])
+    log.info("response %s: queued %d artifact(s)", response_id, len(queued))
+
+    body: dict[str, Any] = {
+        "response_id": response_id,
+        "status": response.get("status"),
+        "output_text": output_text(response),
+        "artifacts": [
+            {"container_id": m.container_id, "file_id": m.file_id, "filename": m.filename, "blob_name": m.blob_name}
+            for m in queued
+        ],
+    }
+    if discovery.warnings:
+        body["warnings"] = discovery.warnings
+    return json_response(202, body)
+
+
+def _parse(req: func.HttpRequest) -> RunRequest:
+    try:
+        return parse_run_request(req.get_body() or b"")
+    except InvalidRequest as invalid:
+        raise _Refusal(
+            error_response(
+                invalid.status,
+                "invalid_request" if invalid.status == 400 else "body_too_large",
+                str(invalid),
+                field=invalid.problems[0].field,
+                details=[{"field": p.field, "problem": p.problem} for p in invalid.problems],
+            )
+        ) from None
+
+
+def _runtime() -> Runtime:
+    try:
+        return get_runtime()
+    except ConfigError as error:
+        log.error("%s", error)
+        raise _Refusal(error_response(500, "configuration_error", str(error))) from None
+
+
+def _create_response(runtime: Runtime, run: RunRequest) -> dict[str, Any]:
+    try:
+        return runtime.openai.create_response(run.to_payload(runtime.settings.deployment))
+    except UpstreamError as error:
+        log.warning("Azure OpenAI rejected the run: %s", error)
+        raise _Refusal(
+            error_response(502, "upstream_error", "Azure OpenAI answered with an error", upstream=error.detail)
+        ) from None
+    except httpx.TimeoutException:
+        raise _Refusal(error_response(504, "upstream_timeout", "Azure OpenAI did not answer in time")) from None
+    except httpx.TransportError as error:
+        log.warning("could not reach Azure OpenAI: %s", type(error).__name__)
+        raise _Refusal(error_response(502, "upstream_unreachable", "could not reach Azure OpenAI")) from None
+
+
+def _messages(response_id: str, discovery: Discovery) -> list[ArtifactMessage]:
+    return [
         ArtifactMessage(
             response_id=response_id,
             container_id=artifact.container_id,
@@ -68,24 +112,3 @@ def start_run(req: func.HttpRequest, messages: func.Out[list[str]]) -> func.Http
         )
         for artifact in discovery.artifacts
     ]
-    if queued:
-        messages.set([message.to_json() for message in queued])
-    log.info("response %s: queued %d artifact(s)", response_id, len(queued))
-
-    body: dict[str, Any] = {
-        "response_id": response_id,
-        "status": response.get("status"),
-        "output_text": output_text(response),
-        "artifacts": [
-            {
-                "container_id": m.container_id,
-                "file_id": m.file_id,
-                "filename": m.filename,
-                "blob_name": m.blob_name,
-            }
-            for m in queued
-        ],
-    }
-    if discovery.warnings:
-        body["warnings"] = discovery.warnings
-    return json_response(202, body)

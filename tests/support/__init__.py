@@ -1,0 +1,1 @@
+"""Test and demo support: Azurite, and a stand-in for the Functions host's invocation path."""

@@ -1,0 +1,96 @@
+"""Start a throwaway Azurite (the Azure Storage emulator) on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ACCOUNT = "devstoreaccount1"
+# Azurite's published development key: not a secret.
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def azurite_command() -> str:
+    """AZURITE_BIN, else the project's node_modules, else whatever is on PATH."""
+    for candidate in (os.environ.get("AZURITE_BIN"), str(ROOT / "node_modules" / ".bin" / "azurite")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    found = shutil.which("azurite")
+    if not found:
+        raise RuntimeError("Azurite is not installed: run `npm install` in the project root")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Azurite:
+    process: subprocess.Popen[bytes]
+    blob_port: int
+    queue_port: int
+    table_port: int
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{self.blob_port}/{ACCOUNT};"
+            f"QueueEndpoint=http://127.0.0.1:{self.queue_port}/{ACCOUNT};"
+            f"TableEndpoint=http://127.0.0.1:{self.table_port}/{ACCOUNT};"
+        )
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_azurite(location: Path | None = None, ports: tuple[int, int, int] | None = None) -> Azurite:
+    """Start Azurite and return once all three services accept connections."""
+    blob, queue, table = ports or (free_port(), free_port(), free_port())
+    storage = ["--location", str(location)] if location else ["--inMemoryPersistence"]
+    process = subprocess.Popen(
+        [
+            azurite_command(),
+            "--silent",
+            "--skipApiVersionCheck",  # the newest SDKs send versions Azurite does not know yet
+            "--disableTelemetry",
+            "--blobHost", "127.0.0.1", "--blobPort", str(blob),
+            "--queueHost", "127.0.0.1", "--queuePort", str(queue),
+            "--tableHost", "127.0.0.1", "--tablePort", str(table),
+            *storage,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    azurite = Azurite(process, blob, queue, table)
+    deadline = time.monotonic() + 60
+    for port in (blob, queue, table):
+        while not _accepts(port):
+            if process.poll() is not None:
+                error = process.stderr.read().decode(errors="replace") if process.stderr else ""
+                raise RuntimeError(f"Azurite exited early: {error.strip()[:2000]}")
+            if time.monotonic() > deadline:
+                azurite.stop()
+                raise RuntimeError("Azurite did not start within 60 s")
+            time.sleep(0.05)  # polling for readiness, with a deadline
+    return azurite
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0

@@ -1,0 +1,188 @@
+"""A stand-in for the Functions host's invocation path, for tests and the demo.
+
+It reads the app's function metadata the way the worker reports it (bindings as JSON), calls
+the user functions with the same objects the Python worker builds (``func.HttpRequest``,
+``azure.functions.queue.QueueMessage``, ``func.Out``), and moves queue output through a real
+Storage queue, encoded as host.json's ``messageEncoding`` says, as the host's queue extension
+does. Failed messages stay on the queue (the host would redeliver them); after
+``maxDequeueCount`` attempts they move to ``{queue}-poison``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import azure.functions as func
+from azure.functions.queue import QueueMessage as WorkerQueueMessage
+from azure.storage.queue import QueueClient, QueueServiceClient
+
+ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+class Out(func.Out[T], Generic[T]):
+    """What the worker hands a function for an output binding."""
+
+    def __init__(self) -> None:
+        self._value: T | None = None
+        self.was_set = False
+
+    def set(self, val: T) -> None:
+        self._value = val
+        self.was_set = True
+
+    def get(self) -> T:
+        return self._value  # type: ignore[return-value]
+
+
+@dataclass
+class Binding:
+    name: str
+    type: str
+    direction: str
+    raw: dict[str, Any]
+
+
+@dataclass
+class FunctionInfo:
+    name: str
+    bindings: list[Binding]
+    call: Callable[..., Any]
+
+    def binding(self, binding_type: str) -> Binding | None:
+        return next((b for b in self.bindings if b.type == binding_type), None)
+
+
+@dataclass
+class Delivery:
+    message_id: str
+    dequeue_count: int
+    error: BaseException | None
+    result: Any = None
+
+
+@dataclass
+class HttpCall:
+    response: func.HttpResponse
+    queued: dict[str, list[str]] = field(default_factory=dict)  # queue name -> messages
+
+    def json(self) -> Any:
+        return json.loads(self.response.get_body())
+
+
+def load_host_json() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((ROOT / "host.json").read_text())
+    return document
+
+
+class FunctionsHost:
+    def __init__(self, app: func.FunctionApp, storage_connection_string: str) -> None:
+        self.functions = {
+            str(fn.get_function_name()): FunctionInfo(
+                name=str(fn.get_function_name()),
+                bindings=[_binding(json.loads(raw)) for raw in fn.get_raw_bindings()],
+                call=fn.get_user_function(),
+            )
+            for fn in app.get_functions()
+        }
+        queues = load_host_json().get("extensions", {}).get("queues", {})
+        self.base64 = str(queues.get("messageEncoding", "base64")).lower() == "base64"
+        self.max_dequeue_count = int(queues.get("maxDequeueCount", 5))
+        self._queues = QueueServiceClient.from_connection_string(storage_connection_string)
+
+    def queue(self, name: str) -> QueueClient:
+        client = self._queues.get_queue_client(name)
+        try:
+            client.create_queue()
+        except Exception:  # already exists
+            pass
+        return client
+
+    def http(
+        self,
+        method: str,
+        route: str,
+        *,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> HttpCall:
+        """Invoke the HTTP function whose route and method match, then flush its queue outputs."""
+        target = self._http_function(method, route)
+        trigger = target.binding("httpTrigger")
+        assert trigger is not None
+        request = func.HttpRequest(
+            method=method.upper(),
+            url=f"http://localhost:7071/api/{route}",
+            headers=headers or {"content-type": "application/json"},
+            params=params or {},
+            route_params={},
+            body=body,
+        )
+        outputs = {b.name: Out[Any]() for b in target.bindings if b.direction == "OUT" and b.type != "http"}
+        response = target.call(**{trigger.name: request}, **outputs)
+        call = HttpCall(response=response)
+        for binding in target.bindings:
+            out = outputs.get(binding.name)
+            if binding.type == "queue" and out is not None and out.was_set:
+                call.queued[binding.raw["queueName"]] = self._send(binding.raw["queueName"], out.get())
+        return call
+
+    def deliver(self, function_name: str, *, max_rounds: int = 10) -> list[Delivery]:
+        """Run the queue-triggered function until its queue is empty or max_rounds pass."""
+        target = self.functions[function_name]
+        trigger = target.binding("queueTrigger")
+        assert trigger is not None
+        queue = self.queue(trigger.raw["queueName"])
+        deliveries: list[Delivery] = []
+        for _ in range(max_rounds):
+            batch = list(queue.receive_messages(messages_per_page=32, visibility_timeout=1, max_messages=32))
+            if not batch:
+                break
+            for received in batch:
+                deliveries.append(self._invoke_queue(target, trigger, queue, received))
+        return deliveries
+
+    def _invoke_queue(self, target: FunctionInfo, trigger: Binding, queue: QueueClient, received: Any) -> Delivery:
+        content = received.content
+        body = base64.b64decode(content) if self.base64 else content.encode("utf-8")
+        message = WorkerQueueMessage(
+            id=received.id,
+            body=body,
+            dequeue_count=received.dequeue_count,
+            pop_receipt=received.pop_receipt,
+        )
+        try:
+            result = target.call(**{trigger.name: message})
+        except Exception as error:  # the host logs the failure and lets the message reappear
+            if received.dequeue_count >= self.max_dequeue_count:
+                self.queue(f"{queue.queue_name}-poison").send_message(content)
+                queue.delete_message(received)
+            return Delivery(received.id, received.dequeue_count, error)
+        queue.delete_message(received)
+        return Delivery(received.id, received.dequeue_count, None, result)
+
+    def _send(self, queue_name: str, value: Any) -> list[str]:
+        messages = [value] if isinstance(value, (str, bytes)) else list(value)
+        queue = self.queue(queue_name)
+        texts = [m.decode("utf-8") if isinstance(m, bytes) else str(m) for m in messages]
+        for text in texts:
+            encoded = base64.b64encode(text.encode("utf-8")).decode("ascii") if self.base64 else text
+            queue.send_message(encoded)
+        return texts
+
+    def _http_function(self, method: str, route: str) -> FunctionInfo:
+        for info in self.functions.values():
+            trigger = info.binding("httpTrigger")
+            if trigger and trigger.raw.get("route") == route and method.upper() in trigger.raw.get("methods", []):
+                return info
+        raise LookupError(f"no HTTP function for {method} {route}")
+
+
+def _binding(raw: dict[str, Any]) -> Binding:
+    return Binding(name=raw["name"], type=raw["type"], direction=raw["direction"], raw=raw)

@@ -1,0 +1,87 @@
+"""Settings: validated once, errors name the setting, secrets never in repr."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.config import ConfigError, load_settings, queue_name
+
+BASE = {
+    "AZURE_OPENAI_ENDPOINT": "https://res.openai.azure.com/",
+    "AZURE_OPENAI_DEPLOYMENT": "gpt-4.1",
+    "AZURE_OPENAI_API_KEY": "sekrit-key",
+    "AzureWebJobsStorage": "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=c2VrcmV0;EndpointSuffix=core.windows.net",
+}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("https://res.openai.azure.com", "https://res.openai.azure.com"),
+        ("https://res.openai.azure.com/", "https://res.openai.azure.com"),
+        ("https://res.openai.azure.com/openai/v1/", "https://res.openai.azure.com"),
+        ("https://res.openai.azure.com/openai", "https://res.openai.azure.com"),
+        ("http://127.0.0.1:8089", "http://127.0.0.1:8089"),
+    ],
+)
+def test_endpoint_forms(raw: str, expected: str) -> None:
+    assert load_settings({**BASE, "AZURE_OPENAI_ENDPOINT": raw}).endpoint == expected
+
+
+def test_defaults() -> None:
+    settings = load_settings(BASE)
+    assert settings.queue_name == "artifact-downloads"
+    assert settings.artifacts_container == "artifacts"
+    assert settings.status_container == "artifact-status"
+    assert not settings.uses_entra_id
+
+
+def test_every_problem_is_named_at_once() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"AZURE_OPENAI_ENDPOINT": "ftp://x", "ARTIFACTS_QUEUE": "Bad_Name"})
+    message = str(caught.value)
+    for name in ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_DEPLOYMENT", "AzureWebJobsStorage", "ARTIFACTS_QUEUE"):
+        assert name in message
+
+
+@pytest.mark.parametrize("value", ["https://x.example/?a=1", "https://user:pw@x.example", "not a url", "https://"])
+def test_malformed_endpoints_are_refused(value: str) -> None:
+    with pytest.raises(ConfigError, match="AZURE_OPENAI_ENDPOINT"):
+        load_settings({**BASE, "AZURE_OPENAI_ENDPOINT": value})
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    text = repr(load_settings(BASE))
+    assert "sekrit-key" not in text and "c2VrcmV0" not in text
+
+
+def test_no_key_means_entra_id() -> None:
+    settings = load_settings({k: v for k, v in BASE.items() if k != "AZURE_OPENAI_API_KEY"})
+    assert settings.uses_entra_id
+
+
+def test_development_storage_shorthand_is_expanded() -> None:
+    settings = load_settings({**BASE, "AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    assert settings.storage.connection_string is not None
+    assert "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1" in settings.storage.connection_string
+
+
+def test_dedicated_artifact_storage_wins() -> None:
+    settings = load_settings({**BASE, "ARTIFACTS_STORAGE_CONNECTION": "UseDevelopmentStorage=true"})
+    assert settings.storage.connection_string is not None
+    assert "devstoreaccount1" in settings.storage.connection_string
+
+
+def test_identity_based_storage() -> None:
+    env = {k: v for k, v in BASE.items() if k != "AzureWebJobsStorage"}
+    settings = load_settings(
+        {**env, "AzureWebJobsStorage__blobServiceUri": "https://acct.blob.core.windows.net/", "AzureWebJobsStorage__clientId": "abc"}
+    )
+    assert settings.storage.account_url == "https://acct.blob.core.windows.net"
+    assert settings.storage.client_id == "abc"
+    assert settings.storage.connection_string is None
+
+
+def test_queue_name_setting() -> None:
+    assert queue_name({}) == "artifact-downloads"
+    assert queue_name({"ARTIFACTS_QUEUE": "jobs"}) == "jobs"

@@ -1,0 +1,79 @@
+"""Untrusted filenames become safe, readable blob names; metadata stays ASCII."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+import pytest
+
+from shared.naming import (
+    MAX_FILENAME_BYTES,
+    content_disposition,
+    content_type_for,
+    is_placeholder_name,
+    metadata_filename,
+    safe_filename,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("chart.png", "chart.png"),
+        ("/mnt/data/chart.png", "chart.png"),
+        ("../../etc/passwd", "passwd"),
+        ("..", "cfile_1"),
+        ("...hidden", "hidden"),
+        ("a\\b.txt", "b.txt"),
+        ("tab\there\nnew.csv", "tab_here_new.csv"),
+        ("  many   spaces .txt", "many spaces .txt"),
+        ("bell\x07.txt", "bell_.txt"),
+        ("rtl\u202egnp.exe", "rtl_gnp.exe"),
+        ("銷售圖表.png", "銷售圖表.png"),
+        ("cafe\u0301.txt", "café.txt"),  # NFC
+        ("   ", "cfile_1"),
+        ("", "cfile_1"),
+    ],
+)
+def test_safe_filename(raw: str, expected: str) -> None:
+    assert safe_filename(raw, "cfile_1") == expected
+
+
+def test_long_names_are_cut_on_a_character_boundary_keeping_the_extension() -> None:
+    name = safe_filename("表" * 300 + ".xlsx", "f")
+    assert name.endswith(".xlsx")
+    assert len(name.encode("utf-8")) <= MAX_FILENAME_BYTES
+    name.encode("utf-8").decode("utf-8")  # still valid UTF-8
+
+
+def test_placeholder_names() -> None:
+    assert is_placeholder_name("cfile_abc.png", "cfile_abc")
+    assert is_placeholder_name("cfile_abc", "cfile_abc")
+    assert not is_placeholder_name("chart.png", "cfile_abc")
+
+
+def test_metadata_filename_is_ascii_and_round_trips() -> None:
+    for name in ("銷售圖表.png", "a b&c=d%.csv", "naïve \"quote\".txt"):
+        encoded = metadata_filename(name)
+        assert encoded.isascii() and "/" not in encoded
+        assert unquote(encoded) == name
+
+
+def test_content_disposition_carries_both_forms() -> None:
+    assert content_disposition('q"uote.txt') == (
+        "attachment; filename=\"q_uote.txt\"; filename*=UTF-8''q%22uote.txt"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "hint", "expected"),
+    [
+        ("a.png", None, "image/png"),
+        ("a.CSV", None, "text/csv"),
+        ("a.xlsx", None, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        ("noext", "image/jpeg", "image/jpeg"),
+        ("noext", None, "application/octet-stream"),
+    ],
+)
+def test_content_type(name: str, hint: str | None, expected: str) -> None:
+    assert content_type_for(name, hint) == expected
