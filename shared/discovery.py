@@ -99,9 +99,10 @@ class _Collector:
     def from_listing(self, container_id: str, listed: Iterable[dict[str, Any]]) -> None:
         for entry in listed:
             file_id = entry.get("id")
-            if entry.get("source") != "assistant":
-                if isinstance(file_id, str):
-                    self.user_files.add(file_id)
+            source = entry.get("source")
+            if source == "user" and isinstance(file_id, str):
+                self.user_files.add(file_id)  # the caller's input: never persisted, even if cited
+            if source != "assistant":
                 continue
             found = self.file(container_id, file_id)
             if found is None:

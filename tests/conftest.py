@@ -32,6 +32,14 @@ def fake() -> Iterator[FakeAzureOpenAI]:
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def _no_leftover_faults(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A fault a test injected but did not use up must not reach the next test."""
+    yield
+    if "fake" in request.fixturenames:
+        request.getfixturevalue("fake").clear_faults()
+
+
 @dataclass
 class AppEnv:
     queue: str
@@ -73,7 +81,7 @@ def app_env(monkeypatch: pytest.MonkeyPatch, azurite: Azurite, fake: FakeAzureOp
 @pytest.fixture
 def host(app_env: AppEnv, azurite: Azurite) -> FunctionsHost:
     """The app loaded as the worker loads it, under this test's settings."""
-    import function_app
+    import function_app  # noqa: PLC0415 - loaded under this test's settings
 
     importlib.reload(function_app)  # bindings (the queue name) are read when the module loads
     return FunctionsHost(function_app.app, azurite.connection_string)

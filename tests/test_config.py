@@ -10,7 +10,9 @@ BASE = {
     "AZURE_OPENAI_ENDPOINT": "https://res.openai.azure.com/",
     "AZURE_OPENAI_DEPLOYMENT": "gpt-4.1",
     "AZURE_OPENAI_API_KEY": "sekrit-key",
-    "AzureWebJobsStorage": "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=c2VrcmV0;EndpointSuffix=core.windows.net",
+    "AzureWebJobsStorage": (
+        "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=c2VrcmV0;EndpointSuffix=core.windows.net"
+    ),
 }
 
 
@@ -75,7 +77,11 @@ def test_dedicated_artifact_storage_wins() -> None:
 def test_identity_based_storage() -> None:
     env = {k: v for k, v in BASE.items() if k != "AzureWebJobsStorage"}
     settings = load_settings(
-        {**env, "AzureWebJobsStorage__blobServiceUri": "https://acct.blob.core.windows.net/", "AzureWebJobsStorage__clientId": "abc"}
+        {
+            **env,
+            "AzureWebJobsStorage__blobServiceUri": "https://acct.blob.core.windows.net/",
+            "AzureWebJobsStorage__clientId": "abc",
+        }
     )
     assert settings.storage.account_url == "https://acct.blob.core.windows.net"
     assert settings.storage.client_id == "abc"

@@ -33,7 +33,8 @@ def stored(env: AppEnv, blob_name: str) -> tuple[bytes, dict[str, str], str | No
     blob = env.artifacts().get_blob_client(blob_name)
     properties = blob.get_blob_properties()
     data = blob.download_blob().readall()
-    return data, dict(properties.metadata), properties.content_settings.content_type, properties.content_settings.content_disposition
+    content = properties.content_settings
+    return data, dict(properties.metadata), content.content_type, content.content_disposition
 
 
 def assert_landed(env: AppEnv, response_id: str, file: FakeFile, container_id: str, name: str) -> None:
@@ -119,7 +120,8 @@ def test_several_containers_and_pages(host: FunctionsHost, fake: FakeAzureOpenAI
     assert len({a["container_id"] for a in answer["artifacts"]}) == 2
     assert all(d.error is None for d in host.deliver("persist_artifact"))
     for file in first:
-        assert_landed(app_env, answer["response_id"], file, scenario.containers[0].container_id, file.path.rsplit("/", 1)[1])
+        name = file.path.rsplit("/", 1)[1]
+        assert_landed(app_env, answer["response_id"], file, scenario.containers[0].container_id, name)
     assert_landed(app_env, answer["response_id"], second[0], scenario.containers[1].container_id, "b.txt")
 
 
@@ -188,7 +190,10 @@ def test_expired_container_is_recorded_not_retried(
     assert [d.error for d in deliveries] == [None]  # completed: no retry storm
     assert blob_names(app_env) == set()
     record = json.loads(
-        app_env.status().get_blob_client(f"{answer['response_id']}/{chart.file_id}.json").download_blob().readall()
+        app_env.status()
+        .get_blob_client(f"{answer['response_id']}/{chart.file_id}.json")
+        .download_blob()
+        .readall()
     )
     assert record["state"] == "failed"
     assert record["code"] == "file_gone"
@@ -220,7 +225,8 @@ def test_transient_download_failure_leaves_the_message_for_redelivery(
 ) -> None:
     chart = FakeFile(PNG, "/mnt/data/retry.png", cite="real")
     run(host, fake, Scenario([FakeContainer([chart])]))
-    fake.fail_next("/content", status, {"error": {"code": str(status), "message": "nope"}}, times=4)  # every attempt of one delivery
+    # Enough failures for every in-process attempt of one delivery.
+    fake.fail_next("/content", status, {"error": {"code": str(status), "message": "nope"}}, times=4)
     first = host.deliver("persist_artifact", max_rounds=1)
     assert len(first) == 1 and first[0].error is not None
     assert blob_names(app_env) == set()

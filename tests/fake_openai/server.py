@@ -302,7 +302,10 @@ class FakeAzureOpenAI:
             raise RuntimeError("already started")
         server = _FakeHTTPServer(("127.0.0.1", self._port), _Handler, self)
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="fake-azure-openai", daemon=True)
+        # A short poll keeps stop() quick: shutdown() waits for the loop's next poll.
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-azure-openai", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -396,6 +399,12 @@ class FakeAzureOpenAI:
             raise ValueError("after_bytes must not be negative")
         with self._lock:
             self._cuts.append(_Cut(after_bytes, times))
+
+    def clear_faults(self) -> None:
+        """Forget injected failures and cuts that no request has used up yet."""
+        with self._lock:
+            self._faults.clear()
+            self._cuts.clear()
 
     # -- used by the handler ---------------------------------------------------------------
 
@@ -649,6 +658,9 @@ _CONTENT = re.compile(r"^/openai/v1/containers/(?P<cid>[^/]+)/files/(?P<fid>[^/]
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like the real endpoint
     server_version = "FakeAzureOpenAI/1.0"
+    # Headers and body go out in separate writes; with Nagle on, the second one waits for
+    # the client's delayed ACK (about 40 ms a request on Linux).
+    disable_nagle_algorithm = True
     # BaseHTTPRequestHandler's own type for ``server`` is the generic socketserver base.
     server: _FakeHTTPServer
 

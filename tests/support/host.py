@@ -11,6 +11,7 @@ does. Failed messages stay on the queue (the host would redeliver them); after
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import azure.functions as func
+from azure.core.exceptions import ResourceExistsError
 from azure.functions.queue import QueueMessage as WorkerQueueMessage
 from azure.storage.queue import QueueClient, QueueServiceClient
 
@@ -97,10 +99,8 @@ class FunctionsHost:
 
     def queue(self, name: str) -> QueueClient:
         client = self._queues.get_queue_client(name)
-        try:
+        with contextlib.suppress(ResourceExistsError):
             client.create_queue()
-        except Exception:  # already exists
-            pass
         return client
 
     def http(
@@ -151,7 +151,7 @@ class FunctionsHost:
     def _invoke_queue(self, target: FunctionInfo, trigger: Binding, queue: QueueClient, received: Any) -> Delivery:
         content = received.content
         body = base64.b64decode(content) if self.base64 else content.encode("utf-8")
-        message = WorkerQueueMessage(
+        message = WorkerQueueMessage(  # type: ignore[no-untyped-call]
             id=received.id,
             body=body,
             dequeue_count=received.dequeue_count,

@@ -1,0 +1,56 @@
+"""The queue message schema: round-trips, and refuses anything that could aim elsewhere."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared.messages import ArtifactMessage, InvalidMessage
+
+GOOD = ArtifactMessage(
+    response_id="resp_1",
+    container_id="cntr_1",
+    file_id="cfile_1",
+    filename="銷售 圖表.png",
+    blob_name="resp_1/cfile_1/銷售 圖表.png",
+    mime_type="image/png",
+    size=12,
+)
+
+
+def test_round_trip() -> None:
+    assert ArtifactMessage.from_json(GOOD.to_json()) == GOOD
+    assert ArtifactMessage.from_json(GOOD.to_json().encode("utf-8")) == GOOD
+
+
+def _with(**changes: object) -> str:
+    data = json.loads(GOOD.to_json())
+    data.update(changes)
+    return json.dumps(data)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        "[]",
+        _with(v=2),
+        _with(response_id="../resp"),
+        _with(container_id="cntr_1?x=1"),
+        _with(file_id="cfile_1#frag"),
+        _with(file_id="x" * 200),
+        _with(blob_name="other/cfile_1/a.png"),
+        _with(blob_name="resp_1/cfile_1/../../x.png"),
+        _with(blob_name="resp_1/cfile_1/"),
+        _with(filename=""),
+        _with(filename=5),
+        _with(size=-1),
+        _with(size=True),
+        _with(mime_type=["image/png"]),
+        "x" * 100_000,
+    ],
+)
+def test_refused(body: str) -> None:
+    with pytest.raises(InvalidMessage):
+        ArtifactMessage.from_json(body)
