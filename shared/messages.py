@@ -5,6 +5,9 @@ Schema (JSON object, version 1)::
     {"v": 1, "response_id": "...", "container_id": "...", "file_id": "...",
      "filename": "real name.png", "blob_name": "{response_id}/{file_id}/{safe name}",
      "mime_type": "image/png" | null, "size": 1234 | null}
+
+Only the three ids are required; ``v`` defaults to 1, ``filename`` to the file id and
+``blob_name`` to the one derived from the ids and the filename.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from shared.ids import require_id
-from shared.naming import MAX_FILENAME_BYTES, safe_filename
+from shared.naming import MAX_FILENAME_BYTES, blob_name, safe_filename
 
 SCHEMA_VERSION = 1
 _MAX_MESSAGE_BYTES = 48 * 1024  # a Storage queue message is at most 64 KiB after base64
@@ -47,15 +50,24 @@ class ArtifactMessage:
             raise InvalidMessage("message is not valid JSON") from None
         if not isinstance(data, dict):
             raise InvalidMessage("message must be a JSON object")
-        if data.get("v") != SCHEMA_VERSION:
+        # A hand-written message (a replay, another producer) may leave out the version,
+        # the filename and the blob name: they have safe defaults.
+        if data.get("v", SCHEMA_VERSION) != SCHEMA_VERSION:
             raise InvalidMessage(f"message schema version must be {SCHEMA_VERSION}")
         try:
+            response_id = require_id(data.get("response_id"), "response_id")
+            file_id = require_id(data.get("file_id"), "file_id")
+            filename = _text(data, "filename") if data.get("filename") is not None else file_id
             message = cls(
-                response_id=require_id(data.get("response_id"), "response_id"),
+                response_id=response_id,
                 container_id=require_id(data.get("container_id"), "container_id"),
-                file_id=require_id(data.get("file_id"), "file_id"),
-                filename=_text(data, "filename"),
-                blob_name=_text(data, "blob_name"),
+                file_id=file_id,
+                filename=filename,
+                blob_name=(
+                    _text(data, "blob_name")
+                    if data.get("blob_name") is not None
+                    else blob_name(response_id, file_id, safe_filename(filename, file_id))
+                ),
                 mime_type=_optional_text(data, "mime_type"),
                 size=_optional_size(data),
             )

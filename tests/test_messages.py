@@ -24,6 +24,16 @@ def test_round_trip() -> None:
     assert ArtifactMessage.from_json(GOOD.to_json().encode("utf-8")) == GOOD
 
 
+def test_only_the_ids_are_required() -> None:
+    minimal = ArtifactMessage.from_json('{"response_id": "resp_1", "container_id": "cntr_1", "file_id": "cfile_1"}')
+    assert minimal.filename == "cfile_1"
+    assert minimal.blob_name == "resp_1/cfile_1/cfile_1"
+    named = ArtifactMessage.from_json(
+        '{"response_id": "resp_1", "container_id": "cntr_1", "file_id": "cfile_1", "filename": "../a b.png"}'
+    )
+    assert named.blob_name == "resp_1/cfile_1/a b.png"
+
+
 def _with(**changes: object) -> str:
     data = json.loads(GOOD.to_json())
     data.update(changes)
@@ -44,6 +54,8 @@ def _with(**changes: object) -> str:
         _with(blob_name="resp_1/cfile_1/../../x.png"),
         _with(blob_name="resp_1/cfile_1/"),
         _with(filename=""),
+        _with(response_id=None),
+        _with(container_id=None),
         _with(filename=5),
         _with(size=-1),
         _with(size=True),
