@@ -9,6 +9,7 @@ from shared import config
 from shared.persist import persist_message
 from shared.runtime import check_settings_at_startup, get_runtime
 from shared.start_run import start_run
+from shared.status_api import response_status
 
 ARTIFACTS_QUEUE = config.queue_name()
 STORAGE_CONNECTION = "AzureWebJobsStorage"
@@ -22,6 +23,12 @@ check_settings_at_startup()
 @app.queue_output(arg_name="messages", queue_name=ARTIFACTS_QUEUE, connection=STORAGE_CONNECTION)
 def start_run_http(req: func.HttpRequest, messages: func.Out[list[str]]) -> func.HttpResponse:
     return start_run(req, messages)
+
+
+@app.function_name("response_status")
+@app.route(route="responses/{response_id}", methods=["GET"])
+def response_status_http(req: func.HttpRequest) -> func.HttpResponse:
+    return response_status(req)
 
 
 @app.function_name("persist_artifact")

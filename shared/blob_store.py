@@ -38,6 +38,10 @@ class SizeMismatchError(Exception):
     """Fewer or more bytes arrived than the server announced: the download is retried."""
 
 
+class TooLargeError(Exception):
+    """The file is over the configured limit: a permanent failure, nothing is committed."""
+
+
 class ContainerGuard:
     """Creates a blob container once per process, on first use, instead of on every write."""
 
@@ -75,11 +79,16 @@ class ArtifactStore:
             properties = self._blob(blob_name).get_blob_properties()
         except ResourceNotFoundError:
             return None
-        metadata = properties.metadata or {}
-        digest, size = metadata.get("sha256"), metadata.get("size")
-        if not digest or size != str(properties.size):
-            return None
-        return StoredBlob(blob_name, properties.size, digest, already_present=True)
+        return _whole(blob_name, properties.size, properties.metadata)
+
+    def list_whole(self, prefix: str) -> dict[str, StoredBlob]:
+        """Every whole blob under ``prefix``, by name, in one listing."""
+        try:
+            listed = list(self._container.client.list_blobs(name_starts_with=prefix, include=["metadata"]))
+        except ResourceNotFoundError:
+            return {}
+        found = (_whole(blob.name, blob.size, blob.metadata) for blob in listed)
+        return {stored.blob_name: stored for stored in found if stored is not None}
 
     def write(
         self,
@@ -90,8 +99,11 @@ class ArtifactStore:
         content_type: str,
         content_disposition: str,
         expected_size: int | None = None,
+        max_size: int | None = None,
     ) -> StoredBlob:
         """Store ``chunks`` (each about ``block_size``) as one blob, adding size/sha256/downloaded_at."""
+        if max_size is not None and expected_size is not None and expected_size > max_size:
+            raise TooLargeError(f"the file has {expected_size} bytes, over the limit of {max_size}")
         self._container.ensure()
         blob = self._blob(blob_name)
         settings = ContentSettings(content_type=content_type, content_disposition=content_disposition)
@@ -99,6 +111,8 @@ class ArtifactStore:
         first = next(stream, b"")
         second = next(stream, None)
         if second is None:
+            if max_size is not None and len(first) > max_size:
+                raise TooLargeError(f"the file has {len(first)} bytes, over the limit of {max_size}")
             digest = hashlib.sha256(first).hexdigest()
             _check_size(len(first), expected_size)
             blob.upload_blob(
@@ -109,7 +123,7 @@ class ArtifactStore:
                 metadata=_final_metadata(metadata, len(first), digest),
             )
             return StoredBlob(blob_name, len(first), digest)
-        size, digest, block_ids = self._stage_blocks(blob, _chain(first, second, stream))
+        size, digest, block_ids = self._stage_blocks(blob, _limited(_chain(first, second, stream), max_size))
         _check_size(size, expected_size)
         blob.commit_block_list(
             [BlobBlock(block_id=block_id) for block_id in block_ids],
@@ -151,6 +165,23 @@ def _chain(first: bytes, second: bytes, rest: Iterator[bytes]) -> Iterator[bytes
     yield first
     yield second
     yield from rest
+
+
+def _limited(chunks: Iterator[bytes], max_size: int | None) -> Iterator[bytes]:
+    """Stop a stream that grows past the limit, whatever the server announced."""
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if max_size is not None and total > max_size:
+            raise TooLargeError(f"the file grew past the limit of {max_size} bytes")
+        yield chunk
+
+
+def _whole(name: str, size: int | None, metadata: dict[str, str] | None) -> StoredBlob | None:
+    digest = (metadata or {}).get("sha256")
+    if not digest or size is None or (metadata or {}).get("size") != str(size):
+        return None
+    return StoredBlob(name, size, digest, already_present=True)
 
 
 def _check_size(size: int, expected: int | None) -> None:

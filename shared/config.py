@@ -16,6 +16,7 @@ DEFAULT_QUEUE = "artifact-downloads"
 DEFAULT_CONTAINER = "artifacts"
 DEFAULT_STATUS_CONTAINER = "artifact-status"
 DEFAULT_TIMEOUT_SECONDS = 200.0  # under the 230 s an HTTP-triggered function may hold a request
+DEFAULT_MAX_FILE_BYTES = 4 * 1024**3
 
 # Every setting this module reads; the runtime rebuilds its clients only when one changes.
 SETTING_NAMES = (
@@ -23,6 +24,7 @@ SETTING_NAMES = (
     "AZURE_OPENAI_DEPLOYMENT",
     "AZURE_OPENAI_API_KEY",
     "AZURE_OPENAI_TIMEOUT_SECONDS",
+    "ARTIFACTS_MAX_FILE_BYTES",
     "AZURE_CLIENT_ID",
     "AzureWebJobsStorage",
     "AzureWebJobsStorage__blobServiceUri",
@@ -75,6 +77,7 @@ class Settings:
     artifacts_container: str
     status_container: str
     timeout_seconds: float
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     client_id: str | None = None
 
     @property
@@ -118,6 +121,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     timeout = _positive_float(get("AZURE_OPENAI_TIMEOUT_SECONDS"), DEFAULT_TIMEOUT_SECONDS,
                               "AZURE_OPENAI_TIMEOUT_SECONDS", problems)
+    max_file_bytes = _positive_int(get("ARTIFACTS_MAX_FILE_BYTES"), DEFAULT_MAX_FILE_BYTES,
+                                   "ARTIFACTS_MAX_FILE_BYTES", problems)
     storage = _storage_settings(source, problems)
 
     if problems:
@@ -131,6 +136,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         artifacts_container=container,
         status_container=status_container,
         timeout_seconds=timeout,
+        max_file_bytes=max_file_bytes,
         client_id=get("AZURE_CLIENT_ID") or None,
     )
 
@@ -168,6 +174,15 @@ def _positive_float(raw: str, default: float, name: str, problems: list[str]) ->
         problems.append(f"{name} must be a positive number of seconds")
         return default
     return value
+
+
+def _positive_int(raw: str, default: int, name: str, problems: list[str]) -> int:
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) == 0:
+        problems.append(f"{name} must be a positive whole number")
+        return default
+    return int(raw)
 
 
 def _storage_settings(source: Mapping[str, str], problems: list[str]) -> StorageSettings:

@@ -2,31 +2,41 @@
 
 Outcomes, so that every file either lands whole or is recorded:
 - stored (or already stored whole by an earlier delivery: nothing is downloaded again);
-- permanent failure (file or container gone, an unusable message, an upstream 4xx):
-  recorded in the status container, and the message completes;
+- permanent failure (file or container gone, over the size limit, an unusable message, an
+  upstream 4xx): recorded in the status container, and the message completes;
 - transient failure (429, 5xx, a timeout, a body cut short, 401/403 until the credentials are
   fixed, a Storage error): retried a few times here, then raised so the host redelivers the
-  message and, in the end, moves it to the poison queue.
+  message. On the last delivery the failure is recorded too, before the message goes to the
+  poison queue, so the status API never shows it pending for ever.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import httpx
 
-from shared.blob_store import SizeMismatchError, StoredBlob
-from shared.failure_records import Failure
+from shared.blob_store import SizeMismatchError, StoredBlob, TooLargeError
 from shared.messages import ArtifactMessage, InvalidMessage
 from shared.naming import content_disposition, content_type_for, metadata_filename
 from shared.openai_client import FileGoneError, TransientUpstreamError, UpstreamError
 from shared.retry import RetryPolicy
 from shared.runtime import Runtime
+from shared.status_store import Failure
 
 log = logging.getLogger(__name__)
 
 _RETRYABLE = (TransientUpstreamError, httpx.TransportError, SizeMismatchError)
 _GENERIC_TYPES = ("application/octet-stream", "binary/octet-stream")
+
+
+class _Permanent(Exception):
+    def __init__(self, code: str, reason: str, upstream_status: int | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.upstream_status = upstream_status
 
 
 def persist_message(
@@ -38,12 +48,13 @@ def persist_message(
     retry: RetryPolicy | None = None,
 ) -> StoredBlob | None:
     """Store the artifact a queue message names; None when it was recorded as failed."""
+    deliveries = dequeue_count or 1
     try:
         message = ArtifactMessage.from_json(body)
     except InvalidMessage as error:
         log.error("unusable queue message %s: %s", message_id, error)
-        runtime.failures.record_invalid_message(
-            Failure("invalid_message", str(error), dequeue_count or 1), _excerpt(body), message_id
+        runtime.status.record_invalid_message(
+            Failure("invalid_message", str(error), deliveries), _excerpt(body), message_id
         )
         return None
 
@@ -54,24 +65,35 @@ def persist_message(
 
     try:
         stored = _download_with_retries(runtime, message, retry or RetryPolicy())
-    except FileGoneError as error:
-        _record(runtime, message=message, message_id=message_id, attempts=dequeue_count, code="file_gone", error=error)
+    except _Permanent as failure:
+        failed = Failure(failure.code, failure.reason, deliveries)
+        _record(runtime, message, message_id, failed, failure.upstream_status)
         return None
-    except UpstreamError as error:
-        if error.status in (401, 403):
-            raise  # credentials or role assignment: fixable, so the message must survive
-        _record(
-            runtime, message=message, message_id=message_id, attempts=dequeue_count, code="upstream_error", error=error
-        )
-        return None
+    except Exception as error:
+        if deliveries >= runtime.max_dequeue_count:
+            reason = f"gave up after {deliveries} deliveries: {_describe(error)}"
+            _record(runtime, message, message_id, Failure("retries_exhausted", reason, deliveries), None)
+        raise
     log.info("stored %s (%d bytes, sha256 %s)", stored.blob_name, stored.size, stored.sha256)
     return stored
 
 
 def _download_with_retries(runtime: Runtime, message: ArtifactMessage, retry: RetryPolicy) -> StoredBlob:
-    for attempt in retry.retrying(*_RETRYABLE):
-        with attempt:
-            return _download(runtime, message)
+    limit = runtime.settings.max_file_bytes
+    if message.size is not None and message.size > limit:
+        raise _Permanent("too_large", f"the file has {message.size} bytes, over the limit of {limit}")
+    try:
+        for attempt in retry.retrying(*_RETRYABLE):
+            with attempt:
+                return _download(runtime, message)
+    except FileGoneError as error:
+        raise _Permanent("file_gone", _upstream_reason(error), error.status) from error
+    except TooLargeError as error:
+        raise _Permanent("too_large", str(error)) from error
+    except UpstreamError as error:
+        if error.status in (401, 403):
+            raise  # credentials or role assignment: fixable, so the message must survive
+        raise _Permanent("upstream_error", _upstream_reason(error), error.status) from error
     raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
 
@@ -92,40 +114,48 @@ def _download(runtime: Runtime, message: ArtifactMessage) -> StoredBlob:
             content_type=content_type_for(message.filename, hint),
             content_disposition=content_disposition(message.filename),
             expected_size=_announced_size(answer),
+            max_size=runtime.settings.max_file_bytes,
         )
 
 
 def _record(
     runtime: Runtime,
-    *,
     message: ArtifactMessage,
     message_id: str | None,
-    attempts: int | None,
-    code: str,
-    error: UpstreamError,
+    failure: Failure,
+    upstream_status: int | None,
 ) -> None:
-    reason = str(error.detail.get("message") or error)
-    log.warning("%s failed for good (%s): %s", message.blob_name, code, reason)
-    artifact = {
+    log.warning("%s failed (%s): %s", message.blob_name, failure.code, failure.reason)
+    artifact: dict[str, Any] = {
         "response_id": message.response_id,
         "container_id": message.container_id,
         "file_id": message.file_id,
         "filename": message.filename,
         "blob_name": message.blob_name,
-        "upstream_status": error.status,
     }
-    runtime.failures.record_artifact(Failure(code, reason, attempts or 1), artifact, message_id)
+    if upstream_status is not None:
+        artifact["upstream_status"] = upstream_status
+    runtime.status.record_failure(failure, artifact, message_id)
 
 
-def _is_identity(answer: httpx.Response) -> bool:
-    encoding: str = answer.headers.get("content-encoding", "identity")
-    return encoding.strip().lower() == "identity"
+def _upstream_reason(error: UpstreamError) -> str:
+    return f"Azure OpenAI answered {error.status}: {error.detail.get('message', '')}"
+
+
+def _describe(error: BaseException) -> str:
+    """A failure's kind and message, for a record: our own errors carry no secrets."""
+    if isinstance(error, (UpstreamError, TransientUpstreamError)):
+        return f"Azure OpenAI answered {error.status}: {error.detail.get('message', '')}"
+    if isinstance(error, (SizeMismatchError, httpx.TransportError)):
+        return f"{type(error).__name__}: {error}"
+    return type(error).__name__  # e.g. a Storage error, whose text may name request details
 
 
 def _announced_size(answer: httpx.Response) -> int | None:
     """Content-Length counts the bytes on the wire, so it only checks an unencoded body."""
     raw = answer.headers.get("content-length")
-    if raw is None or not raw.isdigit() or not _is_identity(answer):
+    encoding: str = answer.headers.get("content-encoding", "identity")
+    if raw is None or not raw.isdigit() or encoding.strip().lower() != "identity":
         return None
     return int(raw)
 

@@ -7,29 +7,32 @@ in tests, never in a running app.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import BlobServiceClient, ExponentialRetry
 
 from shared.blob_store import ArtifactStore
 from shared.config import SETTING_NAMES, ConfigError, Settings, load_settings
-from shared.failure_records import FailureRecords
 from shared.openai_client import (
     COGNITIVE_SERVICES_SCOPE,
     ApiKeyAuth,
     AzureOpenAIClient,
     BearerTokenAuth,
 )
+from shared.status_store import StatusStore
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
 log = logging.getLogger(__name__)
+HOST_JSON = Path(__file__).resolve().parents[1] / "host.json"
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,8 @@ class Runtime:
     settings: Settings
     openai: AzureOpenAIClient
     store: ArtifactStore
-    failures: FailureRecords
+    status: StatusStore
+    max_dequeue_count: int  # host.json's: the delivery after which a message goes to the poison queue
 
 
 class _RuntimeCache:
@@ -74,6 +78,15 @@ def check_settings_at_startup() -> None:
         log.error("%s", error)
 
 
+def host_max_dequeue_count() -> int:
+    """host.json's ``maxDequeueCount`` (5 when unset, as in the host), read from the app root."""
+    try:
+        host = json.loads(HOST_JSON.read_text(encoding="utf-8"))
+        return int(host["extensions"]["queues"]["maxDequeueCount"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 5
+
+
 def build_runtime(settings: Settings, credential: TokenCredential | None = None) -> Runtime:
     """Clients for ``settings``; ``credential`` overrides DefaultAzureCredential (tests, tools)."""
 
@@ -95,10 +108,15 @@ def build_runtime(settings: Settings, credential: TokenCredential | None = None)
 
         auth = BearerTokenAuth(get_bearer_token_provider(shared_credential(), COGNITIVE_SERVICES_SCOPE))
 
+    # The SDK's default waits 15 s before its first retry; an invocation would rather fail fast
+    # and let the queue redeliver.
+    retry = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3, random_jitter_range=1)
     if settings.storage.connection_string:
-        service = BlobServiceClient.from_connection_string(settings.storage.connection_string)
+        service = BlobServiceClient.from_connection_string(settings.storage.connection_string, retry_policy=retry)
     else:
-        service = BlobServiceClient(str(settings.storage.account_url), credential=shared_credential())
+        service = BlobServiceClient(
+            str(settings.storage.account_url), credential=shared_credential(), retry_policy=retry
+        )
 
     return Runtime(
         settings=settings,
@@ -109,5 +127,6 @@ def build_runtime(settings: Settings, credential: TokenCredential | None = None)
             secrets=(settings.api_key or "",),
         ),
         store=ArtifactStore(service, settings.artifacts_container),
-        failures=FailureRecords(service, settings.status_container),
+        status=StatusStore(service, settings.status_container),
+        max_dequeue_count=host_max_dequeue_count(),
     )

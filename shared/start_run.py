@@ -43,6 +43,17 @@ def start_run(req: func.HttpRequest, messages: func.Out[list[str]]) -> func.Http
 
     discovery = find_artifacts(response, runtime.openai.list_container_files, exclude_file_ids=run.file_ids)
     queued = _messages(response_id, discovery)
+    artifacts = [
+        {"container_id": m.container_id, "file_id": m.file_id, "filename": m.filename, "blob_name": m.blob_name}
+        for m in queued
+    ]
+    warnings = list(discovery.warnings)
+    try:
+        # Before queueing, so the status API knows every artifact from the start.
+        runtime.status.write_manifest(response_id, response.get("status"), artifacts)
+    except Exception as error:  # the files matter more than their status: queue them anyway
+        log.error("could not write the manifest of %s: %s", response_id, type(error).__name__)
+        warnings.append({"problem": "the status of this run could not be recorded; its files are still queued"})
     if queued:
         messages.set([message.to_json() for message in queued])
     log.info("response %s: queued %d artifact(s)", response_id, len(queued))
@@ -51,13 +62,10 @@ def start_run(req: func.HttpRequest, messages: func.Out[list[str]]) -> func.Http
         "response_id": response_id,
         "status": response.get("status"),
         "output_text": output_text(response),
-        "artifacts": [
-            {"container_id": m.container_id, "file_id": m.file_id, "filename": m.filename, "blob_name": m.blob_name}
-            for m in queued
-        ],
+        "artifacts": artifacts,
     }
-    if discovery.warnings:
-        body["warnings"] = discovery.warnings
+    if warnings:
+        body["warnings"] = warnings
     return json_response(202, body)
 
 

@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote
 from typing import Any, Generic, TypeVar
 
 import azure.functions as func
@@ -113,7 +114,7 @@ class FunctionsHost:
         params: dict[str, str] | None = None,
     ) -> HttpCall:
         """Invoke the HTTP function whose route and method match, then flush its queue outputs."""
-        target = self._http_function(method, route)
+        target, route_params = self._http_function(method, route)
         trigger = target.binding("httpTrigger")
         assert trigger is not None
         request = func.HttpRequest(
@@ -121,7 +122,7 @@ class FunctionsHost:
             url=f"http://localhost:7071/api/{route}",
             headers=headers or {"content-type": "application/json"},
             params=params or {},
-            route_params={},
+            route_params=route_params,
             body=body,
         )
         outputs = {b.name: Out[Any]() for b in target.bindings if b.direction == "OUT" and b.type != "http"}
@@ -176,12 +177,29 @@ class FunctionsHost:
             queue.send_message(encoded)
         return texts
 
-    def _http_function(self, method: str, route: str) -> FunctionInfo:
+    def _http_function(self, method: str, route: str) -> tuple[FunctionInfo, dict[str, str]]:
+        """The function whose route template matches, and the values of its ``{name}`` segments."""
         for info in self.functions.values():
             trigger = info.binding("httpTrigger")
-            if trigger and trigger.raw.get("route") == route and method.upper() in trigger.raw.get("methods", []):
-                return info
+            if trigger is None or method.upper() not in trigger.raw.get("methods", []):
+                continue
+            params = _match_route(str(trigger.raw.get("route")), route)
+            if params is not None:
+                return info, params
         raise LookupError(f"no HTTP function for {method} {route}")
+
+
+def _match_route(template: str, path: str) -> dict[str, str] | None:
+    wanted, given = template.strip("/").split("/"), path.strip("/").split("/")
+    if len(wanted) != len(given):
+        return None
+    params: dict[str, str] = {}
+    for pattern, value in zip(wanted, given, strict=True):
+        if pattern.startswith("{") and pattern.endswith("}"):
+            params[pattern[1:-1]] = unquote(value)
+        elif pattern.lower() != value.lower():
+            return None
+    return params
 
 
 def _binding(raw: dict[str, Any]) -> Binding:
