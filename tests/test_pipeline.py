@@ -231,5 +231,5 @@ def test_transient_download_failure_leaves_the_message_for_redelivery(
     first = host.deliver("persist_artifact", max_rounds=1)
     assert len(first) == 1 and first[0].error is not None
     assert blob_names(app_env) == set()
-    status = host.http("GET", f"responses/{response_id}").json()
-    assert [a["state"] for a in status["artifacts"]] == ["pending"]  # not failed for good: the host retries
+    progress = host.http("GET", f"responses/{response_id}").json()
+    assert [a["state"] for a in progress["artifacts"]] == ["pending"]  # not failed for good: the host retries

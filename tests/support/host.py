@@ -16,8 +16,8 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote
 from typing import Any, Generic, TypeVar
+from urllib.parse import unquote
 
 import azure.functions as func
 from azure.core.exceptions import ResourceExistsError
