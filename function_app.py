@@ -3,6 +3,8 @@
 The queue name is read when the app loads, because bindings are fixed then.
 """
 
+from typing import List  # noqa: UP035 - the worker rejects list[str] in binding annotations
+
 import azure.functions as func
 
 from shared import config
@@ -21,7 +23,7 @@ check_settings_at_startup()
 @app.function_name("start_run")
 @app.route(route="responses", methods=["POST"])
 @app.queue_output(arg_name="messages", queue_name=ARTIFACTS_QUEUE, connection=STORAGE_CONNECTION)
-def start_run_http(req: func.HttpRequest, messages: func.Out[list[str]]) -> func.HttpResponse:
+def start_run_http(req: func.HttpRequest, messages: func.Out[List[str]]) -> func.HttpResponse:  # noqa: UP006
     return start_run(req, messages)
 
 

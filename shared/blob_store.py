@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobBlock, BlobClient, BlobServiceClient, ContentSettings
 
 DEFAULT_BLOCK_SIZE = 4 * 1024 * 1024
@@ -36,6 +36,10 @@ class StoredBlob:
 
 class SizeMismatchError(Exception):
     """Fewer or more bytes arrived than the server announced: the download is retried."""
+
+
+class ConcurrentWriteError(Exception):
+    """Another delivery committed this blob while ours staged it, with other content: retried."""
 
 
 class TooLargeError(Exception):
@@ -125,11 +129,21 @@ class ArtifactStore:
             return StoredBlob(blob_name, len(first), digest)
         size, digest, block_ids = self._stage_blocks(blob, _limited(_chain(first, second, stream), max_size))
         _check_size(size, expected_size)
-        blob.commit_block_list(
-            [BlobBlock(block_id=block_id) for block_id in block_ids],
-            content_settings=settings,
-            metadata=_final_metadata(metadata, size, digest),
-        )
+        try:
+            blob.commit_block_list(
+                [BlobBlock(block_id=block_id) for block_id in block_ids],
+                content_settings=settings,
+                metadata=_final_metadata(metadata, size, digest),
+            )
+        except HttpResponseError as error:
+            if getattr(error, "error_code", None) != "InvalidBlockList":  # set by the storage SDK
+                raise
+            # A concurrent delivery committed first, and a commit discards every other
+            # uncommitted block. If it stored the same bytes, the work is done.
+            winner = self.find_whole(blob_name)
+            if winner is not None and winner.sha256 == digest:
+                return winner
+            raise ConcurrentWriteError(f"{blob_name} was committed concurrently with other content") from error
         return StoredBlob(blob_name, size, digest)
 
     def _stage_blocks(self, blob: BlobClient, chunks: Iterator[bytes]) -> tuple[int, str, list[str]]:

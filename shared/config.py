@@ -17,6 +17,7 @@ DEFAULT_CONTAINER = "artifacts"
 DEFAULT_STATUS_CONTAINER = "artifact-status"
 DEFAULT_TIMEOUT_SECONDS = 200.0  # under the 230 s an HTTP-triggered function may hold a request
 DEFAULT_MAX_FILE_BYTES = 4 * 1024**3
+DEFAULT_DOWNLOAD_ATTEMPTS = 4  # per delivery; the queue redelivers up to maxDequeueCount times
 
 # Every setting this module reads; the runtime rebuilds its clients only when one changes.
 SETTING_NAMES = (
@@ -25,6 +26,7 @@ SETTING_NAMES = (
     "AZURE_OPENAI_API_KEY",
     "AZURE_OPENAI_TIMEOUT_SECONDS",
     "ARTIFACTS_MAX_FILE_BYTES",
+    "ARTIFACTS_DOWNLOAD_ATTEMPTS",
     "AZURE_CLIENT_ID",
     "AzureWebJobsStorage",
     "AzureWebJobsStorage__blobServiceUri",
@@ -78,6 +80,7 @@ class Settings:
     status_container: str
     timeout_seconds: float
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    download_attempts: int = DEFAULT_DOWNLOAD_ATTEMPTS
     client_id: str | None = None
 
     @property
@@ -123,6 +126,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                               "AZURE_OPENAI_TIMEOUT_SECONDS", problems)
     max_file_bytes = _positive_int(get("ARTIFACTS_MAX_FILE_BYTES"), DEFAULT_MAX_FILE_BYTES,
                                    "ARTIFACTS_MAX_FILE_BYTES", problems)
+    attempts = _positive_int(get("ARTIFACTS_DOWNLOAD_ATTEMPTS"), DEFAULT_DOWNLOAD_ATTEMPTS,
+                             "ARTIFACTS_DOWNLOAD_ATTEMPTS", problems)
     storage = _storage_settings(source, problems)
 
     if problems:
@@ -137,6 +142,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         status_container=status_container,
         timeout_seconds=timeout,
         max_file_bytes=max_file_bytes,
+        download_attempts=attempts,
         client_id=get("AZURE_CLIENT_ID") or None,
     )
 

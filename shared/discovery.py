@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.ids import is_valid_id
-from shared.naming import basename, extension_for, is_placeholder_name
+from shared.naming import display_name, extension_for, is_placeholder_name, valid_mime_type
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +86,15 @@ class _Collector:
                 continue
             for ref in _dicts(result.get("files")):
                 found = self.file(container_id, ref.get("file_id"))
-                if found and isinstance(ref.get("mime_type"), str):
-                    found.mime_type = ref["mime_type"]
+                if found:
+                    found.mime_type = valid_mime_type(ref.get("mime_type")) or found.mime_type
 
     def from_message(self, item: dict[str, Any]) -> None:
         for annotation in _citations(item):
             found = self.file(annotation.get("container_id"), annotation.get("file_id"))
             name = annotation.get("filename")
-            if found and isinstance(name, str) and basename(name):
-                found.names.append(basename(name))
+            if found and isinstance(name, str) and display_name(name):
+                found.names.append(display_name(name))
 
     def from_listing(self, container_id: str, listed: Iterable[dict[str, Any]]) -> None:
         for entry in listed:
@@ -108,8 +108,8 @@ class _Collector:
             if found is None:
                 continue
             path = entry.get("path")
-            if isinstance(path, str) and basename(path):
-                found.names.append(basename(path))
+            if isinstance(path, str) and display_name(path):
+                found.names.append(display_name(path))
             size = entry.get("bytes")
             if isinstance(size, int) and not isinstance(size, bool):
                 found.size = size

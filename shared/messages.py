@@ -17,10 +17,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from shared.ids import require_id
-from shared.naming import MAX_FILENAME_BYTES, blob_name, safe_filename
+from shared.naming import MAX_DISPLAY_NAME_CHARS, blob_name, safe_filename
 
 SCHEMA_VERSION = 1
 _MAX_MESSAGE_BYTES = 48 * 1024  # a Storage queue message is at most 64 KiB after base64
+_MAX_TEXT_BYTES = 4 * MAX_DISPLAY_NAME_CHARS + 64  # a bounded name (<= 4 UTF-8 bytes per char) or blob name
 
 
 class InvalidMessage(ValueError):
@@ -86,7 +87,7 @@ class ArtifactMessage:
 
 def _text(data: dict[str, Any], key: str) -> str:
     value = data.get(key)
-    if not isinstance(value, str) or not value or len(value.encode("utf-8")) > 4 * MAX_FILENAME_BYTES:
+    if not isinstance(value, str) or not value or len(value.encode("utf-8")) > _MAX_TEXT_BYTES:
         raise ValueError(f"{key} must be a non-empty string of bounded length")
     return value
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import mimetypes
 import posixpath
+import re
 import unicodedata
 from urllib.parse import quote
 
@@ -27,6 +28,11 @@ for _ext, _type in {
     ".svg": "image/svg+xml",
     ".zip": "application/zip",
     ".pdf": "application/pdf",
+    ".gz": "application/gzip",
+    ".tgz": "application/gzip",
+    ".bz2": "application/x-bzip2",
+    ".xz": "application/x-xz",
+    ".zst": "application/zstd",
 }.items():
     _TYPES.add_type(_type, _ext)
 
@@ -52,13 +58,31 @@ def safe_filename(name: str, fallback: str) -> str:
         for ch in name
     )
     cleaned = " ".join(cleaned.split())  # collapse runs of whitespace, trim the ends
-    cleaned = cleaned.lstrip(". ")  # no "..", no hidden or empty names
+    # No "..", no hidden or empty names; Blob Storage would silently drop a trailing dot.
+    cleaned = cleaned.strip(". ")
     cleaned = _truncate_keeping_extension(cleaned, MAX_FILENAME_BYTES)
     return cleaned or fallback
 
 
 def blob_name(response_id: str, file_id: str, filename: str) -> str:
     return f"{response_id}/{file_id}/{filename}"
+
+
+MAX_DISPLAY_NAME_CHARS = 255  # the name as the model gave it, in messages, metadata and answers
+_MIME_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,127}$")
+
+
+def display_name(name: str) -> str:
+    """The model's name for a file (last path segment), bounded so every message can carry it."""
+    return basename(name)[:MAX_DISPLAY_NAME_CHARS]
+
+
+def valid_mime_type(value: object) -> str | None:
+    """A ``type/subtype`` as reported by the run, or None if it is anything else."""
+    if not isinstance(value, str):
+        return None
+    value = value.split(";")[0].strip().lower()
+    return value if _MIME_TYPE.match(value) else None
 
 
 def extension_for(mime_type: str | None) -> str:
@@ -68,7 +92,11 @@ def extension_for(mime_type: str | None) -> str:
 
 
 def content_type_for(filename: str, hint: str | None = None) -> str:
-    guessed, _encoding = _TYPES.guess_type(filename, strict=False)
+    """By the last extension only: ``a.csv.gz`` is gzip, and no name is read as a URL."""
+    extension = posixpath.splitext(basename(filename).lower())[1]
+    guessed = None
+    if extension:
+        guessed = _TYPES.types_map[True].get(extension) or _TYPES.types_map[False].get(extension)
     return guessed or (hint.strip() if hint and hint.strip() else DEFAULT_CONTENT_TYPE)
 
 

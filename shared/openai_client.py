@@ -11,6 +11,7 @@ The endpoint's rules, learned the hard way:
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,6 +25,7 @@ CONTAINER_API_VERSION = "preview"
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 _MAX_ERROR_TEXT = 500
 _LIST_PAGE_LIMIT = 100
+_MAX_DOWNLOAD_READ_SECONDS = 60.0
 
 
 class UpstreamError(Exception):
@@ -83,6 +85,7 @@ class AzureOpenAIClient:
         self._base = endpoint.rstrip("/") + "/openai"
         self._retry = retry or RetryPolicy()
         self._secrets = tuple(s for s in secrets if s)
+        self._timeout = timeout_seconds
         self._http = httpx.Client(
             auth=auth,
             # Never follow a redirect: it would carry the credentials to wherever it points.
@@ -114,15 +117,18 @@ class AzureOpenAIClient:
             raise UpstreamError(502, {"message": "the response body is not a JSON object"})
         return body
 
-    def list_container_files(self, container_id: str) -> Iterator[dict[str, Any]]:
-        """Every file in a container, following ``has_more``/``after`` across pages."""
+    def list_container_files(self, container_id: str, deadline: float | None = None) -> Iterator[dict[str, Any]]:
+        """Every file in a container, following ``has_more``/``after`` across pages.
+
+        ``deadline`` (a ``time.monotonic()`` value) bounds the whole listing, retries included.
+        """
         cid = require_id(container_id, "container_id")
         after: str | None = None
         while True:
             params = {"api-version": CONTAINER_API_VERSION, "limit": str(_LIST_PAGE_LIMIT), "order": "asc"}
             if after:
                 params["after"] = after
-            page = self._get_json(f"{self._base}/v1/containers/{cid}/files", params)
+            page = self._get_json(f"{self._base}/v1/containers/{cid}/files", params, deadline)
             items = page.get("data")
             if not isinstance(items, list):
                 raise UpstreamError(502, {"message": "container file list has no 'data' array"})
@@ -143,6 +149,8 @@ class AzureOpenAIClient:
             "GET",
             url,
             params={"api-version": CONTAINER_API_VERSION},
+            # A stalled body should fail and be retried well before the container expires.
+            timeout=httpx.Timeout(min(self._timeout, _MAX_DOWNLOAD_READ_SECONDS), connect=10.0),
             # The file's own bytes: their count and hash must match what is stored.
             headers={"Accept-Encoding": "identity"},
         )
@@ -155,10 +163,13 @@ class AzureOpenAIClient:
         finally:
             answer.close()
 
-    def _get_json(self, url: str, params: dict[str, str]) -> dict[str, Any]:
-        for attempt in self._retry.retrying(TransientError, httpx.TransportError):
+    def _get_json(self, url: str, params: dict[str, str], deadline: float | None) -> dict[str, Any]:
+        for attempt in self._retry.retrying(TransientError, httpx.TransportError, deadline=deadline):
             with attempt:
-                answer = self._http.get(url, params=params)
+                timeout = self._timeout
+                if deadline is not None:
+                    timeout = max(min(timeout, deadline - time.monotonic()), 0.1)
+                answer = self._http.get(url, params=params, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
                 if answer.status_code != 200:
                     self._raise_for(answer)
                 body = self._json(answer)

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from shared.blob_store import SizeMismatchError, StoredBlob, TooLargeError
+from shared.blob_store import ConcurrentWriteError, SizeMismatchError, StoredBlob, TooLargeError
 from shared.messages import ArtifactMessage, InvalidMessage
 from shared.naming import content_disposition, content_type_for, metadata_filename
 from shared.openai_client import FileGoneError, TransientUpstreamError, UpstreamError
@@ -27,7 +27,7 @@ from shared.status_store import Failure
 
 log = logging.getLogger(__name__)
 
-_RETRYABLE = (TransientUpstreamError, httpx.TransportError, SizeMismatchError)
+_RETRYABLE = (TransientUpstreamError, httpx.TransportError, SizeMismatchError, ConcurrentWriteError)
 _GENERIC_TYPES = ("application/octet-stream", "binary/octet-stream")
 
 
@@ -45,7 +45,6 @@ def persist_message(
     *,
     message_id: str | None = None,
     dequeue_count: int | None = None,
-    retry: RetryPolicy | None = None,
 ) -> StoredBlob | None:
     """Store the artifact a queue message names; None when it was recorded as failed."""
     deliveries = dequeue_count or 1
@@ -64,7 +63,7 @@ def persist_message(
         return existing
 
     try:
-        stored = _download_with_retries(runtime, message, retry or RetryPolicy())
+        stored = _download_with_retries(runtime, message, runtime.download_retry)
     except _Permanent as failure:
         failed = Failure(failure.code, failure.reason, deliveries)
         _record(runtime, message, message_id, failed, failure.upstream_status)

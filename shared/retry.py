@@ -28,11 +28,17 @@ class RetryPolicy:
     initial_wait: float = 0.5
     max_wait: float = 20.0  # also the cap on a server's Retry-After
 
-    def retrying(self, *retry_on: type[BaseException]) -> tenacity.Retrying:
-        """A ``Retrying`` that re-raises the last error once the attempts are spent."""
+    def retrying(self, *retry_on: type[BaseException], deadline: float | None = None) -> tenacity.Retrying:
+        """A ``Retrying`` that re-raises the last error once the attempts (or the time) are spent.
+
+        ``deadline`` is a ``time.monotonic()`` value after which no new attempt starts.
+        """
+        stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.attempts)
+        if deadline is not None:
+            stop = stop | tenacity.stop_before_delay(max(deadline - time.monotonic(), 0.0))
         return tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(retry_on or (TransientError,)),
-            stop=tenacity.stop_after_attempt(self.attempts),
+            stop=stop,
             wait=_ServerHintOrJitter(self.initial_wait, self.max_wait),
             reraise=True,
         )

@@ -154,8 +154,10 @@ _FIELDS: dict[str, Callable[[Any], str | None]] = {
 _PASS_THROUGH = ("previous_response_id", "max_output_tokens", "temperature", "reasoning", "metadata", "tool_choice")
 
 
-def parse_run_request(body: bytes) -> RunRequest:
+def parse_run_request(body: bytes | str) -> RunRequest:
     """Parse and validate; raise InvalidRequest listing every problem found."""
+    if isinstance(body, str):  # some callers hand the body over already decoded
+        body = body.encode("utf-8")
     if len(body) > MAX_BODY_BYTES:
         raise InvalidRequest(
             [FieldProblem("body", f"is larger than {MAX_BODY_BYTES} bytes")], status=413

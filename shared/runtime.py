@@ -26,6 +26,7 @@ from shared.openai_client import (
     AzureOpenAIClient,
     BearerTokenAuth,
 )
+from shared.retry import RetryPolicy
 from shared.status_store import StatusStore
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class Runtime:
     store: ArtifactStore
     status: StatusStore
     max_dequeue_count: int  # host.json's: the delivery after which a message goes to the poison queue
+    download_retry: RetryPolicy
 
 
 class _RuntimeCache:
@@ -89,16 +91,17 @@ def host_max_dequeue_count() -> int:
 
 def build_runtime(settings: Settings, credential: TokenCredential | None = None) -> Runtime:
     """Clients for ``settings``; ``credential`` overrides DefaultAzureCredential (tests, tools)."""
+    credentials: dict[str | None, TokenCredential] = {}
 
-    def shared_credential() -> TokenCredential:
-        # One managed identity for Azure OpenAI and Storage, built only when a key is missing.
-        nonlocal credential
-        if credential is None:
-            from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - only needed without keys; slow to import
+    def credential_for(client_id: str | None) -> TokenCredential:
+        # Built only when a key or connection string is missing; one per managed identity.
+        if credential is not None:
+            return credential
+        if client_id not in credentials:
+            from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - slow import, rarely needed
 
-            client_id = settings.storage.client_id or settings.client_id
-            credential = DefaultAzureCredential(managed_identity_client_id=client_id)
-        return credential
+            credentials[client_id] = DefaultAzureCredential(managed_identity_client_id=client_id)
+        return credentials[client_id]
 
     auth: httpx.Auth
     if settings.api_key:
@@ -106,16 +109,20 @@ def build_runtime(settings: Settings, credential: TokenCredential | None = None)
     else:
         from azure.identity import get_bearer_token_provider  # noqa: PLC0415 - as above
 
-        auth = BearerTokenAuth(get_bearer_token_provider(shared_credential(), COGNITIVE_SERVICES_SCOPE))
+        auth = BearerTokenAuth(get_bearer_token_provider(credential_for(settings.client_id), COGNITIVE_SERVICES_SCOPE))
 
     # The SDK's default waits 15 s before its first retry; an invocation would rather fail fast
     # and let the queue redeliver.
     retry = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3, random_jitter_range=1)
     if settings.storage.connection_string:
-        service = BlobServiceClient.from_connection_string(settings.storage.connection_string, retry_policy=retry)
+        try:
+            service = BlobServiceClient.from_connection_string(settings.storage.connection_string, retry_policy=retry)
+        except ValueError:
+            raise ConfigError(["the storage connection string is malformed"]) from None
     else:
+        client_id = settings.storage.client_id or settings.client_id
         service = BlobServiceClient(
-            str(settings.storage.account_url), credential=shared_credential(), retry_policy=retry
+            str(settings.storage.account_url), credential=credential_for(client_id), retry_policy=retry
         )
 
     return Runtime(
@@ -129,4 +136,5 @@ def build_runtime(settings: Settings, credential: TokenCredential | None = None)
         store=ArtifactStore(service, settings.artifacts_container),
         status=StatusStore(service, settings.status_container),
         max_dequeue_count=host_max_dequeue_count(),
+        download_retry=RetryPolicy(attempts=settings.download_attempts),
     )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import azure.functions as func
 import httpx
+from azure.core.exceptions import ClientAuthenticationError
 
 from shared.config import ConfigError
 from shared.discovery import Discovery, find_artifacts, output_text
@@ -20,6 +22,9 @@ from shared.runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
 
+HTTP_BUDGET_SECONDS = 225.0  # Azure's front end ends an HTTP request at 230 s
+_MIN_LISTING_SECONDS = 5.0
+
 
 class _Refusal(Exception):
     """Ends the request early with a JSON error answer."""
@@ -31,6 +36,16 @@ class _Refusal(Exception):
 
 def start_run(req: func.HttpRequest, messages: func.Out[list[str]]) -> func.HttpResponse:
     try:
+        return _start_run(req, messages)
+    except Exception:
+        # Never a stack trace or a bare 500: the details go to the log only.
+        log.exception("unexpected error in start_run")
+        return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
+
+
+def _start_run(req: func.HttpRequest, messages: func.Out[list[str]]) -> func.HttpResponse:
+    started = time.monotonic()
+    try:
         run = _parse(req)
         runtime = _runtime()
         response = _create_response(runtime, run)
@@ -41,7 +56,15 @@ def start_run(req: func.HttpRequest, messages: func.Out[list[str]]) -> func.Http
     if not is_valid_id(response_id):
         return error_response(502, "upstream_error", "Azure OpenAI answered without a usable response id")
 
-    discovery = find_artifacts(response, runtime.openai.list_container_files, exclude_file_ids=run.file_ids)
+    def list_files(container_id: str) -> list[dict[str, Any]]:
+        # The front end cuts an HTTP request off at 230 s: a listing that would run past the
+        # budget is skipped (and reported), so the caller still gets the cited files.
+        remaining = HTTP_BUDGET_SECONDS - (time.monotonic() - started)
+        if remaining < _MIN_LISTING_SECONDS:
+            raise TimeoutError("no time left in the request to list the container")
+        return list(runtime.openai.list_container_files(container_id, deadline=time.monotonic() + remaining))
+
+    discovery = find_artifacts(response, list_files, exclude_file_ids=run.file_ids)
     queued = _messages(response_id, discovery)
     artifacts = [
         {"container_id": m.container_id, "file_id": m.file_id, "filename": m.filename, "blob_name": m.blob_name}
@@ -71,7 +94,7 @@ def start_run(req: func.HttpRequest, messages: func.Out[list[str]]) -> func.Http
 
 def _parse(req: func.HttpRequest) -> RunRequest:
     try:
-        return parse_run_request(req.get_body() or b"")
+        return parse_run_request(req.get_body() or b"")  # the worker gives bytes; None when empty
     except InvalidRequest as invalid:
         raise _Refusal(
             error_response(
@@ -105,6 +128,11 @@ def _create_response(runtime: Runtime, run: RunRequest) -> dict[str, Any]:
     except httpx.TransportError as error:
         log.warning("could not reach Azure OpenAI: %s", type(error).__name__)
         raise _Refusal(error_response(502, "upstream_unreachable", "could not reach Azure OpenAI")) from None
+    except ClientAuthenticationError as error:
+        log.error("could not get an Entra ID token for Azure OpenAI: %s", type(error).__name__)
+        raise _Refusal(
+            error_response(500, "credential_unavailable", "the app could not authenticate to Azure OpenAI")
+        ) from None
 
 
 def _messages(response_id: str, discovery: Discovery) -> list[ArtifactMessage]:

@@ -24,6 +24,8 @@ from shared.naming import (
         ("../../etc/passwd", "passwd"),
         ("..", "cfile_1"),
         ("...hidden", "hidden"),
+        ("report.", "report"),
+        ("trailing . ", "trailing"),
         ("a\\b.txt", "b.txt"),
         ("tab\there\nnew.csv", "tab_here_new.csv"),
         ("  many   spaces .txt", "many spaces .txt"),
@@ -73,6 +75,9 @@ def test_content_disposition_carries_both_forms() -> None:
         ("a.xlsx", None, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
         ("noext", "image/jpeg", "image/jpeg"),
         ("noext", None, "application/octet-stream"),
+        ("report.csv.gz", None, "application/gzip"),
+        ("data:text/html,x.png", None, "image/png"),
+        ("archive.tar", None, "application/x-tar"),
     ],
 )
 def test_content_type(name: str, hint: str | None, expected: str) -> None:

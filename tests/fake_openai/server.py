@@ -112,6 +112,7 @@ class _Fault:
 class _Cut:
     after_bytes: int
     remaining: int
+    stall_seconds: float | None = None  # None: close the connection; else pause, then go on
 
 
 class _ApiError(Exception):
@@ -406,6 +407,12 @@ class FakeAzureOpenAI:
             self._faults.clear()
             self._cuts.clear()
 
+    def stall_next_download(self, after_bytes: int, seconds: float, times: int = 1) -> None:
+        """The next ``times`` content downloads pause for ``seconds`` after ``after_bytes`` bytes
+        of body, then send the rest (a slow body, for read timeouts)."""
+        with self._lock:
+            self._cuts.append(_Cut(after_bytes, times, seconds))
+
     # -- used by the handler ---------------------------------------------------------------
 
     def _record(self, request: RecordedRequest) -> None:
@@ -422,7 +429,7 @@ class FakeAzureOpenAI:
                     return fault
         return None
 
-    def _take_cut(self) -> int | None:
+    def _take_cut(self) -> _Cut | None:
         with self._lock:
             if not self._cuts:
                 return None
@@ -430,7 +437,7 @@ class FakeAzureOpenAI:
             cut.remaining -= 1
             if cut.remaining <= 0:
                 self._cuts.pop(0)
-            return cut.after_bytes
+            return cut
 
     def _authorized(self, headers: dict[str, str]) -> bool:
         # An api-key header, when present, decides on its own (as Azure does).
@@ -788,15 +795,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _send_content(self, content: bytes, cut_after: int | None) -> None:
+    def _send_content(self, content: bytes, cut: _Cut | None) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(content)))
         self.end_headers()
         # memoryview slices share the content's buffer: a 1 GiB file is never copied.
         view = memoryview(content)
-        end = len(content) if cut_after is None else min(cut_after, len(content))
-        for offset in range(0, end, CHUNK_SIZE):
-            self.wfile.write(view[offset : min(offset + CHUNK_SIZE, end)])
-        if cut_after is not None:
+        end = len(content) if cut is None else min(cut.after_bytes, len(content))
+        self._write_range(view, 0, end)
+        if cut is None:
+            return
+        if cut.stall_seconds is None:
             self.close_connection = True  # the client sees EOF short of Content-Length
+            return
+        self.wfile.flush()
+        threading.Event().wait(cut.stall_seconds)  # a slow server, as the client sees it
+        self._write_range(view, end, len(content))
+
+    def _write_range(self, view: memoryview, start: int, end: int) -> None:
+        for offset in range(start, end, CHUNK_SIZE):
+            self.wfile.write(view[offset : min(offset + CHUNK_SIZE, end)])

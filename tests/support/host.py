@@ -13,6 +13,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,19 +136,28 @@ class FunctionsHost:
                 call.queued[binding.raw["queueName"]] = self._send(binding.raw["queueName"], out.get())
         return call
 
-    def deliver(self, function_name: str, *, max_rounds: int = 10) -> list[Delivery]:
-        """Run the queue-triggered function until its queue is empty or max_rounds pass."""
+    def deliver(self, function_name: str, *, max_rounds: int = 10, until_empty: bool = False) -> list[Delivery]:
+        """Run the queue-triggered function on what its queue holds, for at most ``max_rounds``.
+
+        With ``until_empty``, also wait for failed messages to become visible again and
+        redeliver them (as the host does after the visibility timeout) until none is left.
+        """
         target = self.functions[function_name]
         trigger = target.binding("queueTrigger")
         assert trigger is not None
         queue = self.queue(trigger.raw["queueName"])
         deliveries: list[Delivery] = []
-        for _ in range(max_rounds):
+        rounds = 0
+        deadline = time.monotonic() + 120
+        while rounds < max_rounds and time.monotonic() < deadline:
             batch = list(queue.receive_messages(messages_per_page=32, visibility_timeout=1, max_messages=32))
-            if not batch:
+            if batch:
+                rounds += 1
+                deliveries.extend(self._invoke_queue(target, trigger, queue, received) for received in batch)
+                continue
+            if not until_empty or queue.get_queue_properties().approximate_message_count == 0:
                 break
-            for received in batch:
-                deliveries.append(self._invoke_queue(target, trigger, queue, received))
+            threading.Event().wait(0.2)  # invisible messages reappear after the visibility timeout
         return deliveries
 
     def _invoke_queue(self, target: FunctionInfo, trigger: Binding, queue: QueueClient, received: Any) -> Delivery:
