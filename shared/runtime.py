@@ -13,9 +13,11 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
+import requests
+from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobServiceClient, ExponentialRetry
 
 from shared.blob_store import ArtifactStore
@@ -34,6 +36,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 HOST_JSON = Path(__file__).resolve().parents[1] / "host.json"
+STORAGE_POOL_SIZE = 64
+_REQUESTS_ENV = tuple(
+    name
+    for base in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+    for name in (base, base.lower())
+)
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,22 @@ def check_settings_at_startup() -> None:
         log.error("%s", error)
 
 
+def _storage_transport() -> RequestsTransport:
+    """A connection pool as large as the invocations and block uploads that share it.
+
+    requests' default keeps 10 connections per host; with 24 concurrent invocations (host.json)
+    each staging up to 4 blocks, the rest would be opened and thrown away on every request.
+    """
+    session = requests.Session()
+    # Without proxy or CA settings in the environment, skip requests' scan of the whole
+    # environment on every call (measured: 0.6 ms of CPU per artifact).
+    session.trust_env = any(name in os.environ for name in _REQUESTS_ENV)
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=STORAGE_POOL_SIZE)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return RequestsTransport(session=session, session_owner=False)
+
+
 def host_max_dequeue_count() -> int:
     """host.json's ``maxDequeueCount`` (5 when unset, as in the host), read from the app root."""
     try:
@@ -114,16 +138,15 @@ def build_runtime(settings: Settings, credential: TokenCredential | None = None)
     # The SDK's default waits 15 s before its first retry; an invocation would rather fail fast
     # and let the queue redeliver.
     retry = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3, random_jitter_range=1)
+    options: dict[str, Any] = {"retry_policy": retry, "transport": _storage_transport()}
     if settings.storage.connection_string:
         try:
-            service = BlobServiceClient.from_connection_string(settings.storage.connection_string, retry_policy=retry)
+            service = BlobServiceClient.from_connection_string(settings.storage.connection_string, **options)
         except ValueError:
             raise ConfigError(["the storage connection string is malformed"]) from None
     else:
         client_id = settings.storage.client_id or settings.client_id
-        service = BlobServiceClient(
-            str(settings.storage.account_url), credential=credential_for(client_id), retry_policy=retry
-        )
+        service = BlobServiceClient(str(settings.storage.account_url), credential=credential_for(client_id), **options)
 
     return Runtime(
         settings=settings,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import mimetypes
+import os
 import posixpath
 import re
 import socket
@@ -631,6 +632,27 @@ def _response_object(body: dict[str, Any], model: str, scenario: Scenario) -> di
     }
 
 
+def _seed_container(fake: FakeAzureOpenAI, body: bytes) -> dict[str, Any]:
+    """Test set-up from another process (benchmarks): ``{"files": [{"path", "size"}]}``.
+
+    Content is a random MiB repeated, so even a 1 GiB file is made in a moment.
+    """
+    try:
+        specs = json.loads(body)["files"]
+        sizes = [(str(spec["path"]), int(spec["size"])) for spec in specs]
+    except (ValueError, KeyError, TypeError):
+        raise _invalid_request("expected {\"files\": [{\"path\": str, \"size\": int}]}", None, None) from None
+    pattern = os.urandom(1024 * 1024)
+    files = [
+        FakeFile(pattern * (size // len(pattern)) + pattern[: size % len(pattern)], path) for path, size in sizes
+    ]
+    container = fake.add_container(FakeContainer(files))
+    return {
+        "container_id": container.container_id,
+        "files": [{"file_id": f.file_id, "path": f.path, "bytes": len(f.content)} for f in files],
+    }
+
+
 def _cited_filenames(file: FakeFile) -> list[str]:
     placeholder = file.file_id + posixpath.splitext(file.filename)[1]
     if file.cite == "real":
@@ -737,6 +759,9 @@ class _Handler(BaseHTTPRequestHandler):
             with fake._lock:
                 fake.last_response_body = parsed
             self._send_json(200, fake._create_response(parsed))
+            return
+        if method == "POST" and path == "/_fake/containers":
+            self._send_json(200, _seed_container(fake, body))
             return
         if method != "GET":
             raise _not_found()
