@@ -9,6 +9,9 @@ test:   ## lint, type-check and run the test suite
 demo:   ## push one prompt through both functions against Azurite and the fake (or a real endpoint)
 	bash scripts/setup.sh && .venv/bin/python -m scripts.demo
 
+bench:  ## run the benchmarks and write bench/RESULTS.md
+	bash scripts/setup.sh && .venv/bin/python -m bench.run
+
 setup:  ## only install the Python environment and Azurite
 	bash scripts/setup.sh
 
