@@ -1,0 +1,254 @@
+// Everything `azd up` provisions: one resource group holding the Function App (Flex Consumption),
+// its storage, monitoring and identity, and (unless an existing one is named) an Azure OpenAI
+// account with a model deployment that can run the code_interpreter tool.
+//
+// No secret is created or stored anywhere: every connection authenticates with the app's
+// user-assigned managed identity, and key-based access is disabled where a resource allows it.
+
+targetScope = 'subscription'
+
+// ---------------------------------------------------------------------------------------------
+// azd inputs
+// ---------------------------------------------------------------------------------------------
+
+@minLength(1)
+@maxLength(48)
+@description('azd environment name; names the resource group and seeds every resource name.')
+param environmentName string
+
+@minLength(1)
+@description('Region for every resource (Flex Consumption is not offered in every region).')
+@metadata({ azd: { type: 'location' } })
+param location string
+
+@description('Resource group to create or reuse; default rg-<environmentName>.')
+param resourceGroupName string = ''
+
+// ---------------------------------------------------------------------------------------------
+// Scale: the two knobs Flex Consumption exposes per app
+// ---------------------------------------------------------------------------------------------
+
+@minValue(1)
+@maxValue(1000)
+@description('Upper bound on instances the platform may add; raising it needs no code change.')
+param maximumInstanceCount int = 100
+
+@allowed([512, 2048, 4096])
+@description('Memory per instance in MB; CPU and network are allocated in proportion.')
+param instanceMemoryMB int = 2048
+
+@allowed(['Standard_LRS', 'Standard_ZRS', 'Standard_GRS', 'Standard_GZRS'])
+@description('Redundancy of the storage account holding the artifacts (ZRS/GZRS are not offered in every region).')
+param storageSkuName string = 'Standard_LRS'
+
+// ---------------------------------------------------------------------------------------------
+// App settings (each one the code reads; defaults match shared/config.py)
+// ---------------------------------------------------------------------------------------------
+
+@minLength(3)
+@maxLength(56) // the poison queue appends "-poison" (7) and must stay within 63 characters
+@description('ARTIFACTS_QUEUE: the queue between start_run and persist_artifact.')
+param artifactsQueueName string = 'artifact-downloads'
+
+@minLength(3)
+@maxLength(63)
+@description('ARTIFACTS_CONTAINER: where the files land.')
+param artifactsContainerName string = 'artifacts'
+
+@minLength(3)
+@maxLength(63)
+@description('ARTIFACTS_STATUS_CONTAINER: durable records of files that failed for good.')
+param statusContainerName string = 'artifact-status'
+
+@minValue(1)
+@maxValue(220)
+@description('AZURE_OPENAI_TIMEOUT_SECONDS: per call; stays under the 230 s an HTTP request may be held.')
+param openAiTimeoutSeconds int = 200
+
+@minValue(1)
+@description('ARTIFACTS_MAX_FILE_BYTES: larger files are recorded as failed instead of stored (default 4 GiB).')
+param artifactsMaxFileBytes int = 4294967296
+
+@minValue(1)
+@maxValue(20)
+@description('ARTIFACTS_DOWNLOAD_ATTEMPTS: download attempts within one queue delivery.')
+param downloadAttempts int = 4
+
+// ---------------------------------------------------------------------------------------------
+// Azure OpenAI: reuse one, or create one
+// ---------------------------------------------------------------------------------------------
+
+@description('Resource ID of an existing Azure OpenAI (or AI Services) account to use. Empty: create one.')
+param existingOpenAiResourceId string = ''
+
+@description('Deployment the app calls (AZURE_OPENAI_DEPLOYMENT): an existing one when reusing an account, else the one created.')
+param openAiDeploymentName string = 'gpt-4.1'
+
+@description('Region of a created Azure OpenAI account; model availability differs by region. Default: location.')
+param openAiLocation string = ''
+
+@description('Model of a created deployment; it must support the code_interpreter tool in the Responses API.')
+param openAiModelName string = 'gpt-4.1'
+
+@description('Model version of a created deployment.')
+param openAiModelVersion string = '2025-04-14'
+
+@allowed(['GlobalStandard', 'DataZoneStandard', 'Standard'])
+@description('Deployment type of a created deployment; all three are billed per token, nothing at rest.')
+param openAiDeploymentSku string = 'GlobalStandard'
+
+@minValue(1)
+@description('Capacity of a created deployment, in thousands of tokens per minute (needs that much quota).')
+param openAiDeploymentCapacity int = 30
+
+// ---------------------------------------------------------------------------------------------
+// Optional: the developer running azd, for local runs against the cloud resources
+// ---------------------------------------------------------------------------------------------
+
+@description('Object ID of a user or service principal to grant the same data roles as the app. Empty: none.')
+param developerPrincipalId string = ''
+
+@allowed(['User', 'ServicePrincipal', 'Group'])
+param developerPrincipalType string = 'User'
+
+// ---------------------------------------------------------------------------------------------
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = { 'azd-env-name': environmentName }
+var createOpenAi = empty(existingOpenAiResourceId)
+var rgName = !empty(resourceGroupName) ? resourceGroupName : 'rg-${environmentName}'
+// Where the account lives. An existing one is named by its resource ID:
+// /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.CognitiveServices/accounts/{name}
+var openAiAccountName = createOpenAi ? 'oai-${resourceToken}' : last(split(existingOpenAiResourceId, '/'))
+var openAiSubscriptionId = createOpenAi ? subscription().subscriptionId : split(existingOpenAiResourceId, '/')[2]
+var openAiResourceGroup = createOpenAi ? rgName : split(existingOpenAiResourceId, '/')[4]
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: rgName
+  location: location
+  tags: tags
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    logAnalyticsName: 'log-${resourceToken}'
+    appInsightsName: 'appi-${resourceToken}'
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: 'st${resourceToken}'
+    skuName: storageSkuName
+    deploymentContainerName: 'app-package'
+    artifactsContainerName: artifactsContainerName
+    statusContainerName: statusContainerName
+    queueName: artifactsQueueName
+  }
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: 'id-${resourceToken}'
+  }
+}
+
+// Data-plane roles on storage and monitoring, for the app and optionally the developer.
+module access 'modules/access.bicep' = {
+  name: 'access'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    queueNames: storage.outputs.queueNames
+    appInsightsName: monitoring.outputs.appInsightsName
+    appPrincipalId: identity.outputs.principalId
+    developerPrincipalId: developerPrincipalId
+    developerPrincipalType: developerPrincipalType
+  }
+}
+
+module newOpenAi 'modules/openai.bicep' = if (createOpenAi) {
+  name: 'openai'
+  scope: rg
+  params: {
+    location: !empty(openAiLocation) ? openAiLocation : location
+    tags: tags
+    name: openAiAccountName
+    deploymentName: openAiDeploymentName
+    modelName: openAiModelName
+    modelVersion: openAiModelVersion
+    deploymentSku: openAiDeploymentSku
+    deploymentCapacity: openAiDeploymentCapacity
+  }
+}
+
+// Cognitive Services OpenAI User on whichever account the app calls; deployed into that
+// account's resource group (and subscription), which may differ from this deployment's.
+module openAiAccess 'modules/openai-access.bicep' = {
+  name: 'openai-access'
+  scope: resourceGroup(openAiSubscriptionId, openAiResourceGroup)
+  params: {
+    accountName: openAiAccountName
+    appPrincipalId: identity.outputs.principalId
+    developerPrincipalId: developerPrincipalId
+    developerPrincipalType: developerPrincipalType
+  }
+  dependsOn: [rg, newOpenAi] // the account (and its deployment) must exist before roles are granted on it
+}
+
+module app 'modules/functionapp.bicep' = {
+  name: 'functionapp'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    serviceName: 'api' // matches services.api in azure.yaml; azd finds the app by this tag
+    planName: 'plan-${resourceToken}'
+    appName: 'func-${resourceToken}'
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageBlobEndpoint: storage.outputs.blobEndpoint
+    storageQueueEndpoint: storage.outputs.queueEndpoint
+    deploymentContainerName: storage.outputs.deploymentContainerName
+    appInsightsConnectionString: monitoring.outputs.connectionString
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+    openAiEndpoint: openAiAccess.outputs.endpoint
+    openAiDeploymentName: openAiDeploymentName
+    openAiTimeoutSeconds: openAiTimeoutSeconds
+    artifactsMaxFileBytes: artifactsMaxFileBytes
+    downloadAttempts: downloadAttempts
+    artifactsQueueName: artifactsQueueName
+    artifactsContainerName: artifactsContainerName
+    statusContainerName: statusContainerName
+  }
+  // The host starts as soon as the app exists: grant its roles first so it never starts unauthorised.
+  dependsOn: [access]
+}
+
+// azd stores these in .azure/<env>/.env (read them with `azd env get-value NAME`).
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = app.outputs.name
+output FUNCTION_APP_URL string = app.outputs.url
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
+output ARTIFACTS_QUEUE string = artifactsQueueName
+output ARTIFACTS_CONTAINER string = artifactsContainerName
+output ARTIFACTS_STATUS_CONTAINER string = statusContainerName
+output AZURE_OPENAI_ENDPOINT string = openAiAccess.outputs.endpoint
+output AZURE_OPENAI_DEPLOYMENT string = openAiDeploymentName
+output AZURE_FUNCTION_IDENTITY_CLIENT_ID string = identity.outputs.clientId

@@ -1,0 +1,116 @@
+// The Function App on a Flex Consumption plan (Linux, Python 3.11), running as the user-assigned
+// identity. No app setting holds a secret: storage, telemetry and Azure OpenAI all use the identity.
+
+param location string
+param tags object
+@description('azd service name (azure.yaml); azd deploys to the app carrying this tag.')
+param serviceName string
+param planName string
+param appName string
+param identityId string
+param identityClientId string
+param storageBlobEndpoint string
+param storageQueueEndpoint string
+param deploymentContainerName string
+param appInsightsConnectionString string
+param maximumInstanceCount int
+param instanceMemoryMB int
+param openAiEndpoint string
+param openAiDeploymentName string
+param openAiTimeoutSeconds int
+param artifactsMaxFileBytes int
+param downloadAttempts int
+param artifactsQueueName string
+param artifactsContainerName string
+param statusContainerName string
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  // checkov:skip=CKV_AZURE_225:Zone redundancy on Flex Consumption is offered only in some regions; left off so the template deploys in every region that has the plan. Set zoneRedundant: true where it is available.
+  properties: {
+    reserved: true // Linux
+  }
+}
+
+// Every setting the app reads (shared/config.py) plus what the host needs; nothing secret.
+// AZURE_OPENAI_API_KEY and AzureWebJobsStorage (a connection string) are deliberately absent:
+// without them the app and the host authenticate with the managed identity.
+var appSettings = {
+  // Host storage (queue trigger and output binding, keys, leases) by identity.
+  AzureWebJobsStorage__blobServiceUri: storageBlobEndpoint
+  AzureWebJobsStorage__queueServiceUri: storageQueueEndpoint
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identityClientId
+  // Telemetry, authenticated with the same identity (local auth is disabled on the component).
+  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  // Azure OpenAI by Entra ID: DefaultAzureCredential picks this user-assigned identity.
+  AZURE_OPENAI_ENDPOINT: openAiEndpoint
+  AZURE_OPENAI_DEPLOYMENT: openAiDeploymentName
+  AZURE_OPENAI_TIMEOUT_SECONDS: string(openAiTimeoutSeconds)
+  AZURE_CLIENT_ID: identityClientId
+  // Where artifacts go; the artifact writer uses AzureWebJobsStorage__blobServiceUri + __clientId.
+  ARTIFACTS_QUEUE: artifactsQueueName
+  ARTIFACTS_CONTAINER: artifactsContainerName
+  ARTIFACTS_STATUS_CONTAINER: statusContainerName
+  ARTIFACTS_MAX_FILE_BYTES: string(artifactsMaxFileBytes)
+  ARTIFACTS_DOWNLOAD_ATTEMPTS: string(downloadAttempts)
+}
+
+resource app 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_222:Public network access is how callers reach the HTTP API (POST /api/responses, GET /api/responses/{id}); every route needs a function key (authLevel FUNCTION).
+  // checkov:skip=CKV_AZURE_17:Callers authenticate with the function key; requiring client certificates would lock out every ordinary HTTP client.
+  // checkov:skip=CKV_AZURE_212:Scaling to zero is the point of Flex Consumption: a standing minimum instance would be billed around the clock. The platform starts instances on demand (up to maximumInstanceCount) and replaces failed ones.
+  // checkov:skip=CKV_AZURE_213:Health check pings a path on standing instances; this app scales to zero and has no anonymous health endpoint (every route needs a function key). The platform replaces failed instances itself.
+  name: appName
+  location: location
+  tags: union(tags, { 'azd-service-name': serviceName })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: { '${identityId}': {} }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    publicNetworkAccess: 'Enabled'
+    clientCertEnabled: false
+    siteConfig: {
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      appSettings: [for setting in items(appSettings): { name: setting.key, value: setting.value }]
+    }
+    functionAppConfig: {
+      // azd uploads the package here; the platform reads it with the app's identity (no keys).
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storageBlobEndpoint}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+}
+
+output name string = app.name
+output url string = 'https://${app.properties.defaultHostName}'

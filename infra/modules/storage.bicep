@@ -1,0 +1,90 @@
+// One storage account for the Functions host (AzureWebJobsStorage), the deployment package, the
+// artifact queue and the artifacts themselves. Only Entra identities can reach its data: shared
+// keys (and so connection strings and account SAS) are disabled.
+
+param location string
+param tags object
+@minLength(3)
+@maxLength(24)
+param name string
+param deploymentContainerName string
+param artifactsContainerName string
+param statusContainerName string
+param queueName string
+@allowed(['Standard_LRS', 'Standard_ZRS', 'Standard_GRS', 'Standard_GZRS'])
+param skuName string = 'Standard_LRS'
+
+resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_35:Default action Allow on purpose. Flex Consumption reaches storage over its public endpoint unless the app is put in a virtual network with private endpoints, which cost money at rest. Shared keys are disabled, so every request still needs an Entra token and a data role.
+  // checkov:skip=CKV_AZURE_59:Same reason as CKV_AZURE_35: the public endpoint stays reachable for the serverless host; anonymous and key-based access are both disabled.
+  // checkov:skip=CKV_AZURE_206:Locally redundant by default to keep the at-rest price lowest; set storageSkuName (main.bicep, AZURE_STORAGE_SKU) to Standard_ZRS or Standard_GZRS where artifacts need zone or geo redundancy.
+  name: name
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: { name: skuName }
+  properties: {
+    accessTier: 'Hot'
+    allowSharedKeyAccess: false // no keys: every caller, the host included, uses Entra ID
+    defaultToOAuthAuthentication: true
+    allowBlobPublicAccess: false
+    allowCrossTenantReplication: false
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+    encryption: {
+      keySource: 'Microsoft.Storage'
+      requireInfrastructureEncryption: true
+      services: {
+        blob: { enabled: true, keyType: 'Account' }
+        file: { enabled: true, keyType: 'Account' }
+        queue: { enabled: true, keyType: 'Account' }
+        table: { enabled: true, keyType: 'Account' }
+      }
+    }
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+  properties: {
+    // A deleted artifact (or the whole container) can be restored for a week.
+    deleteRetentionPolicy: { enabled: true, days: 7 }
+    containerDeleteRetentionPolicy: { enabled: true, days: 7 }
+  }
+}
+
+// The app creates its containers on first use too; creating them here makes them visible (and
+// grantable) before the first run, and keeps their names in one place with the app settings.
+resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [
+  for container in [deploymentContainerName, artifactsContainerName, statusContainerName]: {
+    parent: blobService
+    name: container
+    properties: { publicAccess: 'None' }
+  }
+]
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+}
+
+// The artifact queue and the poison queue the host moves a message to after maxDequeueCount
+// failed deliveries. Both exist up front so the app's queue role can be scoped to exactly them.
+resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [
+  for queue in [queueName, '${queueName}-poison']: {
+    parent: queueService
+    name: queue
+  }
+]
+
+output name string = account.name
+output blobEndpoint string = account.properties.primaryEndpoints.blob
+output queueEndpoint string = account.properties.primaryEndpoints.queue
+output deploymentContainerName string = deploymentContainerName
+output queueNames array = [queueName, '${queueName}-poison']
