@@ -42,6 +42,10 @@ class ConcurrentWriteError(Exception):
     """Another delivery committed this blob while ours staged it, with other content: retried."""
 
 
+class ContainerMissingError(Exception):
+    """The blob container disappeared while the app ran: retried after making it again."""
+
+
 class TooLargeError(Exception):
     """The file is over the configured limit: a permanent failure, nothing is committed."""
 
@@ -53,6 +57,10 @@ class ContainerGuard:
         self.client = service.get_container_client(name)
         self._ready = False
         self._lock = threading.Lock()
+
+    def forget(self) -> None:
+        """The container was found missing (deleted while running): create it on next use."""
+        self._ready = False
 
     def ensure(self) -> None:
         if self._ready:
@@ -106,6 +114,24 @@ class ArtifactStore:
         max_size: int | None = None,
     ) -> StoredBlob:
         """Store ``chunks`` (each about ``block_size``) as one blob, adding size/sha256/downloaded_at."""
+        try:
+            return self._write(blob_name, chunks, metadata, content_type, content_disposition, expected_size, max_size)
+        except ResourceNotFoundError as error:
+            if getattr(error, "error_code", None) != "ContainerNotFound":
+                raise
+            self._container.forget()
+            raise ContainerMissingError(f"the container of {blob_name} was deleted; it is made again") from error
+
+    def _write(  # noqa: PLR0917 - the private half of write(), whose arguments are keywords
+        self,
+        blob_name: str,
+        chunks: Iterable[bytes],
+        metadata: dict[str, str],
+        content_type: str,
+        content_disposition: str,
+        expected_size: int | None,
+        max_size: int | None,
+    ) -> StoredBlob:
         if max_size is not None and expected_size is not None and expected_size > max_size:
             raise TooLargeError(f"the file has {expected_size} bytes, over the limit of {max_size}")
         self._container.ensure()

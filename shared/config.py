@@ -16,6 +16,7 @@ DEFAULT_QUEUE = "artifact-downloads"
 DEFAULT_CONTAINER = "artifacts"
 DEFAULT_STATUS_CONTAINER = "artifact-status"
 DEFAULT_TIMEOUT_SECONDS = 200.0  # under the 230 s an HTTP-triggered function may hold a request
+MAX_TIMEOUT_SECONDS = 220.0
 DEFAULT_MAX_FILE_BYTES = 4 * 1024**3
 DEFAULT_DOWNLOAD_ATTEMPTS = 4  # per delivery; the queue redelivers up to maxDequeueCount times
 
@@ -124,6 +125,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     timeout = _positive_float(get("AZURE_OPENAI_TIMEOUT_SECONDS"), DEFAULT_TIMEOUT_SECONDS,
                               "AZURE_OPENAI_TIMEOUT_SECONDS", problems)
+    if timeout > MAX_TIMEOUT_SECONDS:
+        problems.append(f"AZURE_OPENAI_TIMEOUT_SECONDS must be at most {MAX_TIMEOUT_SECONDS:.0f} "
+                        "(an HTTP request is cut off at 230 s)")
     max_file_bytes = _positive_int(get("ARTIFACTS_MAX_FILE_BYTES"), DEFAULT_MAX_FILE_BYTES,
                                    "ARTIFACTS_MAX_FILE_BYTES", problems)
     attempts = _positive_int(get("ARTIFACTS_DOWNLOAD_ATTEMPTS"), DEFAULT_DOWNLOAD_ATTEMPTS,

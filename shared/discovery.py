@@ -132,12 +132,12 @@ def find_artifacts(
 
     warnings: list[dict[str, str]] = []
     for container_id in list(collector.containers):
+        listed: list[dict[str, Any]] = []
         try:
-            listed = list(list_files(container_id))
-        except Exception as error:  # one container's listing must not lose the others' files
+            listed.extend(list_files(container_id))
+        except Exception as error:  # keep the pages already read, and the other containers
             log.warning("listing container %s failed: %s", container_id, error)
             warnings.append({"container_id": container_id, "problem": f"could not list files: {error}"})
-            continue
         collector.from_listing(container_id, listed)
 
     artifacts = [

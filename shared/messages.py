@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from shared.ids import require_id
-from shared.naming import MAX_DISPLAY_NAME_CHARS, blob_name, safe_filename
+from shared.naming import MAX_DISPLAY_NAME_CHARS, blob_name, safe_filename, valid_mime_type
 
 SCHEMA_VERSION = 1
 _MAX_MESSAGE_BYTES = 48 * 1024  # a Storage queue message is at most 64 KiB after base64
@@ -69,7 +69,7 @@ class ArtifactMessage:
                     if data.get("blob_name") is not None
                     else blob_name(response_id, file_id, safe_filename(filename, file_id))
                 ),
-                mime_type=_optional_text(data, "mime_type"),
+                mime_type=valid_mime_type(_optional_text(data, "mime_type")),
                 size=_optional_size(data),
             )
         except ValueError as error:

@@ -60,7 +60,7 @@ def safe_filename(name: str, fallback: str) -> str:
     cleaned = " ".join(cleaned.split())  # collapse runs of whitespace, trim the ends
     # No "..", no hidden or empty names; Blob Storage would silently drop a trailing dot.
     cleaned = cleaned.strip(". ")
-    cleaned = _truncate_keeping_extension(cleaned, MAX_FILENAME_BYTES)
+    cleaned = _truncate_keeping_extension(cleaned, MAX_FILENAME_BYTES).strip(". ")  # a cut may end in "."
     return cleaned or fallback
 
 

@@ -98,12 +98,17 @@ class AzureOpenAIClient:
     def close(self) -> None:
         self._http.close()
 
-    def create_response(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """POST /openai/v1/responses. Only a 429 is retried: it means the run never started."""
+    def create_response(self, payload: dict[str, Any], deadline: float | None = None) -> dict[str, Any]:
+        """POST /openai/v1/responses. Only a 429 is retried: it means the run never started.
+
+        ``deadline`` (a ``time.monotonic()`` value) bounds the call, waits between tries included.
+        """
         try:
-            for attempt in self._retry.retrying(_Throttled):
+            for attempt in self._retry.retrying(_Throttled, deadline=deadline):
                 with attempt:
-                    answer = self._http.post(f"{self._base}/v1/responses", json=payload)
+                    answer = self._http.post(
+                        f"{self._base}/v1/responses", json=payload, timeout=self._timeout_until(deadline)
+                    )
                     if answer.status_code == 429:
                         raise _Throttled(
                             429, self._error_detail(answer), retry_after_seconds(answer.headers)
@@ -166,16 +171,19 @@ class AzureOpenAIClient:
     def _get_json(self, url: str, params: dict[str, str], deadline: float | None) -> dict[str, Any]:
         for attempt in self._retry.retrying(TransientError, httpx.TransportError, deadline=deadline):
             with attempt:
-                timeout = self._timeout
-                if deadline is not None:
-                    timeout = max(min(timeout, deadline - time.monotonic()), 0.1)
-                answer = self._http.get(url, params=params, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
+                answer = self._http.get(url, params=params, timeout=self._timeout_until(deadline))
                 if answer.status_code != 200:
                     self._raise_for(answer)
                 body = self._json(answer)
         if not isinstance(body, dict):
             raise UpstreamError(502, {"message": "the answer is not a JSON object"})
         return body
+
+    def _timeout_until(self, deadline: float | None) -> httpx.Timeout:
+        seconds = self._timeout
+        if deadline is not None:
+            seconds = max(min(seconds, deadline - time.monotonic()), 0.1)
+        return httpx.Timeout(seconds, connect=min(seconds, 10.0))
 
     def _raise_for(self, answer: httpx.Response) -> None:
         detail = self._error_detail(answer)

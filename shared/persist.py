@@ -12,14 +12,22 @@ Outcomes, so that every file either lands whole or is recorded:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from typing import Any
 
 import httpx
 
-from shared.blob_store import ConcurrentWriteError, SizeMismatchError, StoredBlob, TooLargeError
+from shared.blob_store import (
+    ConcurrentWriteError,
+    ContainerMissingError,
+    SizeMismatchError,
+    StoredBlob,
+    TooLargeError,
+)
 from shared.messages import ArtifactMessage, InvalidMessage
-from shared.naming import content_disposition, content_type_for, metadata_filename
+from shared.naming import content_disposition, content_type_for, metadata_filename, valid_mime_type
 from shared.openai_client import FileGoneError, TransientUpstreamError, UpstreamError
 from shared.retry import RetryPolicy
 from shared.runtime import Runtime
@@ -27,8 +35,15 @@ from shared.status_store import Failure
 
 log = logging.getLogger(__name__)
 
-_RETRYABLE = (TransientUpstreamError, httpx.TransportError, SizeMismatchError, ConcurrentWriteError)
+_RETRYABLE = (
+    TransientUpstreamError,
+    httpx.TransportError,
+    SizeMismatchError,
+    ConcurrentWriteError,
+    ContainerMissingError,
+)
 _GENERIC_TYPES = ("application/octet-stream", "binary/octet-stream")
+DELIVERY_RETRY_SECONDS = 300.0  # half of host.json's functionTimeout (10 min)
 
 
 class _Permanent(Exception):
@@ -57,21 +72,27 @@ def persist_message(
         )
         return None
 
-    existing = runtime.store.find_whole(message.blob_name)
-    if existing is not None:
-        log.info("%s is already stored whole; nothing to do", message.blob_name)
-        return existing
-
+    last_delivery = deliveries >= runtime.max_dequeue_count
     try:
+        existing = runtime.store.find_whole(message.blob_name)
+        if existing is not None:
+            log.info("%s is already stored whole; nothing to do", message.blob_name)
+            return existing
+        if last_delivery:
+            # Written before trying, so a timeout or crash of this last delivery still leaves a
+            # record; a success below makes the blob, which the status API ranks above it.
+            reason = f"the last of {deliveries} deliveries did not finish (timed out or stopped)"
+            _record(runtime, message, message_id, Failure("retries_exhausted", reason, deliveries), None)
         stored = _download_with_retries(runtime, message, runtime.download_retry)
     except _Permanent as failure:
         failed = Failure(failure.code, failure.reason, deliveries)
         _record(runtime, message, message_id, failed, failure.upstream_status)
         return None
     except Exception as error:
-        if deliveries >= runtime.max_dequeue_count:
+        if last_delivery:
             reason = f"gave up after {deliveries} deliveries: {_describe(error)}"
-            _record(runtime, message, message_id, Failure("retries_exhausted", reason, deliveries), None)
+            with contextlib.suppress(Exception):  # the record written before trying stands
+                _record(runtime, message, message_id, Failure("retries_exhausted", reason, deliveries), None)
         raise
     log.info("stored %s (%d bytes, sha256 %s)", stored.blob_name, stored.size, stored.sha256)
     return stored
@@ -81,8 +102,10 @@ def _download_with_retries(runtime: Runtime, message: ArtifactMessage, retry: Re
     limit = runtime.settings.max_file_bytes
     if message.size is not None and message.size > limit:
         raise _Permanent("too_large", f"the file has {message.size} bytes, over the limit of {limit}")
+    # No new attempt starts after the deadline, so a delivery ends well inside functionTimeout.
+    deadline = time.monotonic() + DELIVERY_RETRY_SECONDS
     try:
-        for attempt in retry.retrying(*_RETRYABLE):
+        for attempt in retry.retrying(*_RETRYABLE, deadline=deadline):
             with attempt:
                 return _download(runtime, message)
     except FileGoneError as error:
@@ -105,14 +128,15 @@ def _download(runtime: Runtime, message: ArtifactMessage) -> StoredBlob:
     }
     with runtime.openai.open_file_content(message.container_id, message.file_id) as answer:
         served_type = answer.headers.get("content-type", "").split(";")[0].strip().lower()
-        hint = message.mime_type or (served_type if served_type and served_type not in _GENERIC_TYPES else None)
+        served = valid_mime_type(served_type) if served_type not in _GENERIC_TYPES else None
+        hint = message.mime_type or served
         return runtime.store.write(
             message.blob_name,
             answer.iter_bytes(runtime.store.block_size),
             metadata=metadata,
             content_type=content_type_for(message.filename, hint),
             content_disposition=content_disposition(message.filename),
-            expected_size=_announced_size(answer),
+            expected_size=_expected_size(answer, message.size),
             max_size=runtime.settings.max_file_bytes,
         )
 
@@ -150,13 +174,19 @@ def _describe(error: BaseException) -> str:
     return type(error).__name__  # e.g. a Storage error, whose text may name request details
 
 
-def _announced_size(answer: httpx.Response) -> int | None:
-    """Content-Length counts the bytes on the wire, so it only checks an unencoded body."""
-    raw = answer.headers.get("content-length")
+def _expected_size(answer: httpx.Response, listed_size: int | None) -> int | None:
+    """The size the stored bytes must have: Content-Length, or the listing's when the body is
+    delimited only by the connection closing (then a cut would otherwise go unnoticed).
+    A chunked body needs neither: httpx fails on a missing last chunk."""
     encoding: str = answer.headers.get("content-encoding", "identity")
-    if raw is None or not raw.isdigit() or encoding.strip().lower() != "identity":
+    if encoding.strip().lower() != "identity":
+        return None  # Content-Length would count encoded bytes
+    raw = answer.headers.get("content-length")
+    if raw is not None:
+        return int(raw) if raw.isdigit() else None
+    if "chunked" in answer.headers.get("transfer-encoding", "").lower():
         return None
-    return int(raw)
+    return listed_size
 
 
 def _excerpt(body: bytes) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import azure.functions as func
@@ -48,7 +49,7 @@ def _start_run(req: func.HttpRequest, messages: func.Out[list[str]]) -> func.Htt
     try:
         run = _parse(req)
         runtime = _runtime()
-        response = _create_response(runtime, run)
+        response = _create_response(runtime, run, deadline=started + HTTP_BUDGET_SECONDS - _MIN_LISTING_SECONDS)
     except _Refusal as refusal:
         return refusal.response
 
@@ -56,13 +57,13 @@ def _start_run(req: func.HttpRequest, messages: func.Out[list[str]]) -> func.Htt
     if not is_valid_id(response_id):
         return error_response(502, "upstream_error", "Azure OpenAI answered without a usable response id")
 
-    def list_files(container_id: str) -> list[dict[str, Any]]:
+    def list_files(container_id: str) -> Iterator[dict[str, Any]]:
         # The front end cuts an HTTP request off at 230 s: a listing that would run past the
         # budget is skipped (and reported), so the caller still gets the cited files.
         remaining = HTTP_BUDGET_SECONDS - (time.monotonic() - started)
         if remaining < _MIN_LISTING_SECONDS:
             raise TimeoutError("no time left in the request to list the container")
-        return list(runtime.openai.list_container_files(container_id, deadline=time.monotonic() + remaining))
+        return runtime.openai.list_container_files(container_id, deadline=time.monotonic() + remaining)
 
     discovery = find_artifacts(response, list_files, exclude_file_ids=run.file_ids)
     queued = _messages(response_id, discovery)
@@ -115,9 +116,9 @@ def _runtime() -> Runtime:
         raise _Refusal(error_response(500, "configuration_error", str(error))) from None
 
 
-def _create_response(runtime: Runtime, run: RunRequest) -> dict[str, Any]:
+def _create_response(runtime: Runtime, run: RunRequest, deadline: float) -> dict[str, Any]:
     try:
-        return runtime.openai.create_response(run.to_payload(runtime.settings.deployment))
+        return runtime.openai.create_response(run.to_payload(runtime.settings.deployment), deadline=deadline)
     except UpstreamError as error:
         log.warning("Azure OpenAI rejected the run: %s", error)
         raise _Refusal(

@@ -52,6 +52,12 @@ def test_malformed_endpoints_are_refused(value: str) -> None:
         load_settings({**BASE, "AZURE_OPENAI_ENDPOINT": value})
 
 
+def test_timeout_must_fit_an_http_request() -> None:
+    with pytest.raises(ConfigError, match="AZURE_OPENAI_TIMEOUT_SECONDS"):
+        load_settings({**BASE, "AZURE_OPENAI_TIMEOUT_SECONDS": "300"})
+    assert load_settings({**BASE, "AZURE_OPENAI_TIMEOUT_SECONDS": "30"}).timeout_seconds == 30
+
+
 def test_secrets_stay_out_of_repr() -> None:
     text = repr(load_settings(BASE))
     assert "sekrit-key" not in text and "c2VrcmV0" not in text

@@ -79,6 +79,16 @@ def test_listing_failure_keeps_cited_files_and_warns() -> None:
     assert discovery.warnings == [{"container_id": "c1", "problem": "could not list files: boom"}]
 
 
+def test_pages_read_before_a_listing_failure_are_kept() -> None:
+    def fails_on_page_two(container_id: str) -> Iterable[dict[str, Any]]:
+        yield {"id": "a1", "path": "/mnt/data/a.txt", "source": "assistant"}
+        raise RuntimeError("page 2 failed")
+
+    discovery = find_artifacts({"output": [call("c1")]}, fails_on_page_two)
+    assert [a.file_id for a in discovery.artifacts] == ["a1"]
+    assert discovery.warnings[0]["container_id"] == "c1"
+
+
 def test_malformed_ids_are_ignored_and_nothing_is_listed_for_them() -> None:
     asked: list[str] = []
 

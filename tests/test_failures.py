@@ -108,6 +108,8 @@ FAULTS = [
     Fault("body cut mid-stream (single block)", lambda f, c: f.cut_next_download(30_000), "persisted"),
     Fault("body cut mid-stream (many blocks)", lambda f, c: f.cut_next_download(5 * MiB, times=2), "persisted",
           size=9 * MiB),
+    Fault("body cut, no length announced (listing size catches it)",
+          lambda f, c: f.cut_next_download(30_000, announce_length=False), "persisted"),
     Fault("slow body past the read timeout", lambda f, c: f.stall_next_download(1000, 3.0), "persisted",
           env={"AZURE_OPENAI_TIMEOUT_SECONDS": "0.5"}),
     Fault("container expired", lambda f, c: f.expire(c), "failed:file_gone"),
@@ -172,6 +174,18 @@ def test_retries_exhausted_goes_to_poison_and_is_recorded(
     assert [d.error for d in host.deliver("persist_artifact")] == [None]
     assert_whole(app_env, answer, file)
     assert status(host, answer["response_id"])["artifacts"][0]["state"] == "persisted"
+
+
+def test_container_deleted_while_running_is_made_again(
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv
+) -> None:
+    first, second = FakeFile(b"one", "/mnt/data/1.txt"), FakeFile(b"two", "/mnt/data/2.txt")
+    answer = run(host, fake, first)
+    assert [d.error for d in host.deliver("persist_artifact")] == [None]
+    app_env.artifacts().delete_container()
+    answer = run(host, fake, second)
+    assert [d.error for d in host.deliver("persist_artifact")] == [None]
+    assert_whole(app_env, answer, second)
 
 
 def test_credentials_rejected_is_retried_not_recorded(

@@ -48,6 +48,15 @@ def test_long_names_are_cut_on_a_character_boundary_keeping_the_extension() -> N
     name.encode("utf-8").decode("utf-8")  # still valid UTF-8
 
 
+@pytest.mark.parametrize(
+    "raw", ["a" * 199 + "." + "b" * 60, "x" * 300, "名" * 80 + ".", " . a . ", "a\x00" * 150 + ".csv"]
+)
+def test_safe_filename_is_stable(raw: str) -> None:
+    once = safe_filename(raw, "f")
+    assert safe_filename(once, "f") == once  # what the HTTP function names, the queue function accepts
+    assert not once.endswith((".", " "))
+
+
 def test_placeholder_names() -> None:
     assert is_placeholder_name("cfile_abc.png", "cfile_abc")
     assert is_placeholder_name("cfile_abc", "cfile_abc")

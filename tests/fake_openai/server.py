@@ -114,6 +114,7 @@ class _Cut:
     after_bytes: int
     remaining: int
     stall_seconds: float | None = None  # None: close the connection; else pause, then go on
+    announce_length: bool = True
 
 
 class _ApiError(Exception):
@@ -393,14 +394,15 @@ class FakeAzureOpenAI:
         with self._lock:
             self._faults.append(_Fault(path_contains, status, body, dict(headers or {}), times))
 
-    def cut_next_download(self, after_bytes: int, times: int = 1) -> None:
+    def cut_next_download(self, after_bytes: int, times: int = 1, announce_length: bool = True) -> None:
         """The next ``times`` successful content downloads announce the full Content-Length
         but close the connection after ``after_bytes`` bytes of body (no cut if the file is
-        not longer than that)."""
+        not longer than that). With ``announce_length=False`` no length is sent at all: the
+        body ends when the connection closes, so the client cannot tell it was cut."""
         if after_bytes < 0:
             raise ValueError("after_bytes must not be negative")
         with self._lock:
-            self._cuts.append(_Cut(after_bytes, times))
+            self._cuts.append(_Cut(after_bytes, times, announce_length=announce_length))
 
     def clear_faults(self) -> None:
         """Forget injected failures and cuts that no request has used up yet."""
@@ -823,7 +825,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_content(self, content: bytes, cut: _Cut | None) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(content)))
+        if cut is None or cut.announce_length:
+            self.send_header("Content-Length", str(len(content)))
+        else:
+            self.send_header("Connection", "close")
         self.end_headers()
         # memoryview slices share the content's buffer: a 1 GiB file is never copied.
         view = memoryview(content)
