@@ -114,63 +114,60 @@ class ArtifactStore:
         max_size: int | None = None,
     ) -> StoredBlob:
         """Store ``chunks`` (each about ``block_size``) as one blob, adding size/sha256/downloaded_at."""
-        try:
-            return self._write(blob_name, chunks, metadata, content_type, content_disposition, expected_size, max_size)
-        except ResourceNotFoundError as error:
-            if getattr(error, "error_code", None) != "ContainerNotFound":
-                raise
-            self._container.forget()
-            raise ContainerMissingError(f"the container of {blob_name} was deleted; it is made again") from error
+        with self._remade_if_missing(blob_name):
+            if expected_size is not None:
+                _check_limit(expected_size, max_size)
+            self._container.ensure()
+            blob = self._blob(blob_name)
+            settings = ContentSettings(content_type=content_type, content_disposition=content_disposition)
+            stream = iter(chunks)
+            first = next(stream, b"")
+            second = next(stream, None)
+            if second is None:  # one block's worth: a single Put Blob
+                _check_limit(len(first), max_size)
+                _check_size(len(first), expected_size)
+                digest = hashlib.sha256(first).hexdigest()
+                blob.upload_blob(
+                    first,
+                    overwrite=True,
+                    length=len(first),
+                    content_settings=settings,
+                    metadata=_final_metadata(metadata, len(first), digest),
+                )
+                return StoredBlob(blob_name, len(first), digest)
+            size, digest, block_ids = self._stage_blocks(blob, _limited(_chain(first, second, stream), max_size))
+            _check_size(size, expected_size)
+            return self._commit(blob, block_ids, settings, _final_metadata(metadata, size, digest))
 
-    def _write(  # noqa: PLR0917 - the private half of write(), whose arguments are keywords
-        self,
-        blob_name: str,
-        chunks: Iterable[bytes],
-        metadata: dict[str, str],
-        content_type: str,
-        content_disposition: str,
-        expected_size: int | None,
-        max_size: int | None,
+    def _commit(
+        self, blob: BlobClient, block_ids: list[str], settings: ContentSettings, metadata: dict[str, str]
     ) -> StoredBlob:
-        if max_size is not None and expected_size is not None and expected_size > max_size:
-            raise TooLargeError(f"the file has {expected_size} bytes, over the limit of {max_size}")
-        self._container.ensure()
-        blob = self._blob(blob_name)
-        settings = ContentSettings(content_type=content_type, content_disposition=content_disposition)
-        stream = iter(chunks)
-        first = next(stream, b"")
-        second = next(stream, None)
-        if second is None:
-            if max_size is not None and len(first) > max_size:
-                raise TooLargeError(f"the file has {len(first)} bytes, over the limit of {max_size}")
-            digest = hashlib.sha256(first).hexdigest()
-            _check_size(len(first), expected_size)
-            blob.upload_blob(
-                first,
-                overwrite=True,
-                length=len(first),
-                content_settings=settings,
-                metadata=_final_metadata(metadata, len(first), digest),
-            )
-            return StoredBlob(blob_name, len(first), digest)
-        size, digest, block_ids = self._stage_blocks(blob, _limited(_chain(first, second, stream), max_size))
-        _check_size(size, expected_size)
         try:
             blob.commit_block_list(
                 [BlobBlock(block_id=block_id) for block_id in block_ids],
                 content_settings=settings,
-                metadata=_final_metadata(metadata, size, digest),
+                metadata=metadata,
             )
         except HttpResponseError as error:
             if getattr(error, "error_code", None) != "InvalidBlockList":  # set by the storage SDK
                 raise
             # A concurrent delivery committed first, and a commit discards every other
             # uncommitted block. If it stored the same bytes, the work is done.
-            winner = self.find_whole(blob_name)
-            if winner is not None and winner.sha256 == digest:
+            winner = self.find_whole(blob.blob_name)
+            if winner is not None and winner.sha256 == metadata["sha256"]:
                 return winner
-            raise ConcurrentWriteError(f"{blob_name} was committed concurrently with other content") from error
-        return StoredBlob(blob_name, size, digest)
+            raise ConcurrentWriteError(f"{blob.blob_name} was committed concurrently with other content") from error
+        return StoredBlob(blob.blob_name, int(metadata["size"]), metadata["sha256"])
+
+    @contextlib.contextmanager
+    def _remade_if_missing(self, blob_name: str) -> Iterator[None]:
+        try:
+            yield
+        except ResourceNotFoundError as error:
+            if getattr(error, "error_code", None) != "ContainerNotFound":
+                raise
+            self._container.forget()
+            raise ContainerMissingError(f"the container of {blob_name} was deleted; it is made again") from error
 
     def _stage_blocks(self, blob: BlobClient, chunks: Iterator[bytes]) -> tuple[int, str, list[str]]:
         # Ids unique to this attempt, so a concurrent or earlier attempt's blocks never mix in.
@@ -212,9 +209,13 @@ def _limited(chunks: Iterator[bytes], max_size: int | None) -> Iterator[bytes]:
     total = 0
     for chunk in chunks:
         total += len(chunk)
-        if max_size is not None and total > max_size:
-            raise TooLargeError(f"the file grew past the limit of {max_size} bytes")
+        _check_limit(total, max_size)
         yield chunk
+
+
+def _check_limit(size: int, max_size: int | None) -> None:
+    if max_size is not None and size > max_size:
+        raise TooLargeError(f"the file has at least {size} bytes, over the limit of {max_size}")
 
 
 def _whole(name: str, size: int | None, metadata: dict[str, str] | None) -> StoredBlob | None:

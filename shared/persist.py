@@ -161,14 +161,14 @@ def _record(
     runtime.status.record_failure(failure, artifact, message_id)
 
 
-def _upstream_reason(error: UpstreamError) -> str:
+def _upstream_reason(error: UpstreamError | TransientUpstreamError) -> str:
     return f"Azure OpenAI answered {error.status}: {error.detail.get('message', '')}"
 
 
 def _describe(error: BaseException) -> str:
     """A failure's kind and message, for a record: our own errors carry no secrets."""
     if isinstance(error, (UpstreamError, TransientUpstreamError)):
-        return f"Azure OpenAI answered {error.status}: {error.detail.get('message', '')}"
+        return _upstream_reason(error)
     if isinstance(error, (SizeMismatchError, httpx.TransportError)):
         return f"{type(error).__name__}: {error}"
     return type(error).__name__  # e.g. a Storage error, whose text may name request details
