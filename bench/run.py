@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support.azurite import free_port, port_open, start_azurite
+
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 1024 * 1024
 
@@ -53,14 +55,14 @@ def child(mode: str, env: dict[str, str], *args: str) -> dict[str, Any]:
 
 
 def start_fake(api_key: str) -> tuple[subprocess.Popen[str], str]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.fake_openai", "--port", str(port), "--api-key", api_key],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
-    while not _accepts(port):
+    while not port_open(port):
         if time.monotonic() > deadline or process.poll() is not None:
             raise RuntimeError("the fake did not start")
         time.sleep(0.05)  # polling for readiness, with a deadline
@@ -93,8 +95,6 @@ def main() -> int:
     parser.add_argument("--fanout-files", type=int, default=200)
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args()
-
-    from tests.support.azurite import start_azurite  # noqa: PLC0415 - only the bench needs it
 
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-azurite-") as location:
@@ -198,20 +198,6 @@ def _cpu_of(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
     return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    from tests.support.azurite import free_port  # noqa: PLC0415
-
-    return free_port()
-
-
-def _accepts(port: int) -> bool:
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import hashlib
 import importlib
 import json
 import os
-import socket
 import sys
 import uuid
 from contextlib import ExitStack
@@ -22,7 +21,7 @@ from azure.storage.blob import BlobServiceClient
 
 from shared.config import load_settings
 from tests.fake_openai import FakeAzureOpenAI
-from tests.support.azurite import start_azurite
+from tests.support.azurite import port_open, start_azurite
 from tests.support.host import FunctionsHost
 
 DEFAULT_PROMPT = (
@@ -37,7 +36,7 @@ def main() -> int:
     args = parser.parse_args()
 
     with ExitStack() as stack:
-        if not _listening(10000):
+        if not port_open(10000):
             azurite = start_azurite()
             stack.callback(azurite.stop)
             os.environ["AzureWebJobsStorage"] = azurite.connection_string  # noqa: SIM112 - the host's own name
@@ -97,12 +96,6 @@ def _run(prompt: str) -> int:
 
 def _json(value: object) -> bytes:
     return json.dumps(value).encode()
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.3)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 if __name__ == "__main__":

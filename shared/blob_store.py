@@ -230,10 +230,15 @@ def _check_size(size: int, expected: int | None) -> None:
         raise SizeMismatchError(f"received {size} bytes, the server announced {expected}")
 
 
+def utc_timestamp() -> str:
+    """Now, in UTC, to the second: the form of every timestamp the app writes."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _final_metadata(metadata: dict[str, str], size: int, digest: str) -> dict[str, str]:
     return {
         **metadata,
         "size": str(size),
         "sha256": digest,
-        "downloaded_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "downloaded_at": utc_timestamp(),
     }

@@ -86,9 +86,8 @@ def valid_mime_type(value: object) -> str | None:
 
 
 def extension_for(mime_type: str | None) -> str:
-    if not mime_type:
-        return ""
-    return _TYPES.guess_extension(mime_type.split(";")[0].strip().lower()) or ""
+    valid = valid_mime_type(mime_type)
+    return (_TYPES.guess_extension(valid) or "") if valid else ""
 
 
 def content_type_for(filename: str, hint: str | None = None) -> str:

@@ -117,10 +117,7 @@ class AzureOpenAIClient:
             raise UpstreamError(429, throttled.detail) from throttled
         if answer.status_code != 200:
             raise UpstreamError(answer.status_code, self._error_detail(answer))
-        body = self._json(answer)
-        if not isinstance(body, dict):
-            raise UpstreamError(502, {"message": "the response body is not a JSON object"})
-        return body
+        return self._json_object(answer)
 
     def list_container_files(self, container_id: str, deadline: float | None = None) -> Iterator[dict[str, Any]]:
         """Every file in a container, following ``has_more``/``after`` across pages.
@@ -174,10 +171,7 @@ class AzureOpenAIClient:
                 answer = self._http.get(url, params=params, timeout=self._timeout_until(deadline))
                 if answer.status_code != 200:
                     self._raise_for(answer)
-                body = self._json(answer)
-        if not isinstance(body, dict):
-            raise UpstreamError(502, {"message": "the answer is not a JSON object"})
-        return body
+        return self._json_object(answer)
 
     def _timeout_until(self, deadline: float | None) -> httpx.Timeout:
         seconds = self._timeout
@@ -194,11 +188,14 @@ class AzureOpenAIClient:
             raise TransientUpstreamError(status, detail, retry_after_seconds(answer.headers))
         raise UpstreamError(status, detail)
 
-    def _json(self, answer: httpx.Response) -> Any:
+    def _json_object(self, answer: httpx.Response) -> dict[str, Any]:
         try:
-            return answer.json()
+            body = answer.json()
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise UpstreamError(502, {"message": "Azure OpenAI answered with invalid JSON"}) from error
+        if not isinstance(body, dict):
+            raise UpstreamError(502, {"message": "Azure OpenAI answered with JSON that is not an object"})
+        return body
 
     def _error_detail(self, answer: httpx.Response) -> dict[str, Any]:
         """The upstream error's code and message, bounded and scrubbed of our own secrets."""

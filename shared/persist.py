@@ -127,9 +127,8 @@ def _download(runtime: Runtime, message: ArtifactMessage) -> StoredBlob:
         "filename": metadata_filename(message.filename),
     }
     with runtime.openai.open_file_content(message.container_id, message.file_id) as answer:
-        served_type = answer.headers.get("content-type", "").split(";")[0].strip().lower()
-        served = valid_mime_type(served_type) if served_type not in _GENERIC_TYPES else None
-        hint = message.mime_type or served
+        served = valid_mime_type(answer.headers.get("content-type"))
+        hint = message.mime_type or (served if served not in _GENERIC_TYPES else None)
         return runtime.store.write(
             message.blob_name,
             answer.iter_bytes(runtime.store.block_size),

@@ -14,13 +14,12 @@ import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContentSettings
 
-from shared.blob_store import ContainerGuard
+from shared.blob_store import ContainerGuard, utc_timestamp
 from shared.ids import is_valid_id
 
 MANIFEST = "_manifest.json"
@@ -47,7 +46,7 @@ class StatusStore:
     def write_manifest(self, response_id: str, status: str | None, artifacts: Iterable[dict[str, Any]]) -> None:
         self._put(
             f"{response_id}/{MANIFEST}",
-            {"response_id": response_id, "status": status, "created_at": _now(), "artifacts": list(artifacts)},
+            {"response_id": response_id, "status": status, "created_at": utc_timestamp(), "artifacts": list(artifacts)},
         )
 
     def record_failure(self, failure: Failure, artifact: dict[str, Any], message_id: str | None) -> str:
@@ -96,11 +95,7 @@ def _failure_document(failure: Failure, subject: dict[str, Any], message_id: str
         "code": failure.code,
         "reason": failure.reason,
         "attempts": failure.attempts,
-        "failed_at": _now(),
+        "failed_at": utc_timestamp(),
         "queue_message_id": message_id,
         **subject,
     }
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -79,7 +79,7 @@ def start_azurite(location: Path | None = None, ports: tuple[int, int, int] | No
     azurite = Azurite(process, blob, queue, table)
     deadline = time.monotonic() + 60
     for port in (blob, queue, table):
-        while not _accepts(port):
+        while not port_open(port):
             if process.poll() is not None:
                 error = process.stderr.read().decode(errors="replace") if process.stderr else ""
                 raise RuntimeError(f"Azurite exited early: {error.strip()[:2000]}")
@@ -90,7 +90,8 @@ def start_azurite(location: Path | None = None, ports: tuple[int, int, int] | No
     return azurite
 
 
-def _accepts(port: int) -> bool:
+def port_open(port: int) -> bool:
+    """Whether something accepts connections on this loopback port."""
     with socket.socket() as probe:
         probe.settimeout(0.5)
         return probe.connect_ex(("127.0.0.1", port)) == 0
