@@ -1,19 +1,21 @@
-"""Bindings only: each function hands its trigger and bindings to ``shared``.
+"""Bindings only: each function hands its trigger to ``shared``.
 
-The queue name is read when the app loads, because bindings are fixed then.
+Queue names are read when the app loads, because bindings are fixed then. No function uses a
+queue output binding: the app sends its messages itself (``shared.queues``), with delays, and
+knows whether each send succeeded before it answers.
 """
-
-from typing import List  # noqa: UP035 - the worker rejects list[str] in binding annotations
 
 import azure.functions as func
 
 from shared import config
-from shared.persist import persist_message
+from shared.persist import persist_message, record_poisoned_artifact
+from shared.run_actions import cancel_response, import_response
 from shared.runtime import check_settings_at_startup, get_runtime
 from shared.start_run import start_run
 from shared.status_api import response_status
+from shared.watcher import give_up_poisoned_run, handle_watch_message
 
-ARTIFACTS_QUEUE = config.queue_name()
+QUEUES = config.queue_names()
 STORAGE_CONNECTION = "AzureWebJobsStorage"
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -22,9 +24,8 @@ check_settings_at_startup()
 
 @app.function_name("start_run")
 @app.route(route="responses", methods=["POST"])
-@app.queue_output(arg_name="messages", queue_name=ARTIFACTS_QUEUE, connection=STORAGE_CONNECTION)
-def start_run_http(req: func.HttpRequest, messages: func.Out[List[str]]) -> func.HttpResponse:  # noqa: UP006
-    return start_run(req, messages)
+def start_run_http(req: func.HttpRequest) -> func.HttpResponse:
+    return start_run(req)
 
 
 @app.function_name("response_status")
@@ -33,7 +34,37 @@ def response_status_http(req: func.HttpRequest) -> func.HttpResponse:
     return response_status(req)
 
 
+@app.function_name("import_response")
+@app.route(route="responses/{response_id}/import", methods=["POST"])
+def import_response_http(req: func.HttpRequest) -> func.HttpResponse:
+    return import_response(req)
+
+
+@app.function_name("cancel_response")
+@app.route(route="responses/{response_id}/cancel", methods=["POST"])
+def cancel_response_http(req: func.HttpRequest) -> func.HttpResponse:
+    return cancel_response(req)
+
+
+@app.function_name("watch_run")
+@app.queue_trigger(arg_name="msg", queue_name=QUEUES.runs, connection=STORAGE_CONNECTION)
+def watch_run_queue(msg: func.QueueMessage) -> None:
+    handle_watch_message(get_runtime(), msg.get_body(), message_id=msg.id, dequeue_count=msg.dequeue_count or 1)
+
+
 @app.function_name("persist_artifact")
-@app.queue_trigger(arg_name="msg", queue_name=ARTIFACTS_QUEUE, connection=STORAGE_CONNECTION)
+@app.queue_trigger(arg_name="msg", queue_name=QUEUES.artifacts, connection=STORAGE_CONNECTION)
 def persist_artifact_queue(msg: func.QueueMessage) -> None:
     persist_message(get_runtime(), msg.get_body(), message_id=msg.id, dequeue_count=msg.dequeue_count)
+
+
+@app.function_name("record_failed_artifact")
+@app.queue_trigger(arg_name="msg", queue_name=QUEUES.poison(QUEUES.artifacts), connection=STORAGE_CONNECTION)
+def record_failed_artifact_queue(msg: func.QueueMessage) -> None:
+    record_poisoned_artifact(get_runtime(), msg.get_body(), message_id=msg.id)
+
+
+@app.function_name("give_up_run")
+@app.queue_trigger(arg_name="msg", queue_name=QUEUES.poison(QUEUES.runs), connection=STORAGE_CONNECTION)
+def give_up_run_queue(msg: func.QueueMessage) -> None:
+    give_up_poisoned_run(get_runtime(), msg.get_body(), message_id=msg.id)

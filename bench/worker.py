@@ -176,6 +176,59 @@ def overhead() -> dict[str, Any]:
     return {"us_per_message": per_message, "us_per_runtime_lookup": per_lookup}
 
 
+def _app_host() -> Any:
+    """The app under a host stand-in that moves messages through Azurite as the host does, on
+    queues of its own (a measurement never picks up another's messages)."""
+    tag = uuid.uuid4().hex[:8]
+    for name, prefix in (("ARTIFACTS_QUEUE", "bench-downloads"), ("ARTIFACTS_RUNS_QUEUE", "bench-runs"),
+                         ("ARTIFACTS_EVENTS_QUEUE", "bench-events")):
+        os.environ[name] = f"{prefix}-{tag}"
+    import function_app  # noqa: PLC0415
+    from tests.support.host import FunctionsHost  # noqa: PLC0415
+
+    return FunctionsHost(function_app.app, STORAGE)
+
+
+def post_latency(count: int) -> dict[str, Any]:
+    """POST /api/responses with background on: the caller's wait, per request (ms)."""
+    host = _app_host()
+    host.http("POST", "responses", body=b'{"input": "warm-up"}')  # connections and queues made
+    times: list[float] = []
+    for _ in range(count):
+        start = time.perf_counter()
+        call = host.http("POST", "responses", body=json.dumps({"input": f"bench {uuid.uuid4().hex}"}).encode())
+        times.append((time.perf_counter() - start) * 1000)
+        assert call.response.status_code == 202
+    times.sort()
+    return {"median_ms": times[len(times) // 2], "p95_ms": times[int(len(times) * 0.95) - 1]}
+
+
+def end_to_event(files: int) -> dict[str, Any]:
+    """From the run's end to its completion event, ``files`` x 64 KiB, the host's concurrency."""
+    import httpx  # noqa: PLC0415
+
+    host = _app_host()
+    prompt = f"bench {uuid.uuid4().hex}"
+    spec = {"prompt": prompt, "files": [{"path": f"/mnt/data/f{i}.bin", "size": 64 * 1024} for i in range(files)]}
+    httpx.post(f"{os.environ['AZURE_OPENAI_ENDPOINT']}/_fake/scenarios", json=spec, headers=KEY, timeout=60)
+    call = host.http("POST", "responses", body=json.dumps({"input": prompt}).encode())
+    response_id = call.json()["response_id"]
+    # The fake's run ends at its first GET: the watcher's first look is the run's end.
+    ended: list[float] = []
+
+    def done() -> bool:
+        progress = host.http("GET", f"responses/{response_id}").json()
+        if not ended and progress["phase"] != "running":
+            ended.append(time.perf_counter())
+        return bool(progress["event_id"])
+
+    host.run_until(done, timeout=600, workers=24)
+    elapsed = time.perf_counter() - ended[0]
+    events = host.messages(os.environ["ARTIFACTS_EVENTS_QUEUE"])
+    assert len(events) == 1 and json.loads(events[0])["counts"]["persisted"] == files
+    return {"seconds": elapsed}
+
+
 def import_time(what: str) -> dict[str, Any]:
     code = {
         "deps": "import azure.functions, azure.storage.blob, httpx, tenacity",
@@ -195,6 +248,8 @@ def main() -> None:
         "buffered": lambda: buffered(int(args[0])),
         "fanout": lambda: fanout(int(args[0]), int(args[1])),
         "overhead": overhead,
+        "post-latency": lambda: post_latency(int(args[0])),
+        "end-to-event": lambda: end_to_event(int(args[0])),
         "import": lambda: import_time(args[0]),
     }
     print(json.dumps(handlers[mode]()))

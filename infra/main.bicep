@@ -47,8 +47,18 @@ param storageSkuName string = 'Standard_LRS'
 
 @minLength(3)
 @maxLength(56) // the poison queue appends "-poison" (7) and must stay within 63 characters
-@description('ARTIFACTS_QUEUE: the queue between start_run and persist_artifact.')
+@description('ARTIFACTS_QUEUE: one message per file, from the run watcher to persist_artifact; <name>-poison feeds record_failed_artifact.')
 param artifactsQueueName string = 'artifact-downloads'
+
+@minLength(3)
+@maxLength(56) // the poison queue appends "-poison" (7) and must stay within 63 characters
+@description('ARTIFACTS_RUNS_QUEUE: delayed messages from the run watcher to itself (watch_run); <name>-poison feeds give_up_run.')
+param runsQueueName string = 'artifact-runs'
+
+@minLength(3)
+@maxLength(56) // the code holds every queue name to the same limit
+@description('ARTIFACTS_EVENTS_QUEUE: one completion event per run, for downstream systems (the app only sends to it).')
+param eventsQueueName string = 'artifact-events'
 
 @minLength(3)
 @maxLength(63)
@@ -73,6 +83,23 @@ param artifactsMaxFileBytes int = 4294967296
 @maxValue(20)
 @description('ARTIFACTS_DOWNLOAD_ATTEMPTS: download attempts within one queue delivery.')
 param downloadAttempts int = 4
+
+@description('AZURE_OPENAI_BACKGROUND: create runs with background: true, so they outlive the HTTP request.')
+param openAiBackground bool = true
+
+@minValue(1)
+@description('ARTIFACTS_RUN_MAX_HOURS: a run (or its files) still unfinished after this many hours is given up.')
+param runMaxHours int = 6
+
+@minValue(0)
+@maxValue(604800) // a queue message can be delayed by at most 7 days
+@description('ARTIFACTS_POLL_MIN_SECONDS: the first delay of the run watcher; it doubles up to pollMaxSeconds.')
+param pollMinSeconds int = 2
+
+@minValue(0)
+@maxValue(604800) // a queue message can be delayed by at most 7 days
+@description('ARTIFACTS_POLL_MAX_SECONDS: the longest delay between two looks at a run; not less than pollMinSeconds.')
+param pollMaxSeconds int = 30
 
 // ---------------------------------------------------------------------------------------------
 // Azure OpenAI: reuse one, or create one
@@ -151,7 +178,9 @@ module storage 'modules/storage.bicep' = {
     deploymentContainerName: 'app-package'
     artifactsContainerName: artifactsContainerName
     statusContainerName: statusContainerName
-    queueName: artifactsQueueName
+    artifactsQueueName: artifactsQueueName
+    runsQueueName: runsQueueName
+    eventsQueueName: eventsQueueName
   }
 }
 
@@ -171,7 +200,8 @@ module access 'modules/access.bicep' = {
   scope: rg
   params: {
     storageAccountName: storage.outputs.name
-    queueNames: storage.outputs.queueNames
+    triggerQueueNames: storage.outputs.triggerQueueNames
+    sendOnlyQueueNames: storage.outputs.sendOnlyQueueNames
     appInsightsName: monitoring.outputs.appInsightsName
     appPrincipalId: identity.outputs.principalId
     developerPrincipalId: developerPrincipalId
@@ -230,7 +260,13 @@ module app 'modules/functionapp.bicep' = {
     openAiTimeoutSeconds: openAiTimeoutSeconds
     artifactsMaxFileBytes: artifactsMaxFileBytes
     downloadAttempts: downloadAttempts
+    openAiBackground: openAiBackground
+    runMaxHours: runMaxHours
+    pollMinSeconds: pollMinSeconds
+    pollMaxSeconds: pollMaxSeconds
     artifactsQueueName: artifactsQueueName
+    runsQueueName: runsQueueName
+    eventsQueueName: eventsQueueName
     artifactsContainerName: artifactsContainerName
     statusContainerName: statusContainerName
   }
@@ -247,6 +283,8 @@ output FUNCTION_APP_URL string = app.outputs.url
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
 output ARTIFACTS_QUEUE string = artifactsQueueName
+output ARTIFACTS_RUNS_QUEUE string = runsQueueName
+output ARTIFACTS_EVENTS_QUEUE string = eventsQueueName
 output ARTIFACTS_CONTAINER string = artifactsContainerName
 output ARTIFACTS_STATUS_CONTAINER string = statusContainerName
 output AZURE_OPENAI_ENDPOINT string = openAiAccess.outputs.endpoint

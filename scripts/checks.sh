@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Deployment checks, each in its own environment (created on first run, reused after):
 #   1. checkov scans infra/ (Bicep): no failed check, and every skip carries its reason.
-#   2. The app settings infra/ writes are the ones shared/config.py reads, in a form it accepts.
+#   2. The app settings infra/ writes are the ones shared/config.py reads, in a form it accepts;
+#      infra/ creates the queues the app uses and grants, queue by queue, the role each needs.
 #   3. The real Azure Functions Python worker (Python 3.13) indexes function_app.py as the host
 #      makes it do, with those settings and others, and reports the expected functions/bindings.
 # Exits non-zero if any of them fails; every step runs either way, so one run shows everything.

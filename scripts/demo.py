@@ -1,4 +1,4 @@
-"""Smoke demo: one prompt through both functions, the way the host calls them.
+"""Smoke demo: one prompt through the whole pipeline, the way the host calls the functions.
 
 Uses the Azurite on 127.0.0.1:10000 if one is running (``make start``), else a throwaway one;
 uses AZURE_OPENAI_ENDPOINT if set, else the project's fake Azure OpenAI. Prints where each
@@ -13,14 +13,16 @@ import importlib
 import json
 import os
 import sys
+import time
 import uuid
 from contextlib import ExitStack
+from dataclasses import replace
 from urllib.parse import unquote
 
 from azure.storage.blob import BlobServiceClient
 
 from shared.config import load_settings
-from tests.fake_openai import FakeAzureOpenAI
+from tests.fake_openai import FakeAzureOpenAI, demo_scenario
 from tests.support.azurite import port_open, start_azurite
 from tests.support.host import FunctionsHost
 
@@ -47,10 +49,17 @@ def main() -> int:
         if not os.environ.get("AZURE_OPENAI_ENDPOINT"):
             fake = FakeAzureOpenAI(api_key="demo-key").start()
             stack.callback(fake.stop)
+            # A background run that stays in progress for a few polls, as a real one does.
+            fake.register(args.prompt, replace(demo_scenario(), polls_before_done=3))
             os.environ.update(AZURE_OPENAI_ENDPOINT=fake.endpoint, AZURE_OPENAI_API_KEY="demo-key")
             print(f"no AZURE_OPENAI_ENDPOINT: using the fake Azure OpenAI at {fake.endpoint}")
         os.environ.setdefault("AZURE_OPENAI_DEPLOYMENT", "gpt-4.1")
-        os.environ.setdefault("ARTIFACTS_QUEUE", f"demo-{uuid.uuid4().hex[:8]}")
+        demo = uuid.uuid4().hex[:8]
+        os.environ.setdefault("ARTIFACTS_QUEUE", f"demo-{demo}")
+        os.environ.setdefault("ARTIFACTS_RUNS_QUEUE", f"demo-runs-{demo}")
+        os.environ.setdefault("ARTIFACTS_EVENTS_QUEUE", f"demo-events-{demo}")
+        os.environ.setdefault("ARTIFACTS_POLL_MIN_SECONDS", "1")
+        os.environ.setdefault("ARTIFACTS_POLL_MAX_SECONDS", "2")
         return _run(args.prompt)
 
 
@@ -63,21 +72,34 @@ def _run(prompt: str) -> int:
     host = FunctionsHost(function_app.app, connection)
 
     print(f"\nPOST /api/responses  {prompt[:70]!r}...")
+    began = time.monotonic()
     call = host.http("POST", "responses", body=_json({"input": prompt}))
     answer = call.json()
-    print(f"-> {call.response.status_code}")
+    print(f"-> {call.response.status_code} in {(time.monotonic() - began) * 1000:.0f} ms: {answer}")
     if call.response.status_code != 202:
-        print(answer)
         return 1
-    print(f"   response {answer['response_id']} ({answer['status']}), {len(answer['artifacts'])} artifact(s) queued")
-    print(f"   {answer['output_text'][:200]}")
+    response_id = answer["response_id"]
 
-    deliveries = host.deliver("persist_artifact")
-    failed = [d for d in deliveries if d.error is not None]
-    print(f"\nqueue function: {len(deliveries)} message(s), {len(failed)} failed")
+    print("\nthe run watcher follows the run (queue messages with visibility delays):")
+    seen: list[str] = []
+
+    def event_sent() -> bool:
+        progress = host.http("GET", f"responses/{response_id}").json()
+        line = f"   {progress['phase']:<10} model status {progress['status']}, files {progress['counts']}"
+        if not seen or seen[-1] != line:
+            seen.append(line)
+            print(f"{line}  (+{time.monotonic() - began:.1f} s)")
+        return progress["event_id"] is not None
+
+    host.run_until(event_sent, timeout=300)
+    final = host.http("GET", f"responses/{response_id}").json()
+    print(f"   {final['output_text'][:200]}")
 
     blobs = BlobServiceClient.from_connection_string(connection).get_container_client(settings.artifacts_container)
-    for artifact in answer["artifacts"]:
+    for artifact in final["artifacts"]:
+        if artifact["state"] != "persisted":
+            print(f"  {artifact['filename']}: {artifact['state']} {artifact.get('reason', '')}")
+            return 1
         blob = blobs.get_blob_client(artifact["blob_name"])
         properties = blob.get_blob_properties()
         data = blob.download_blob().readall()
@@ -91,7 +113,12 @@ def _run(prompt: str) -> int:
         )
         if not verified:
             return 1
-    return 1 if failed else 0
+
+    event_texts = host.messages(settings.queues.events)
+    print(f"\ncompletion event on queue {settings.queues.events!r}:")
+    for text in event_texts:
+        print(f"   {text[:400]}{'...' if len(text) > 400 else ''}")
+    return 0 if len(event_texts) == 1 else 1
 
 
 def _json(value: object) -> bytes:

@@ -93,14 +93,27 @@ class ArtifactStore:
             return None
         return _whole(blob_name, properties.size, properties.metadata)
 
-    def list_whole(self, prefix: str) -> dict[str, StoredBlob]:
-        """Every whole blob under ``prefix``, by name, in one listing."""
+    def find_artifact(self, response_id: str, file_id: str) -> StoredBlob | None:
+        """The artifact's whole blob under whatever name an earlier message gave it."""
+        return next(iter(self._list_whole(f"{response_id}/{file_id}/").values()), None)
+
+    def artifacts_of(self, response_id: str) -> dict[str, StoredBlob]:
+        """Every whole artifact of a run, by file id, in one listing (a page holds 5,000)."""
+        return self._list_whole(f"{response_id}/")
+
+    def _list_whole(self, prefix: str) -> dict[str, StoredBlob]:
+        """Whole blobs under ``prefix`` (``{response_id}/...``), keyed by their file id segment."""
         try:
             listed = list(self._container.client.list_blobs(name_starts_with=prefix, include=["metadata"]))
         except ResourceNotFoundError:
             return {}
-        found = (_whole(blob.name, blob.size, blob.metadata) for blob in listed)
-        return {stored.blob_name: stored for stored in found if stored is not None}
+        found: dict[str, StoredBlob] = {}
+        for blob in listed:
+            stored = _whole(blob.name, blob.size, blob.metadata)
+            parts = blob.name.split("/")
+            if stored is not None and len(parts) == 3:
+                found.setdefault(parts[1], stored)
+        return found
 
     def write(
         self,

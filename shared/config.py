@@ -13,12 +13,19 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 DEFAULT_QUEUE = "artifact-downloads"
+DEFAULT_RUNS_QUEUE = "artifact-runs"
+DEFAULT_EVENTS_QUEUE = "artifact-events"
+POISON_SUFFIX = "-poison"  # the host's: a message that failed maxDequeueCount times moves there
 DEFAULT_CONTAINER = "artifacts"
 DEFAULT_STATUS_CONTAINER = "artifact-status"
 DEFAULT_TIMEOUT_SECONDS = 200.0  # under the 230 s an HTTP-triggered function may hold a request
 MAX_TIMEOUT_SECONDS = 220.0
 DEFAULT_MAX_FILE_BYTES = 4 * 1024**3
 DEFAULT_DOWNLOAD_ATTEMPTS = 4  # per delivery; the queue redelivers up to maxDequeueCount times
+DEFAULT_RUN_MAX_HOURS = 6.0  # a run still unfinished after this is given up
+DEFAULT_POLL_MIN_SECONDS = 2  # the run watcher's first delay; it doubles up to the maximum
+DEFAULT_POLL_MAX_SECONDS = 30
+MAX_POLL_SECONDS = 7 * 24 * 3600  # a Storage queue message's visibility delay is at most 7 days
 
 # Every setting this module reads; the runtime rebuilds its clients only when one changes.
 SETTING_NAMES = (
@@ -34,13 +41,22 @@ SETTING_NAMES = (
     "AzureWebJobsStorage__accountName",
     "AzureWebJobsStorage__clientId",
     "ARTIFACTS_STORAGE_CONNECTION",
+    "AzureWebJobsStorage__queueServiceUri",
     "ARTIFACTS_QUEUE",
+    "ARTIFACTS_RUNS_QUEUE",
+    "ARTIFACTS_EVENTS_QUEUE",
+    "AZURE_OPENAI_BACKGROUND",
+    "ARTIFACTS_RUN_MAX_HOURS",
+    "ARTIFACTS_POLL_MIN_SECONDS",
+    "ARTIFACTS_POLL_MAX_SECONDS",
     "ARTIFACTS_CONTAINER",
     "ARTIFACTS_STATUS_CONTAINER",
 )
 
 # Storage naming rules: queues and containers share them (3-63, lowercase, digits, single hyphens).
 _STORAGE_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
+# A queue's poison queue appends POISON_SUFFIX and must still be a valid name.
+_QUEUE_NAME = re.compile(rf"^(?=.{{3,{63 - len(POISON_SUFFIX)}}}$)[a-z0-9]+(-[a-z0-9]+)*$")
 
 # The Functions host understands this shorthand; the storage SDK does not, so it is expanded to
 # Azurite's well-known development account (a published, non-secret key).
@@ -71,28 +87,54 @@ class StorageSettings:
 
 
 @dataclass(frozen=True)
+class QueueNames:
+    """The queues the functions bind to: fixed when the app loads, like every binding."""
+
+    artifacts: str = DEFAULT_QUEUE
+    runs: str = DEFAULT_RUNS_QUEUE
+    events: str = DEFAULT_EVENTS_QUEUE
+
+    @staticmethod
+    def poison(queue: str) -> str:
+        return queue + POISON_SUFFIX
+
+
+@dataclass(frozen=True)
 class Settings:
     endpoint: str
     deployment: str
     api_key: str | None = field(repr=False)
     storage: StorageSettings
-    queue_name: str
+    queue_storage: StorageSettings  # always the host's own storage: the triggers listen there
+    queues: QueueNames
     artifacts_container: str
     status_container: str
     timeout_seconds: float
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     download_attempts: int = DEFAULT_DOWNLOAD_ATTEMPTS
     client_id: str | None = None
+    background: bool = True  # create runs with background: true (AZURE_OPENAI_BACKGROUND)
+    run_max_seconds: float = DEFAULT_RUN_MAX_HOURS * 3600
+    poll_min_seconds: int = DEFAULT_POLL_MIN_SECONDS
+    poll_max_seconds: int = DEFAULT_POLL_MAX_SECONDS
 
     @property
     def uses_entra_id(self) -> bool:
         return not self.api_key
 
+    @property
+    def queue_name(self) -> str:
+        return self.queues.artifacts
 
-def queue_name(env: Mapping[str, str] | None = None) -> str:
-    """The queue both functions bind to. Read at import time because bindings are fixed then."""
+
+def queue_names(env: Mapping[str, str] | None = None) -> QueueNames:
+    """The queues the functions bind to. Read at import time because bindings are fixed then."""
     source = os.environ if env is None else env
-    return source.get("ARTIFACTS_QUEUE", "").strip() or DEFAULT_QUEUE
+    return QueueNames(
+        artifacts=source.get("ARTIFACTS_QUEUE", "").strip() or DEFAULT_QUEUE,
+        runs=source.get("ARTIFACTS_RUNS_QUEUE", "").strip() or DEFAULT_RUNS_QUEUE,
+        events=source.get("ARTIFACTS_EVENTS_QUEUE", "").strip() or DEFAULT_EVENTS_QUEUE,
+    )
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -108,14 +150,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not deployment:
         problems.append("AZURE_OPENAI_DEPLOYMENT is not set (the model deployment name to call)")
 
-    queue = queue_name(source)
+    queues = queue_names(source)
+    _check_queue_names(queues, problems)
     container = get("ARTIFACTS_CONTAINER") or DEFAULT_CONTAINER
     status_container = get("ARTIFACTS_STATUS_CONTAINER") or DEFAULT_STATUS_CONTAINER
-    for name, value in (
-        ("ARTIFACTS_QUEUE", queue),
-        ("ARTIFACTS_CONTAINER", container),
-        ("ARTIFACTS_STATUS_CONTAINER", status_container),
-    ):
+    for name, value in (("ARTIFACTS_CONTAINER", container), ("ARTIFACTS_STATUS_CONTAINER", status_container)):
         if not _STORAGE_NAME.match(value):
             problems.append(
                 f"{name} is {value!r}: must be 3-63 lowercase letters, digits or single hyphens"
@@ -132,7 +171,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                    "ARTIFACTS_MAX_FILE_BYTES", problems)
     attempts = _positive_int(get("ARTIFACTS_DOWNLOAD_ATTEMPTS"), DEFAULT_DOWNLOAD_ATTEMPTS,
                              "ARTIFACTS_DOWNLOAD_ATTEMPTS", problems)
+    background = _flag(get("AZURE_OPENAI_BACKGROUND"), True, "AZURE_OPENAI_BACKGROUND", problems)
+    run_max_hours = _positive_float(get("ARTIFACTS_RUN_MAX_HOURS"), DEFAULT_RUN_MAX_HOURS,
+                                    "ARTIFACTS_RUN_MAX_HOURS", problems)
+    poll_min = _whole_seconds(get("ARTIFACTS_POLL_MIN_SECONDS"), DEFAULT_POLL_MIN_SECONDS,
+                              "ARTIFACTS_POLL_MIN_SECONDS", problems)
+    poll_max = _whole_seconds(get("ARTIFACTS_POLL_MAX_SECONDS"), DEFAULT_POLL_MAX_SECONDS,
+                              "ARTIFACTS_POLL_MAX_SECONDS", problems)
+    if poll_max < poll_min:
+        problems.append("ARTIFACTS_POLL_MAX_SECONDS must not be less than ARTIFACTS_POLL_MIN_SECONDS")
     storage = _storage_settings(source, problems)
+    queue_storage = _host_storage_settings(source, "queue", problems)
 
     if problems:
         raise ConfigError(problems)
@@ -141,14 +190,37 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         deployment=deployment,
         api_key=get("AZURE_OPENAI_API_KEY") or None,
         storage=storage,
-        queue_name=queue,
+        queue_storage=queue_storage,
+        queues=queues,
         artifacts_container=container,
         status_container=status_container,
         timeout_seconds=timeout,
         max_file_bytes=max_file_bytes,
         download_attempts=attempts,
         client_id=get("AZURE_CLIENT_ID") or None,
+        background=background,
+        run_max_seconds=run_max_hours * 3600,
+        poll_min_seconds=poll_min,
+        poll_max_seconds=poll_max,
     )
+
+
+def _check_queue_names(queues: QueueNames, problems: list[str]) -> None:
+    named = (
+        ("ARTIFACTS_QUEUE", queues.artifacts),
+        ("ARTIFACTS_RUNS_QUEUE", queues.runs),
+        ("ARTIFACTS_EVENTS_QUEUE", queues.events),
+    )
+    for name, value in named:
+        if not _QUEUE_NAME.match(value):
+            problems.append(
+                f"{name} is {value!r}: must be 3-{63 - len(POISON_SUFFIX)} lowercase letters, digits or "
+                f"single hyphens (its poison queue appends {POISON_SUFFIX!r})"
+            )
+    every = [value for _, value in named]
+    every += [QueueNames.poison(value) for value in every]
+    if len(set(every)) != len(every):
+        problems.append("ARTIFACTS_QUEUE, ARTIFACTS_RUNS_QUEUE and ARTIFACTS_EVENTS_QUEUE must be distinct queues")
 
 
 def _normalise_endpoint(raw: str, problems: list[str]) -> str:
@@ -195,28 +267,55 @@ def _positive_int(raw: str, default: int, name: str, problems: list[str]) -> int
     return int(raw)
 
 
+def _flag(raw: str, default: bool, name: str, problems: list[str]) -> bool:
+    if not raw:
+        return default
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    problems.append(f"{name} must be true or false")
+    return default
+
+
+def _whole_seconds(raw: str, default: int, name: str, problems: list[str]) -> int:
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) > MAX_POLL_SECONDS:
+        problems.append(f"{name} must be a whole number of seconds from 0 to {MAX_POLL_SECONDS}")
+        return default
+    return int(raw)
+
+
 def _storage_settings(source: Mapping[str, str], problems: list[str]) -> StorageSettings:
     """Artifacts go to ARTIFACTS_STORAGE_CONNECTION if set, else to the host's own storage."""
     dedicated = source.get("ARTIFACTS_STORAGE_CONNECTION", "").strip()
     if dedicated:
         return StorageSettings(connection_string=_expand_connection_string(dedicated))
+    return _host_storage_settings(source, "blob", problems)
+
+
+def _host_storage_settings(source: Mapping[str, str], service: str, problems: list[str]) -> StorageSettings:
+    """The host's own storage (AzureWebJobsStorage) for one service, ``blob`` or ``queue``."""
     host = source.get("AzureWebJobsStorage", "").strip()
     if host:
         return StorageSettings(connection_string=_expand_connection_string(host))
     # Identity-based host storage: the same settings the Functions host reads.
-    blob_uri = source.get("AzureWebJobsStorage__blobServiceUri", "").strip()
+    service_uri = source.get(f"AzureWebJobsStorage__{service}ServiceUri", "").strip()
     account = source.get("AzureWebJobsStorage__accountName", "").strip()
     client_id = source.get("AzureWebJobsStorage__clientId", "").strip() or None
-    if blob_uri:
-        return StorageSettings(account_url=blob_uri.rstrip("/"), client_id=client_id)
+    if service_uri:
+        return StorageSettings(account_url=service_uri.rstrip("/"), client_id=client_id)
     if account:
         return StorageSettings(
-            account_url=f"https://{account}.blob.core.windows.net", client_id=client_id
+            account_url=f"https://{account}.{service}.core.windows.net", client_id=client_id
         )
-    problems.append(
+    problem = (
         "AzureWebJobsStorage is not set (a connection string, 'UseDevelopmentStorage=true', "
-        "or AzureWebJobsStorage__blobServiceUri for managed identity)"
+        f"or AzureWebJobsStorage__{service}ServiceUri for managed identity)"
     )
+    if not any(p.startswith("AzureWebJobsStorage is not set") for p in problems):
+        problems.append(problem)
     return StorageSettings()
 
 

@@ -5,6 +5,8 @@ Sources, merged and deduplicated by (container_id, file_id):
 2. the 2025 preview shape: ``code_interpreter_call.results[].files[]`` (no annotations);
 3. each container's file listing, for files the run wrote but did not cite
    (``source == "assistant"``; the caller's own ``source == "user"`` files are never taken).
+   A container reused across turns (``previous_response_id``) lists the earlier turns' files
+   too: a listed file created before this response is theirs, not this run's.
 Container ids come from ``code_interpreter_call`` items (a run may use several) and citations.
 """
 
@@ -96,7 +98,7 @@ class _Collector:
             if found and isinstance(name, str) and display_name(name):
                 found.names.append(display_name(name))
 
-    def from_listing(self, container_id: str, listed: Iterable[dict[str, Any]]) -> None:
+    def from_listing(self, container_id: str, listed: Iterable[dict[str, Any]], created_after: int | None) -> None:
         for entry in listed:
             file_id = entry.get("id")
             source = entry.get("source")
@@ -104,6 +106,8 @@ class _Collector:
                 self.user_files.add(file_id)  # the caller's input: never persisted, even if cited
             if source != "assistant":
                 continue
+            if (container_id, file_id) not in self.candidates and _made_before(entry, created_after):
+                continue  # an earlier turn's file in a reused container
             found = self.file(container_id, file_id)
             if found is None:
                 continue
@@ -121,7 +125,9 @@ def find_artifacts(
     *,
     exclude_file_ids: Iterable[str] = (),
 ) -> Discovery:
-    """Every produced file of ``response``; ``list_files`` lists a container (may raise)."""
+    """Every file ``response`` produced; ``list_files`` lists a container (may raise)."""
+    created = response.get("created_at")
+    created_after = created if isinstance(created, int) and not isinstance(created, bool) else None
     collector = _Collector()
     collector.user_files.update(exclude_file_ids)
     for item in _dicts(response.get("output")):
@@ -138,7 +144,7 @@ def find_artifacts(
         except Exception as error:  # keep the pages already read, and the other containers
             log.warning("listing container %s failed: %s", container_id, error)
             warnings.append({"container_id": container_id, "problem": f"could not list files: {error}"})
-        collector.from_listing(container_id, listed)
+        collector.from_listing(container_id, listed, created_after)
 
     artifacts = [
         Artifact(c.container_id, c.file_id, c.best_name(), c.mime_type, c.size)
@@ -158,6 +164,11 @@ def output_text(response: dict[str, Any]) -> str:
             if content.get("type") == "output_text" and isinstance(content.get("text"), str):
                 parts.append(content["text"])
     return "".join(parts)
+
+
+def _made_before(entry: dict[str, Any], moment: int | None) -> bool:
+    created = entry.get("created_at")
+    return moment is not None and isinstance(created, int) and not isinstance(created, bool) and created < moment
 
 
 def _citations(message: dict[str, Any]) -> Iterator[dict[str, Any]]:

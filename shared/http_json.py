@@ -1,17 +1,31 @@
-"""JSON answers for the HTTP function: every answer, error or not, is a JSON object."""
+"""JSON answers for the HTTP functions: every answer, error or not, is a JSON object."""
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import azure.functions as func
+import httpx
+from azure.core.exceptions import ClientAuthenticationError
+
+from shared.config import ConfigError
+from shared.ids import is_valid_id
+from shared.openai_client import UpstreamError
+from shared.runtime import Runtime, get_runtime
+
+log = logging.getLogger(__name__)
 
 
-def json_response(status: int, body: dict[str, Any]) -> func.HttpResponse:
+def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> func.HttpResponse:
     return func.HttpResponse(
         json.dumps(body, ensure_ascii=False),
         status_code=status,
+        headers=headers,
         mimetype="application/json",
         charset="utf-8",
     )
@@ -19,3 +33,77 @@ def json_response(status: int, body: dict[str, Any]) -> func.HttpResponse:
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> func.HttpResponse:
     return json_response(status, {"error": {"code": code, "message": message, **extra}})
+
+
+class Refusal(Exception):
+    """Ends a request early with a JSON error answer."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(f"{status} {code}")
+        self.response = error_response(status, code, message, **extra)
+
+
+Handler = Callable[[func.HttpRequest], func.HttpResponse]
+
+
+def json_errors(handler: Handler) -> Handler:
+    """A refusal becomes its answer; anything unexpected a JSON 500, never a stack trace."""
+
+    @functools.wraps(handler)
+    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        try:
+            return handler(req)
+        except Refusal as refusal:
+            return refusal.response
+        except Exception:
+            log.exception("unexpected error in %s", handler.__name__)  # the details go to the log only
+            return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
+
+    return wrapper
+
+
+def runtime_or_refuse() -> Runtime:
+    try:
+        return get_runtime()
+    except ConfigError as error:
+        log.error("%s", error)
+        raise Refusal(500, "configuration_error", str(error)) from None
+
+
+def route_response_id(req: func.HttpRequest) -> str:
+    response_id = req.route_params.get("response_id", "")
+    if not is_valid_id(response_id):
+        raise Refusal(400, "invalid_request", "response_id: must be letters, digits, '_' or '-'", field="response_id")
+    return response_id
+
+
+def status_url(req: func.HttpRequest, response_id: str) -> str:
+    """The run's status API URL, from the request's own (its query, where a function key may be, dropped)."""
+    parts = urlsplit(req.url)
+    segments = parts.path.split("/")
+    # Everything up to ".../responses", whichever of this app's routes was called.
+    base = "/".join(segments[: segments.index("responses") + 1]) if "responses" in segments else "/api/responses"
+    return f"{parts.scheme}://{parts.netloc}{base}/{response_id}"
+
+
+def unknown_run(response_id: str) -> Refusal:
+    return Refusal(404, "not_found", f"no run with response_id {response_id!r} is known")
+
+
+def upstream_refusal(error: Exception) -> Refusal:
+    """An Azure OpenAI call that failed, as the caller should see it (no secrets: details are scrubbed)."""
+    if isinstance(error, UpstreamError):
+        log.warning("Azure OpenAI refused: %s", error)
+        return Refusal(502, "upstream_error", "Azure OpenAI answered with an error", upstream=error.detail)
+    if isinstance(error, httpx.TimeoutException):
+        return Refusal(504, "upstream_timeout", "Azure OpenAI did not answer in time")
+    if isinstance(error, httpx.TransportError):
+        log.warning("could not reach Azure OpenAI: %s", type(error).__name__)
+        return Refusal(502, "upstream_unreachable", "could not reach Azure OpenAI")
+    if isinstance(error, ClientAuthenticationError):
+        log.error("could not get an Entra ID token for Azure OpenAI: %s", type(error).__name__)
+        return Refusal(500, "credential_unavailable", "the app could not authenticate to Azure OpenAI")
+    raise error
+
+
+UPSTREAM_FAILURES = (UpstreamError, httpx.TransportError, ClientAuthenticationError)

@@ -1,6 +1,13 @@
-"""The queue message that carries one artifact from the HTTP function to the queue function.
+"""The queue messages between the app's steps: JSON objects, schema version 1.
 
-Schema (JSON object, version 1)::
+The run watcher's message (queue ``ARTIFACTS_RUNS_QUEUE``)::
+
+    {"v": 1, "response_id": "...", "seq": 3 | null}
+
+``seq`` is the watcher's own sequence number; a message without one is a wake-up (from an
+import, a cancel, or a hand-written message) that acts on the run at once.
+
+The artifact message (queue ``ARTIFACTS_QUEUE``), one per file::
 
     {"v": 1, "response_id": "...", "container_id": "...", "file_id": "...",
      "filename": "real name.png", "blob_name": "{response_id}/{file_id}/{safe name}",
@@ -20,12 +27,32 @@ from shared.ids import require_id
 from shared.naming import MAX_DISPLAY_NAME_CHARS, blob_name, safe_filename, valid_mime_type
 
 SCHEMA_VERSION = 1
-_MAX_MESSAGE_BYTES = 48 * 1024  # a Storage queue message is at most 64 KiB after base64
+MAX_MESSAGE_BYTES = 48 * 1024  # a Storage queue message is at most 64 KiB after base64
 _MAX_TEXT_BYTES = 4 * MAX_DISPLAY_NAME_CHARS + 64  # a bounded name (<= 4 UTF-8 bytes per char) or blob name
 
 
 class InvalidMessage(ValueError):
     """The message can never be processed: a permanent failure, recorded and not retried."""
+
+
+@dataclass(frozen=True)
+class WatchMessage:
+    response_id: str
+    seq: int | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({"v": SCHEMA_VERSION, **asdict(self)}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, body: bytes | str) -> WatchMessage:
+        data = _object(body)
+        try:
+            seq = data.get("seq")
+            if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0):
+                raise ValueError("seq must be a non-negative integer or null")
+            return cls(response_id=require_id(data.get("response_id"), "response_id"), seq=seq)
+        except ValueError as error:
+            raise InvalidMessage(str(error)) from None
 
 
 @dataclass(frozen=True)
@@ -41,20 +68,15 @@ class ArtifactMessage:
     def to_json(self) -> str:
         return json.dumps({"v": SCHEMA_VERSION, **asdict(self)}, ensure_ascii=False, separators=(",", ":"))
 
+    def describe(self) -> dict[str, Any]:
+        """The artifact as the status API, the run record and the event name it."""
+        return {key: value for key, value in asdict(self).items() if key != "response_id"}
+
     @classmethod
     def from_json(cls, body: bytes | str) -> ArtifactMessage:
-        if len(body) > _MAX_MESSAGE_BYTES:
-            raise InvalidMessage("message is too large")
-        try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise InvalidMessage("message is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise InvalidMessage("message must be a JSON object")
         # A hand-written message (a replay, another producer) may leave out the version,
         # the filename and the blob name: they have safe defaults.
-        if data.get("v", SCHEMA_VERSION) != SCHEMA_VERSION:
-            raise InvalidMessage(f"message schema version must be {SCHEMA_VERSION}")
+        data = _object(body)
         try:
             response_id = require_id(data.get("response_id"), "response_id")
             file_id = require_id(data.get("file_id"), "file_id")
@@ -83,6 +105,20 @@ class ArtifactMessage:
         leaf = self.blob_name[len(prefix):]
         if not self.blob_name.startswith(prefix) or not leaf or safe_filename(leaf, "") != leaf:
             raise InvalidMessage("blob_name must be '{response_id}/{file_id}/{safe filename}'")
+
+
+def _object(body: bytes | str) -> dict[str, Any]:
+    if len(body) > MAX_MESSAGE_BYTES:
+        raise InvalidMessage("message is too large")
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidMessage("message is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidMessage("message must be a JSON object")
+    if data.get("v", SCHEMA_VERSION) != SCHEMA_VERSION:
+        raise InvalidMessage(f"message schema version must be {SCHEMA_VERSION}")
+    return data
 
 
 def _text(data: dict[str, Any], key: str) -> str:

@@ -41,6 +41,10 @@ class FileGoneError(UpstreamError):
     """The container or file no longer exists (404, or 400 "Container is expired.")."""
 
 
+class ResponseNotFound(UpstreamError):
+    """No response with that id on this resource (or it was created with ``store: false``)."""
+
+
 class TransientUpstreamError(TransientError):
     """429 or 5xx: try again later."""
 
@@ -117,6 +121,24 @@ class AzureOpenAIClient:
             raise UpstreamError(429, throttled.detail) from throttled
         if answer.status_code != 200:
             raise UpstreamError(answer.status_code, self._error_detail(answer))
+        return self._json_object(answer)
+
+    def get_response(self, response_id: str, deadline: float | None = None) -> dict[str, Any]:
+        """GET /openai/v1/responses/{id}: the run as it stands. Raises ResponseNotFound on 404."""
+        rid = require_id(response_id, "response_id")
+        try:
+            return self._get_json(f"{self._base}/v1/responses/{rid}", {}, deadline)
+        except FileGoneError as error:
+            raise ResponseNotFound(error.status, error.detail) from error
+
+    def cancel_response(self, response_id: str) -> dict[str, Any]:
+        """POST /openai/v1/responses/{id}/cancel. Best-effort on Azure; raises UpstreamError when refused."""
+        rid = require_id(response_id, "response_id")
+        answer = self._http.post(f"{self._base}/v1/responses/{rid}/cancel")
+        if answer.status_code == 404:
+            raise ResponseNotFound(404, self._error_detail(answer))
+        if answer.status_code != 200:
+            self._raise_for(answer)
         return self._json_object(answer)
 
     def list_container_files(self, container_id: str, deadline: float | None = None) -> Iterator[dict[str, Any]]:

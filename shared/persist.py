@@ -6,8 +6,10 @@ Outcomes, so that every file either lands whole or is recorded:
   upstream 4xx): recorded in the status container, and the message completes;
 - transient failure (429, 5xx, a timeout, a body cut short, 401/403 until the credentials are
   fixed, a Storage error): retried a few times here, then raised so the host redelivers the
-  message. On the last delivery the failure is recorded too, before the message goes to the
-  poison queue, so the status API never shows it pending for ever.
+  message. When the last delivery fails, its reason is recorded as it ends; the message then
+  goes to the poison queue, whose trigger records any failure not yet recorded (a delivery that
+  crashed or timed out), so the status API never shows a file pending for ever, nor failed
+  while a delivery still runs.
 """
 
 from __future__ import annotations
@@ -74,28 +76,41 @@ def persist_message(
 
     last_delivery = deliveries >= runtime.max_dequeue_count
     try:
-        existing = runtime.store.find_whole(message.blob_name)
+        # By ids, not by name: a message naming only the ids of a stored file finds it too.
+        existing = runtime.store.find_artifact(message.response_id, message.file_id)
         if existing is not None:
-            log.info("%s is already stored whole; nothing to do", message.blob_name)
+            log.info("%s is already stored whole; nothing to do", existing.blob_name)
             return existing
-        if last_delivery:
-            # Written before trying, so a timeout or crash of this last delivery still leaves a
-            # record; a success below makes the blob, which the status API ranks above it.
-            reason = f"the last of {deliveries} deliveries did not finish (timed out or stopped)"
-            _record(runtime, message, message_id, Failure("retries_exhausted", reason, deliveries), None)
         stored = _download_with_retries(runtime, message, runtime.download_retry)
     except _Permanent as failure:
         failed = Failure(failure.code, failure.reason, deliveries)
         _record(runtime, message, message_id, failed, failure.upstream_status)
         return None
     except Exception as error:
-        if last_delivery:
+        if last_delivery:  # over now: the message goes to the poison queue next
             reason = f"gave up after {deliveries} deliveries: {_describe(error)}"
-            with contextlib.suppress(Exception):  # the record written before trying stands
+            with contextlib.suppress(Exception):  # the poison queue's trigger records it then
                 _record(runtime, message, message_id, Failure("retries_exhausted", reason, deliveries), None)
         raise
     log.info("stored %s (%d bytes, sha256 %s)", stored.blob_name, stored.size, stored.sha256)
     return stored
+
+
+def record_poisoned_artifact(runtime: Runtime, body: bytes, *, message_id: str | None) -> None:
+    """An artifact message moved to the poison queue: its deliveries are over. Record the failure
+    unless the file landed after all or its last delivery recorded a more precise reason."""
+    try:
+        message = ArtifactMessage.from_json(body)
+    except InvalidMessage as error:
+        runtime.status.record_invalid_message(
+            Failure("invalid_message", str(error), runtime.max_dequeue_count), _excerpt(body), message_id
+        )
+        return
+    if runtime.store.find_artifact(message.response_id, message.file_id) is not None:
+        return
+    deliveries = runtime.max_dequeue_count
+    reason = f"all {deliveries} deliveries failed, timed out or were stopped"
+    _record(runtime, message, message_id, Failure("retries_exhausted", reason, deliveries), None, keep_existing=True)
 
 
 def _download_with_retries(runtime: Runtime, message: ArtifactMessage, retry: RetryPolicy) -> StoredBlob:
@@ -146,6 +161,8 @@ def _record(
     message_id: str | None,
     failure: Failure,
     upstream_status: int | None,
+    *,
+    keep_existing: bool = False,
 ) -> None:
     log.warning("%s failed (%s): %s", message.blob_name, failure.code, failure.reason)
     artifact: dict[str, Any] = {
@@ -157,7 +174,7 @@ def _record(
     }
     if upstream_status is not None:
         artifact["upstream_status"] = upstream_status
-    runtime.status.record_failure(failure, artifact, message_id)
+    runtime.status.record_failure(failure, artifact, message_id, keep_existing=keep_existing)
 
 
 def _upstream_reason(error: UpstreamError | TransientUpstreamError) -> str:

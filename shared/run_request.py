@@ -11,6 +11,7 @@ from typing import Any
 from shared.ids import is_valid_id
 
 MAX_BODY_BYTES = 1024 * 1024
+MAX_WAIT_SECONDS = 200  # inside the 230 s an HTTP request may last, with room for the rest
 _TOOL_CHOICES = ("auto", "none", "required")
 _METADATA_MAX_PAIRS, _METADATA_MAX_KEY, _METADATA_MAX_VALUE = 16, 64, 512
 _MIN_OUTPUT_TOKENS = 16  # the Responses API rejects smaller values
@@ -39,9 +40,13 @@ class RunRequest:
     file_ids: tuple[str, ...] = ()
     # Responses options passed through unchanged once validated.
     options: dict[str, Any] = field(default_factory=dict)
+    wait_seconds: float = 0.0  # how long the caller is willing to wait for the run to end
 
-    def to_payload(self, default_model: str) -> dict[str, Any]:
-        """The Responses API request: the code interpreter in an auto container, outputs included."""
+    def to_payload(self, default_model: str, *, background: bool) -> dict[str, Any]:
+        """The Responses API request: the code interpreter in an auto container, outputs included.
+
+        Always stored, so the run watcher can read the run back; in the background when allowed.
+        """
         container: dict[str, Any] = {"type": "auto"}
         if self.file_ids:
             container["file_ids"] = list(self.file_ids)
@@ -50,7 +55,10 @@ class RunRequest:
             "input": self.input,
             "tools": [{"type": "code_interpreter", "container": container}],
             "include": ["code_interpreter_call.outputs"],
+            "store": True,
         }
+        if background:
+            payload["background"] = True
         if self.instructions is not None:
             payload["instructions"] = self.instructions
         payload.update(self.options)
@@ -130,6 +138,10 @@ def _check_metadata(value: Any) -> str | None:
     return None
 
 
+def _check_wait(value: Any) -> str | None:
+    return None if _is_number(value) and 0 <= value <= MAX_WAIT_SECONDS else f"must be 0 to {MAX_WAIT_SECONDS} seconds"
+
+
 def _check_tool_choice(value: Any) -> str | None:
     if isinstance(value, str):
         return None if value in _TOOL_CHOICES else f"must be one of {', '.join(_TOOL_CHOICES)} or an object"
@@ -150,6 +162,7 @@ _FIELDS: dict[str, Callable[[Any], str | None]] = {
     "reasoning": _check_reasoning,
     "metadata": _check_metadata,
     "tool_choice": _check_tool_choice,
+    "wait": _check_wait,
 }
 _PASS_THROUGH = ("previous_response_id", "max_output_tokens", "temperature", "reasoning", "metadata", "tool_choice")
 
@@ -187,4 +200,5 @@ def parse_run_request(body: bytes | str) -> RunRequest:
         instructions=data.get("instructions"),
         file_ids=tuple(data.get("file_ids") or ()),
         options={name: data[name] for name in _PASS_THROUGH if data.get(name) is not None},
+        wait_seconds=float(data.get("wait") or 0),
     )

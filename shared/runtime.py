@@ -7,27 +7,29 @@ in tests, never in a running app.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import requests
 from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobServiceClient, ExponentialRetry
+from azure.storage.queue import ExponentialRetry as QueueExponentialRetry
+from azure.storage.queue import QueueServiceClient
 
 from shared.blob_store import ArtifactStore
-from shared.config import SETTING_NAMES, ConfigError, Settings, load_settings
+from shared.config import SETTING_NAMES, ConfigError, Settings, StorageSettings, load_settings
+from shared.host_settings import HostSettings, host_settings
 from shared.openai_client import (
     COGNITIVE_SERVICES_SCOPE,
     ApiKeyAuth,
     AzureOpenAIClient,
     BearerTokenAuth,
 )
+from shared.queues import QueueSender
 from shared.retry import RetryPolicy
 from shared.status_store import StatusStore
 
@@ -35,7 +37,6 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
 log = logging.getLogger(__name__)
-HOST_JSON = Path(__file__).resolve().parents[1] / "host.json"
 STORAGE_POOL_SIZE = 64
 _REQUESTS_ENV = tuple(
     name
@@ -50,8 +51,14 @@ class Runtime:
     openai: AzureOpenAIClient
     store: ArtifactStore
     status: StatusStore
-    max_dequeue_count: int  # host.json's: the delivery after which a message goes to the poison queue
+    queues: QueueSender
+    host: HostSettings
     download_retry: RetryPolicy
+
+    @property
+    def max_dequeue_count(self) -> int:
+        """The delivery after which the host moves a message to the poison queue."""
+        return self.host.max_dequeue_count
 
 
 class _RuntimeCache:
@@ -104,15 +111,6 @@ def _storage_transport() -> RequestsTransport:
     return RequestsTransport(session=session, session_owner=False)
 
 
-def host_max_dequeue_count() -> int:
-    """host.json's ``maxDequeueCount`` (5 when unset, as in the host), read from the app root."""
-    try:
-        host = json.loads(HOST_JSON.read_text(encoding="utf-8"))
-        return int(host["extensions"]["queues"]["maxDequeueCount"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 5
-
-
 def build_runtime(settings: Settings, credential: TokenCredential | None = None) -> Runtime:
     """Clients for ``settings``; ``credential`` overrides DefaultAzureCredential (tests, tools)."""
     credentials: dict[str | None, TokenCredential] = {}
@@ -137,16 +135,24 @@ def build_runtime(settings: Settings, credential: TokenCredential | None = None)
 
     # The SDK's default waits 15 s before its first retry; an invocation would rather fail fast
     # and let the queue redeliver.
-    retry = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3, random_jitter_range=1)
-    options: dict[str, Any] = {"retry_policy": retry, "transport": _storage_transport()}
-    if settings.storage.connection_string:
-        try:
-            service = BlobServiceClient.from_connection_string(settings.storage.connection_string, **options)
-        except ValueError:
-            raise ConfigError(["the storage connection string is malformed"]) from None
-    else:
-        client_id = settings.storage.client_id or settings.client_id
-        service = BlobServiceClient(str(settings.storage.account_url), credential=credential_for(client_id), **options)
+    transport = _storage_transport()
+
+    def storage_client(kind: type[BlobServiceClient] | type[QueueServiceClient], where: StorageSettings) -> Any:
+        # Each SDK package brings its own copy of the storage retry policy.
+        policy = ExponentialRetry if kind is BlobServiceClient else QueueExponentialRetry
+        retry = policy(initial_backoff=1, increment_base=2, retry_total=3, random_jitter_range=1)
+        options: dict[str, Any] = {"retry_policy": retry, "transport": transport}
+        if where.connection_string:
+            try:
+                return kind.from_connection_string(where.connection_string, **options)
+            except ValueError:
+                raise ConfigError(["the storage connection string is malformed"]) from None
+        client_id = where.client_id or settings.client_id
+        return kind(str(where.account_url), credential=credential_for(client_id), **options)
+
+    service: BlobServiceClient = storage_client(BlobServiceClient, settings.storage)
+    queue_service: QueueServiceClient = storage_client(QueueServiceClient, settings.queue_storage)
+    host = host_settings()
 
     return Runtime(
         settings=settings,
@@ -158,6 +164,7 @@ def build_runtime(settings: Settings, credential: TokenCredential | None = None)
         ),
         store=ArtifactStore(service, settings.artifacts_container),
         status=StatusStore(service, settings.status_container),
-        max_dequeue_count=host_max_dequeue_count(),
+        queues=QueueSender(queue_service, base64_messages=host.base64_messages),
+        host=host,
         download_retry=RetryPolicy(attempts=settings.download_attempts),
     )

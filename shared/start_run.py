@@ -1,151 +1,200 @@
-"""``POST /api/responses``: run the prompt, find its files, queue one message per file."""
+"""``POST /api/responses``: start a run, record it, queue its watcher, and answer at once.
+
+The run is created in the background (``background: true, store: true``) unless
+AZURE_OPENAI_BACKGROUND is false; either way the run watcher follows it from its queue, so the
+answer never waits on the run unless the caller asks to (``wait``). A success answer is given
+only once the watch message is queued; when that fails, the error answer still names the run
+so it can be imported.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import azure.functions as func
-import httpx
-from azure.core.exceptions import ClientAuthenticationError
 
-from shared.config import ConfigError
-from shared.discovery import Discovery, find_artifacts, output_text
-from shared.http_json import error_response, json_response
+from shared.discovery import output_text
+from shared.fan_out import discover
+from shared.http_json import (
+    UPSTREAM_FAILURES,
+    Refusal,
+    json_errors,
+    json_response,
+    runtime_or_refuse,
+    status_url,
+    upstream_refusal,
+)
+from shared.idempotency import Claim, KeyInFlight, KeyReused, check_key
 from shared.ids import is_valid_id
-from shared.messages import ArtifactMessage
-from shared.naming import blob_name, safe_filename
-from shared.openai_client import UpstreamError
+from shared.messages import WatchMessage
+from shared.run_record import RUNNING_STATUSES, RunRecord
 from shared.run_request import InvalidRequest, RunRequest, parse_run_request
-from shared.runtime import Runtime, get_runtime
+from shared.runtime import Runtime
+from shared.watcher import poll_delay
 
 log = logging.getLogger(__name__)
 
 HTTP_BUDGET_SECONDS = 225.0  # Azure's front end ends an HTTP request at 230 s
+RETRY_AFTER_SECONDS = 2  # when a caller should first look at the status API
 _MIN_LISTING_SECONDS = 5.0
+_WAIT_POLL_SECONDS = (0.5, 3.0)  # the first and the largest pause between looks while ``wait`` runs
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
-class _Refusal(Exception):
-    """Ends the request early with a JSON error answer."""
-
-    def __init__(self, response: func.HttpResponse) -> None:
-        super().__init__(response.status_code)
-        self.response = response
-
-
-def start_run(req: func.HttpRequest, messages: func.Out[list[str]]) -> func.HttpResponse:
-    try:
-        return _start_run(req, messages)
-    except Exception:
-        # Never a stack trace or a bare 500: the details go to the log only.
-        log.exception("unexpected error in start_run")
-        return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
-
-
-def _start_run(req: func.HttpRequest, messages: func.Out[list[str]]) -> func.HttpResponse:
+@json_errors
+def start_run(req: func.HttpRequest) -> func.HttpResponse:
     started = time.monotonic()
+    body = req.get_body() or b""  # the worker gives bytes; None when empty
+    run = _parse(body)
+    key = _idempotency_key(req)
+    runtime = runtime_or_refuse()
+    deadline = started + HTTP_BUDGET_SECONDS
+
+    claim: Claim | None = None
+    digest = hashlib.sha256(body).hexdigest()
+    if key is not None:
+        claim = _claim(runtime, key, digest)
+        if claim.response_id is not None:
+            return _replayed(runtime, req, claim.response_id)
     try:
-        run = _parse(req)
-        runtime = _runtime()
-        response = _create_response(runtime, run, deadline=started + HTTP_BUDGET_SECONDS - _MIN_LISTING_SECONDS)
-    except _Refusal as refusal:
-        return refusal.response
+        response = runtime.openai.create_response(
+            run.to_payload(runtime.settings.deployment, background=runtime.settings.background),
+            deadline=deadline - _MIN_LISTING_SECONDS,
+        )
+    except UPSTREAM_FAILURES as error:
+        if claim is not None:
+            runtime.status.claims.release(claim)  # no run started: a retry may start one
+        raise upstream_refusal(error) from None
 
     response_id = response.get("id")
     if not is_valid_id(response_id):
-        return error_response(502, "upstream_error", "Azure OpenAI answered without a usable response id")
+        raise Refusal(502, "upstream_error", "Azure OpenAI answered without a usable response id")
+    if claim is not None:
+        _note_started(runtime, claim, digest, response_id)
+    _record_and_watch(req, runtime, run, response)
 
-    def list_files(container_id: str) -> Iterator[dict[str, Any]]:
-        # The front end cuts an HTTP request off at 230 s: a listing that would run past the
-        # budget is skipped (and reported), so the caller still gets the cited files.
-        remaining = HTTP_BUDGET_SECONDS - (time.monotonic() - started)
-        if remaining < _MIN_LISTING_SECONDS:
-            raise TimeoutError("no time left in the request to list the container")
-        return runtime.openai.list_container_files(container_id, deadline=time.monotonic() + remaining)
+    if run.wait_seconds and response.get("status") in RUNNING_STATUSES:
+        response = _wait_for_end(runtime, response, min(started + run.wait_seconds, deadline - _MIN_LISTING_SECONDS))
+    return _accepted(req, runtime, response, deadline)
 
-    discovery = find_artifacts(response, list_files, exclude_file_ids=run.file_ids)
-    queued = _messages(response_id, discovery)
-    artifacts = [
-        {"container_id": m.container_id, "file_id": m.file_id, "filename": m.filename, "blob_name": m.blob_name}
-        for m in queued
-    ]
-    warnings = list(discovery.warnings)
+
+def _parse(body: bytes) -> RunRequest:
     try:
-        # Before queueing, so the status API knows every artifact from the start.
-        runtime.status.write_manifest(response_id, response.get("status"), artifacts)
-    except Exception as error:  # the files matter more than their status: queue them anyway
-        log.error("could not write the manifest of %s: %s", response_id, type(error).__name__)
-        warnings.append({"problem": "the status of this run could not be recorded; its files are still queued"})
-    if queued:
-        messages.set([message.to_json() for message in queued])
-    log.info("response %s: queued %d artifact(s)", response_id, len(queued))
-
-    body: dict[str, Any] = {
-        "response_id": response_id,
-        "status": response.get("status"),
-        "output_text": output_text(response),
-        "artifacts": artifacts,
-    }
-    if warnings:
-        body["warnings"] = warnings
-    return json_response(202, body)
-
-
-def _parse(req: func.HttpRequest) -> RunRequest:
-    try:
-        return parse_run_request(req.get_body() or b"")  # the worker gives bytes; None when empty
+        return parse_run_request(body)
     except InvalidRequest as invalid:
-        raise _Refusal(
-            error_response(
-                invalid.status,
-                "invalid_request" if invalid.status == 400 else "body_too_large",
-                str(invalid),
-                field=invalid.problems[0].field,
-                details=[{"field": p.field, "problem": p.problem} for p in invalid.problems],
-            )
+        raise Refusal(
+            invalid.status,
+            "invalid_request" if invalid.status == 400 else "body_too_large",
+            str(invalid),
+            field=invalid.problems[0].field,
+            details=[{"field": p.field, "problem": p.problem} for p in invalid.problems],
         ) from None
 
 
-def _runtime() -> Runtime:
+def _idempotency_key(req: func.HttpRequest) -> str | None:
+    value: str | None = req.headers.get(IDEMPOTENCY_HEADER)
+    if value is None:
+        return None
+    problem = check_key(value)
+    if problem:
+        raise Refusal(400, "invalid_request", f"{IDEMPOTENCY_HEADER}: {problem}", field=IDEMPOTENCY_HEADER)
+    return value
+
+
+def _claim(runtime: Runtime, key: str, digest: str) -> Claim:
     try:
-        return get_runtime()
-    except ConfigError as error:
-        log.error("%s", error)
-        raise _Refusal(error_response(500, "configuration_error", str(error))) from None
+        return runtime.status.claims.claim(key, "", digest)
+    except KeyReused:
+        raise Refusal(
+            422, "idempotency_key_reused",
+            f"{IDEMPOTENCY_HEADER} was already used for a request with another body", field=IDEMPOTENCY_HEADER,
+        ) from None
+    except KeyInFlight:
+        raise Refusal(
+            409, "idempotency_key_in_flight",
+            f"a request with this {IDEMPOTENCY_HEADER} is still starting its run; try again shortly",
+            field=IDEMPOTENCY_HEADER,
+        ) from None
 
 
-def _create_response(runtime: Runtime, run: RunRequest, deadline: float) -> dict[str, Any]:
+def _note_started(runtime: Runtime, claim: Claim, digest: str, response_id: str) -> None:
     try:
-        return runtime.openai.create_response(run.to_payload(runtime.settings.deployment), deadline=deadline)
-    except UpstreamError as error:
-        log.warning("Azure OpenAI rejected the run: %s", error)
-        raise _Refusal(
-            error_response(502, "upstream_error", "Azure OpenAI answered with an error", upstream=error.detail)
-        ) from None
-    except httpx.TimeoutException:
-        raise _Refusal(error_response(504, "upstream_timeout", "Azure OpenAI did not answer in time")) from None
-    except httpx.TransportError as error:
-        log.warning("could not reach Azure OpenAI: %s", type(error).__name__)
-        raise _Refusal(error_response(502, "upstream_unreachable", "could not reach Azure OpenAI")) from None
-    except ClientAuthenticationError as error:
-        log.error("could not get an Entra ID token for Azure OpenAI: %s", type(error).__name__)
-        raise _Refusal(
-            error_response(500, "credential_unavailable", "the app could not authenticate to Azure OpenAI")
-        ) from None
+        runtime.status.claims.started(claim, digest, response_id)
+    except Exception as error:  # the run exists: answering matters more than the key
+        log.error("could not record the idempotency key of run %s: %s", response_id, type(error).__name__)
 
 
-def _messages(response_id: str, discovery: Discovery) -> list[ArtifactMessage]:
-    return [
-        ArtifactMessage(
+def _record_and_watch(req: func.HttpRequest, runtime: Runtime, run: RunRequest, response: dict[str, Any]) -> None:
+    """The run is recorded and its watcher queued, or the caller learns the run's id from the error."""
+    response_id = str(response["id"])
+    status = response.get("status")
+    created = response.get("created_at")
+    record = RunRecord.start(
+        response_id,
+        "post",
+        status=status if isinstance(status, str) else None,
+        response_created_at=created if isinstance(created, int) and not isinstance(created, bool) else None,
+        input_file_ids=list(run.file_ids),
+    )
+    delay = poll_delay(runtime.settings, 1) if status in RUNNING_STATUSES else 0
+    try:
+        runtime.status.runs.create(record)
+        runtime.queues.send(runtime.settings.queues.runs, WatchMessage(response_id, 0).to_json(), delay_seconds=delay)
+    except Exception as error:
+        log.error("run %s was started but could not be queued: %s", response_id, type(error).__name__)
+        raise Refusal(
+            503,
+            "not_queued",
+            "the run was started but could not be queued for persisting; import it to persist its files",
             response_id=response_id,
-            container_id=artifact.container_id,
-            file_id=artifact.file_id,
-            filename=artifact.filename,
-            blob_name=blob_name(response_id, artifact.file_id, safe_filename(artifact.filename, artifact.file_id)),
-            mime_type=artifact.mime_type,
-            size=artifact.size,
-        )
-        for artifact in discovery.artifacts
-    ]
+            import_url=status_url(req, response_id) + "/import",
+        ) from None
+
+
+def _wait_for_end(runtime: Runtime, response: dict[str, Any], until: float) -> dict[str, Any]:
+    """Look at the run until it ends or the caller's ``wait`` is over, whichever comes first."""
+    pause = _WAIT_POLL_SECONDS[0]
+    while response.get("status") in RUNNING_STATUSES and time.monotonic() + pause < until:
+        time.sleep(pause)  # the caller asked to wait for the run
+        pause = min(pause * 2, _WAIT_POLL_SECONDS[1])
+        try:
+            response = runtime.openai.get_response(str(response["id"]), deadline=until)
+        except UPSTREAM_FAILURES as error:
+            log.warning("while waiting for run %s: %s", response.get("id"), type(error).__name__)
+            break  # the watcher follows the run anyway; answer with what is known
+    return response
+
+
+def _accepted(req: func.HttpRequest, runtime: Runtime, response: dict[str, Any], deadline: float) -> func.HttpResponse:
+    response_id = str(response["id"])
+    url = status_url(req, response_id)
+    body: dict[str, Any] = {"response_id": response_id, "status": response.get("status"), "status_url": url}
+    if response.get("status") not in RUNNING_STATUSES:
+        # Ended in time: the files as the watcher will find them (it fans them out, not this request).
+        body["output_text"] = output_text(response)
+        messages, warnings = discover(runtime, response, (), deadline=deadline)
+        body["artifacts"] = [message.describe() for message in messages]
+        if warnings:
+            body["warnings"] = warnings
+    return json_response(202, body, {"Location": url, "Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+def _replayed(runtime: Runtime, req: func.HttpRequest, response_id: str) -> func.HttpResponse:
+    """The same request again: the same run, its watcher woken in case the first answer was an error."""
+    stored = runtime.status.runs.read(response_id)
+    try:
+        runtime.queues.send(runtime.settings.queues.runs, WatchMessage(response_id).to_json())
+    except Exception as error:
+        log.error("could not queue run %s again: %s", response_id, type(error).__name__)
+        raise Refusal(503, "not_queued", "the run could not be queued; try again", response_id=response_id) from None
+    url = status_url(req, response_id)
+    body = {
+        "response_id": response_id,
+        "status": stored.record.status if stored is not None else None,
+        "status_url": url,
+    }
+    headers = {"Location": url, "Retry-After": str(RETRY_AFTER_SECONDS), "Idempotent-Replayed": "true"}
+    return json_response(202, body, headers)

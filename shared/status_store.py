@@ -1,29 +1,35 @@
 """Durable per-response records in the status container, so nothing is dropped silently.
 
-``{response_id}/_manifest.json``    every artifact the run produced (written before any is queued)
+``{response_id}/_run.json``         the run and every artifact it produced (see ``run_record``)
+``{response_id}/_event.json``       a completion event too large for a queue message, whole
 ``{response_id}/{file_id}.json``    an artifact that failed for good, with the reason
 ``_invalid/{message id}.json``      a queue message too broken to name its artifact
 
 Persisted artifacts need no record: a blob whose metadata carries its size and SHA-256 is the
-proof. Ids start with a letter or digit, so ``_manifest`` can never be a file id.
+proof. Ids start with a letter or digit, so ``_run`` can never be a file id. A failure record
+carries its facts in blob metadata too, so one listing reads every failure of a run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, unquote
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContentSettings
 
 from shared.blob_store import ContainerGuard, utc_timestamp
+from shared.idempotency import IdempotencyClaims
 from shared.ids import is_valid_id
+from shared.run_record import RunStore
 
-MANIFEST = "_manifest.json"
+EVENT_DOCUMENT = "_event.json"
 _JSON = ContentSettings(content_type="application/json")
+_MAX_REASON_CHARS = 1000  # metadata of one blob is at most 8 KiB
 
 
 @dataclass(frozen=True)
@@ -33,26 +39,55 @@ class Failure:
     attempts: int  # deliveries of the queue message so far
 
 
-@dataclass(frozen=True)
-class ResponseRecords:
-    manifest: dict[str, Any]
-    failures: dict[str, dict[str, Any]]  # file id -> failure record
-
-
 class StatusStore:
     def __init__(self, service: BlobServiceClient, container: str) -> None:
         self._container = ContainerGuard(service, container)
+        self.runs = RunStore(self._container)
+        self.claims = IdempotencyClaims(self._container)
+        self.container_name = container
 
-    def write_manifest(self, response_id: str, status: str | None, artifacts: Iterable[dict[str, Any]]) -> None:
-        self._put(
-            f"{response_id}/{MANIFEST}",
-            {"response_id": response_id, "status": status, "created_at": utc_timestamp(), "artifacts": list(artifacts)},
-        )
-
-    def record_failure(self, failure: Failure, artifact: dict[str, Any], message_id: str | None) -> str:
-        """Record a failed artifact (its ids already validated); returns the record's blob name."""
+    def record_failure(
+        self, failure: Failure, artifact: dict[str, Any], message_id: str | None, *, keep_existing: bool = False
+    ) -> bool:
+        """Record a failed artifact (its ids already validated). With ``keep_existing`` an earlier
+        record (more precise: written by the delivery that failed) is kept; returns whether written."""
         name = f"{artifact['response_id']}/{artifact['file_id']}.json"
-        self._put(name, _failure_document(failure, artifact, message_id))
+        document = _failure_document(failure, artifact, message_id)
+        return self._put(name, document, metadata=_failure_metadata(document), overwrite=not keep_existing)
+
+    def failures(self, response_id: str) -> dict[str, dict[str, Any]]:
+        """Every failure record of a run, by file id, from one listing (facts in metadata)."""
+        found: dict[str, dict[str, Any]] = {}
+        try:
+            listed = list(self._container.client.list_blobs(name_starts_with=f"{response_id}/", include=["metadata"]))
+        except ResourceNotFoundError:
+            return found
+        for blob in listed:
+            leaf = blob.name[len(response_id) + 1 :]
+            file_id = leaf[: -len(".json")]
+            if "/" in leaf or not leaf.endswith(".json") or not is_valid_id(file_id):
+                continue  # the run record, the event document
+            meta = blob.metadata or {}
+            if "code" not in meta:
+                continue
+            attempts = meta.get("attempts", "")
+            found[file_id] = {
+                "code": meta["code"],
+                "reason": unquote(meta.get("reason", "")),
+                "attempts": int(attempts) if attempts.isdigit() else None,
+                "failed_at": meta.get("failed_at"),
+            }
+        return found
+
+    def clear_failure(self, response_id: str, file_id: str) -> None:
+        """Forget a failure: the artifact is queued again (a repair by import)."""
+        with contextlib.suppress(ResourceNotFoundError):
+            self._container.client.delete_blob(f"{response_id}/{file_id}.json")
+
+    def write_event_document(self, response_id: str, event: dict[str, Any]) -> str:
+        """The whole completion event, for a consumer when the queue message had to leave out the list."""
+        name = f"{response_id}/{EVENT_DOCUMENT}"
+        self._put(name, event)
         return name
 
     def record_invalid_message(self, failure: Failure, excerpt: str, message_id: str | None) -> str:
@@ -61,32 +96,31 @@ class StatusStore:
         self._put(name, _failure_document(failure, {"message_excerpt": excerpt}, message_id))
         return name
 
-    def read(self, response_id: str) -> ResponseRecords | None:
-        """The manifest and failure records of a response; None if no manifest exists."""
-        container = self._container.client
-        manifest: dict[str, Any] | None = None
-        failures: dict[str, dict[str, Any]] = {}
-        try:
-            names = [blob.name for blob in container.list_blobs(name_starts_with=f"{response_id}/")]
-        except ResourceNotFoundError:  # the container does not exist yet: nothing was ever recorded
-            return None
-        for name in names:
-            leaf = name[len(response_id) + 1 :]
-            try:
-                document = json.loads(container.get_blob_client(name).download_blob().readall())
-            except ResourceNotFoundError:
-                continue
-            if leaf == MANIFEST:
-                manifest = document
-            elif leaf.endswith(".json") and isinstance(document, dict):
-                failures[leaf[: -len(".json")]] = document
-        return ResponseRecords(manifest, failures) if manifest is not None else None
-
-    def _put(self, name: str, document: dict[str, Any]) -> None:
+    def _put(
+        self, name: str, document: dict[str, Any], *, metadata: dict[str, str] | None = None, overwrite: bool = True
+    ) -> bool:
         self._container.ensure()
-        self._container.client.get_blob_client(name).upload_blob(
-            json.dumps(document, ensure_ascii=False).encode("utf-8"), overwrite=True, content_settings=_JSON
-        )
+        try:
+            self._container.client.get_blob_client(name).upload_blob(
+                json.dumps(document, ensure_ascii=False).encode("utf-8"),
+                overwrite=overwrite,
+                content_settings=_JSON,
+                metadata=metadata,
+            )
+        except ResourceExistsError:
+            return False
+        return True
+
+
+def _failure_metadata(document: dict[str, Any]) -> dict[str, str]:
+    """Blob metadata must be ASCII: the reason is percent-encoded and bounded."""
+    metadata = {
+        "code": str(document["code"]),
+        "reason": quote(str(document["reason"])[:_MAX_REASON_CHARS], safe=" :,;()'/-_.=+"),
+        "attempts": str(document["attempts"]),
+        "failed_at": str(document["failed_at"]),
+    }
+    return metadata
 
 
 def _failure_document(failure: Failure, subject: dict[str, Any], message_id: str | None) -> dict[str, Any]:

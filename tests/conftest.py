@@ -43,6 +43,8 @@ def _no_leftover_faults(request: pytest.FixtureRequest) -> Iterator[None]:
 @dataclass
 class AppEnv:
     queue: str
+    runs_queue: str
+    events_queue: str
     container: str
     status_container: str
     blobs: BlobServiceClient
@@ -60,6 +62,8 @@ def app_env(monkeypatch: pytest.MonkeyPatch, azurite: Azurite, fake: FakeAzureOp
     suffix = uuid.uuid4().hex[:12]
     env = AppEnv(
         queue=f"q-{suffix}",
+        runs_queue=f"runs-{suffix}",
+        events_queue=f"events-{suffix}",
         container=f"artifacts-{suffix}",
         status_container=f"status-{suffix}",
         blobs=BlobServiceClient.from_connection_string(azurite.connection_string),
@@ -70,11 +74,17 @@ def app_env(monkeypatch: pytest.MonkeyPatch, azurite: Azurite, fake: FakeAzureOp
         "AZURE_OPENAI_API_KEY": API_KEY,
         "AzureWebJobsStorage": azurite.connection_string,
         "ARTIFACTS_QUEUE": env.queue,
+        "ARTIFACTS_RUNS_QUEUE": env.runs_queue,
+        "ARTIFACTS_EVENTS_QUEUE": env.events_queue,
+        # The watcher's schedule, shortened so a test follows many polls in moments.
+        "ARTIFACTS_POLL_MIN_SECONDS": "0",
+        "ARTIFACTS_POLL_MAX_SECONDS": "1",
         "ARTIFACTS_CONTAINER": env.container,
         "ARTIFACTS_STATUS_CONTAINER": env.status_container,
     }.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.delenv("ARTIFACTS_STORAGE_CONNECTION", raising=False)
+    for name in ("ARTIFACTS_STORAGE_CONNECTION", "AZURE_OPENAI_BACKGROUND", "ARTIFACTS_RUN_MAX_HOURS"):
+        monkeypatch.delenv(name, raising=False)
     return env
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import ConfigError, load_settings, queue_name
+from shared.config import ConfigError, QueueNames, load_settings, queue_names
 
 BASE = {
     "AZURE_OPENAI_ENDPOINT": "https://res.openai.azure.com/",
@@ -86,14 +86,60 @@ def test_identity_based_storage() -> None:
         {
             **env,
             "AzureWebJobsStorage__blobServiceUri": "https://acct.blob.core.windows.net/",
+            "AzureWebJobsStorage__queueServiceUri": "https://acct.queue.core.windows.net/",
             "AzureWebJobsStorage__clientId": "abc",
         }
     )
     assert settings.storage.account_url == "https://acct.blob.core.windows.net"
     assert settings.storage.client_id == "abc"
     assert settings.storage.connection_string is None
+    assert settings.queue_storage.account_url == "https://acct.queue.core.windows.net"
+    # The queue triggers need the queue service as much as the host does: its absence is named.
+    with pytest.raises(ConfigError, match="AzureWebJobsStorage__queueServiceUri"):
+        load_settings({**env, "AzureWebJobsStorage__blobServiceUri": "https://acct.blob.core.windows.net/"})
 
 
-def test_queue_name_setting() -> None:
-    assert queue_name({}) == "artifact-downloads"
-    assert queue_name({"ARTIFACTS_QUEUE": "jobs"}) == "jobs"
+def test_queue_name_settings() -> None:
+    assert queue_names({}) == QueueNames("artifact-downloads", "artifact-runs", "artifact-events")
+    assert queue_names({"ARTIFACTS_QUEUE": "jobs", "ARTIFACTS_RUNS_QUEUE": "watch"}).artifacts == "jobs"
+    assert queue_names({"ARTIFACTS_RUNS_QUEUE": "watch"}).runs == "watch"
+    assert QueueNames.poison("jobs") == "jobs-poison"
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"ARTIFACTS_QUEUE": "x" * 57}, "ARTIFACTS_QUEUE"),  # its poison queue would be 64 characters
+        ({"ARTIFACTS_RUNS_QUEUE": "Runs"}, "ARTIFACTS_RUNS_QUEUE"),
+        ({"ARTIFACTS_EVENTS_QUEUE": "artifact-downloads"}, "distinct"),
+        ({"ARTIFACTS_RUNS_QUEUE": "artifact-downloads-poison"}, "distinct"),
+        ({"AZURE_OPENAI_BACKGROUND": "maybe"}, "AZURE_OPENAI_BACKGROUND"),
+        ({"ARTIFACTS_RUN_MAX_HOURS": "0"}, "ARTIFACTS_RUN_MAX_HOURS"),
+        ({"ARTIFACTS_POLL_MIN_SECONDS": "-1"}, "ARTIFACTS_POLL_MIN_SECONDS"),
+        ({"ARTIFACTS_POLL_MIN_SECONDS": "10", "ARTIFACTS_POLL_MAX_SECONDS": "5"}, "ARTIFACTS_POLL_MAX_SECONDS"),
+    ],
+)
+def test_watcher_settings_are_checked(env: dict[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        load_settings({**BASE, **env})
+
+
+def test_watcher_settings() -> None:
+    settings = load_settings(BASE)
+    assert settings.background is True
+    assert settings.run_max_seconds == 6 * 3600
+    assert (settings.poll_min_seconds, settings.poll_max_seconds) == (2, 30)
+    changed = load_settings({**BASE, "AZURE_OPENAI_BACKGROUND": "false", "ARTIFACTS_RUN_MAX_HOURS": "0.5"})
+    assert changed.background is False
+    assert changed.run_max_seconds == 1800
+
+
+def test_queues_use_the_host_storage_even_when_artifacts_go_elsewhere() -> None:
+    dedicated = "DefaultEndpointsProtocol=https;AccountName=b;AccountKey=c2VrcmV0;EndpointSuffix=core.windows.net"
+    settings = load_settings({**BASE, "ARTIFACTS_STORAGE_CONNECTION": dedicated})
+    assert settings.storage.connection_string == dedicated
+    assert settings.queue_storage.connection_string == BASE["AzureWebJobsStorage"]
+    identity = {k: v for k, v in BASE.items() if k != "AzureWebJobsStorage"}
+    by_identity = load_settings({**identity, "AzureWebJobsStorage__accountName": "acct"})
+    assert by_identity.queue_storage.account_url == "https://acct.queue.core.windows.net"
+    assert by_identity.storage.account_url == "https://acct.blob.core.windows.net"

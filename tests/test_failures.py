@@ -29,27 +29,18 @@ from shared.runtime import get_runtime
 from tests.conftest import API_KEY, AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
 from tests.support.azurite import free_port, start_azurite
+from tests.support.flow import discovered, events, finished, start_and_discover, status
 from tests.support.host import FunctionsHost
 
 MiB = 1024 * 1024
 
 
 def run(host: FunctionsHost, fake: FakeAzureOpenAI, *files: FakeFile) -> dict[str, Any]:
-    prompt = f"faults {uuid.uuid4().hex}"
+    """A run that made ``files``, discovered and queued by the watcher; nothing downloaded yet."""
     scenario = Scenario([FakeContainer(list(files))])
-    fake.register(prompt, scenario)
-    call = host.http("POST", "responses", body=json.dumps({"input": prompt}).encode())
-    assert call.response.status_code == 202, call.response.get_body()
-    answer: dict[str, Any] = call.json()
+    answer = start_and_discover(host, fake, scenario)
     answer["container_id"] = scenario.containers[0].container_id
     return answer
-
-
-def status(host: FunctionsHost, response_id: str) -> dict[str, Any]:
-    call = host.http("GET", f"responses/{response_id}")
-    assert call.response.status_code == 200, call.response.get_body()
-    result: dict[str, Any] = call.json()
-    return result
 
 
 def artifact_blobs(env: AppEnv) -> dict[str, bytes]:
@@ -161,6 +152,8 @@ def test_retries_exhausted_goes_to_poison_and_is_recorded(
     poison = host.queue(f"{app_env.queue}-poison").peek_messages(max_messages=5)
     assert len(poison) == 1
     assert json.loads(base64.b64decode(poison[0].content))["file_id"] == file.file_id
+    # The poison queue's trigger keeps the precise reason the last delivery recorded as it ended.
+    assert [d.error for d in host.deliver("record_failed_artifact")] == [None]
     artifact = status(host, answer["response_id"])["artifacts"][0]
     assert artifact["state"] == "failed"
     assert artifact["code"] == "retries_exhausted"
@@ -168,12 +161,39 @@ def test_retries_exhausted_goes_to_poison_and_is_recorded(
     assert "500" in artifact["reason"]
     assert artifact_blobs(app_env) == {}
 
-    # Replaying the poison message once the cause is gone stores the file; the status follows.
+    # Importing the run again, once the cause is gone, is the repair: the file lands.
     fake.clear_faults()
-    host.queue(app_env.queue).send_message(poison[0].content)
-    assert [d.error for d in host.deliver("persist_artifact")] == [None]
+    repair = host.http("POST", f"responses/{answer['response_id']}/import")
+    assert repair.response.status_code == 202, repair.response.get_body()
+    final = finished(host, answer["response_id"])
     assert_whole(app_env, answer, file)
-    assert status(host, answer["response_id"])["artifacts"][0]["state"] == "persisted"
+    assert final["artifacts"][0]["state"] == "persisted"
+    assert final["counts"] == {"pending": 0, "persisted": 1, "failed": 0}
+
+
+def test_delivery_that_never_finished_is_recorded_by_the_poison_trigger(
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv
+) -> None:
+    file = FakeFile(b"lost", "/mnt/data/lost.txt", cite="real")
+    answer = run(host, fake, file)
+    # The host timed the last delivery out (or the instance died): no record was written, and
+    # the host moved the message to the poison queue.
+    queued = host.queue(app_env.queue).receive_message()
+    assert queued is not None
+    host.queue(f"{app_env.queue}-poison").send_message(queued.content)
+    host.queue(app_env.queue).delete_message(queued)
+    assert status(host, answer["response_id"])["artifacts"][0]["state"] == "pending"
+
+    assert [d.error for d in host.deliver("record_failed_artifact")] == [None]
+    artifact = status(host, answer["response_id"])["artifacts"][0]
+    assert artifact["state"] == "failed"
+    assert artifact["code"] == "retries_exhausted"
+    # And the run ends with the failure counted in its one event.
+    final = finished(host, answer["response_id"])
+    assert final["counts"] == {"pending": 0, "persisted": 0, "failed": 1}
+    (event,) = events(host, app_env)
+    assert event["counts"]["failed"] == 1
+    assert event["artifacts"][0]["code"] == "retries_exhausted"
 
 
 def test_container_deleted_while_running_is_made_again(
@@ -238,10 +258,8 @@ def test_duplicate_concurrent_delivery_leaves_one_whole_blob(
     host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv
 ) -> None:
     file = FakeFile(os.urandom(10 * MiB), "/mnt/data/twice.bin", cite="real")
-    prompt = f"twice {uuid.uuid4().hex}"
-    fake.register(prompt, Scenario([FakeContainer([file])]))
-    call = host.http("POST", "responses", body=json.dumps({"input": prompt}).encode())
-    message = call.queued[app_env.queue][0]
+    run(host, fake, file)
+    message = base64.b64decode(host.queue(app_env.queue).peek_messages()[0].content).decode()
     host.queue(app_env.queue).send_message(base64.b64encode(message.encode()).decode())  # a duplicate
 
     runtime = get_runtime()
@@ -283,8 +301,8 @@ def test_hostile_model_output(host: FunctionsHost, fake: FakeAzureOpenAI, app_en
     evil = FakeFile(b"evil", "/mnt/data/e.txt", file_id="cfile_ok/../../x", cite="real")
     scenario.containers[0].files = [*files, evil]
     call = host.http("POST", "responses", body=json.dumps({"input": prompt}).encode())
-    answer = call.json()
     assert call.response.status_code == 202
+    answer = discovered(host, call.json()["response_id"])
     assert {a["file_id"] for a in answer["artifacts"]} == {f.file_id for f in files}  # the bad id is dropped
     blob_names = [a["blob_name"] for a in answer["artifacts"]]
     assert len(set(blob_names)) == len(files)  # no two files collide
@@ -394,6 +412,7 @@ def test_azurite_restart_mid_run_loses_nothing(
     prompt = f"restart {uuid.uuid4().hex}"
     fake.register(prompt, Scenario([FakeContainer(files)]))
     answer = host.http("POST", "responses", body=json.dumps({"input": prompt}).encode()).json()
+    discovered(host, answer["response_id"])
     queued = host.queue(app_env.queue).peek_messages(max_messages=5)
     assert len(queued) == 3
 

@@ -22,28 +22,38 @@ def _bindings(host: FunctionsHost, name: str) -> dict[str, dict[str, Any]]:
     return {b.name: b.raw for b in host.functions[name].bindings}
 
 
+HTTP_ROUTES = {
+    "start_run": ("responses", "POST"),
+    "response_status": ("responses/{response_id}", "GET"),
+    "import_response": ("responses/{response_id}/import", "POST"),
+    "cancel_response": ("responses/{response_id}/cancel", "POST"),
+}
+
+
 def test_functions_and_bindings(host: FunctionsHost, app_env: AppEnv) -> None:
-    assert set(host.functions) == {"start_run", "response_status", "persist_artifact"}
-
-    start = _bindings(host, "start_run")
-    assert start["req"]["type"] == "httpTrigger"
-    assert start["req"]["route"] == "responses"
-    assert start["req"]["methods"] == ["POST"]
-    assert start["req"]["authLevel"] == "FUNCTION"
-    assert start["messages"] == {
-        "direction": "OUT", "type": "queue", "name": "messages",
-        "queueName": app_env.queue, "connection": "AzureWebJobsStorage",
+    queue_triggers = {
+        "watch_run": app_env.runs_queue,
+        "persist_artifact": app_env.queue,
+        "record_failed_artifact": f"{app_env.queue}-poison",
+        "give_up_run": f"{app_env.runs_queue}-poison",
     }
-    status = _bindings(host, "response_status")
-    assert status["req"]["route"] == "responses/{response_id}"
-    assert status["req"]["methods"] == ["GET"]
-    assert status["req"]["authLevel"] == "FUNCTION"
+    assert set(host.functions) == set(HTTP_ROUTES) | set(queue_triggers)
 
-    persist = _bindings(host, "persist_artifact")
-    assert persist["msg"] == {
-        "direction": "IN", "type": "queueTrigger", "name": "msg",
-        "queueName": app_env.queue, "connection": "AzureWebJobsStorage",
-    }
+    for name, (route, method) in HTTP_ROUTES.items():
+        bindings = _bindings(host, name)
+        assert set(bindings) == {"req", "$return"}  # no output binding: the app sends its own messages
+        assert bindings["req"]["type"] == "httpTrigger"
+        assert bindings["req"]["route"] == route
+        assert bindings["req"]["methods"] == [method]
+        assert bindings["req"]["authLevel"] == "FUNCTION"
+
+    for name, queue in queue_triggers.items():
+        assert _bindings(host, name) == {
+            "msg": {
+                "direction": "IN", "type": "queueTrigger", "name": "msg",
+                "queueName": queue, "connection": "AzureWebJobsStorage",
+            }
+        }
 
 
 def test_annotations_pass_the_worker_converters(host: FunctionsHost) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import API_KEY, AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
+from tests.support.flow import events, finished, post_run
 from tests.support.host import FunctionsHost
 
 BAD_BODIES: list[tuple[str, bytes, str]] = [
@@ -71,9 +72,13 @@ def test_oversized_body_gets_413(host: FunctionsHost, fake: FakeAzureOpenAI) -> 
 def test_options_pass_through(host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv) -> None:
     prompt = f"options {uuid.uuid4().hex}"
     fake.register(prompt, Scenario([FakeContainer([FakeFile(b"1", "/mnt/data/a.txt")])]))
+    earlier = fake.create(
+        {"model": "m", "input": "earlier turn", "tools": [{"type": "code_interpreter", "container": {"type": "auto"}}],
+         "include": ["code_interpreter_call.outputs"]}
+    )
     options: dict[str, Any] = {
         "model": "other-deployment",
-        "previous_response_id": "resp_abc123",
+        "previous_response_id": earlier["id"],
         "max_output_tokens": 2000,
         "temperature": 0.2,
         "reasoning": {"effort": "low"},
@@ -122,10 +127,11 @@ def test_missing_settings_get_a_clear_500(host: FunctionsHost, monkeypatch: pyte
 
 
 def test_run_without_files(host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv) -> None:
-    prompt = f"nothing {uuid.uuid4().hex}"
-    fake.register(prompt, Scenario([], output_text="No files today."))
-    call = host.http("POST", "responses", body=json.dumps({"input": prompt}).encode())
-    assert call.response.status_code == 202
-    assert call.json()["artifacts"] == []
-    assert call.json()["output_text"].startswith("No files today.")
-    assert call.queued == {}
+    response_id = post_run(host, fake, Scenario([], output_text="No files today.")).json()["response_id"]
+    final = finished(host, response_id)
+    assert final["artifacts"] == []
+    assert final["output_text"].startswith("No files today.")
+    assert final["complete"] is True
+    (event,) = events(host, app_env)
+    assert event["counts"] == {"pending": 0, "persisted": 0, "failed": 0}
+    assert host.queue(app_env.queue).peek_messages() == []

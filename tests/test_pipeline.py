@@ -1,4 +1,4 @@
-"""The whole flow, as the host runs it: POST -> queue messages -> queue function -> blobs.
+"""The whole flow, as the host runs it: POST -> run watcher -> artifact messages -> blobs.
 
 Every test checks what ends up in Azurite: bytes, metadata, content settings.
 """
@@ -9,24 +9,17 @@ import base64
 import hashlib
 import json
 import os
-import uuid
 from urllib.parse import quote, unquote
 
 import pytest
 
 from tests.conftest import API_KEY, DEPLOYMENT, AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
-from tests.support.host import FunctionsHost, HttpCall
+from tests.support.flow import start_and_discover, status
+from tests.support.host import FunctionsHost
 
 PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(3000)
-
-
-def run(host: FunctionsHost, fake: FakeAzureOpenAI, scenario: Scenario, **body: object) -> HttpCall:
-    prompt = f"make files {uuid.uuid4().hex}"
-    fake.register(prompt, scenario)
-    call = host.http("POST", "responses", body=json.dumps({"input": prompt, **body}).encode())
-    assert call.response.status_code == 202, call.response.get_body()
-    return call
+run = start_and_discover
 
 
 def stored(env: AppEnv, blob_name: str) -> tuple[bytes, dict[str, str], str | None, str | None]:
@@ -69,8 +62,7 @@ def test_cited_uncited_and_user_files(host: FunctionsHost, fake: FakeAzureOpenAI
     user = FakeFile(b"caller's own data", "/mnt/data/input.xlsx", source="user", cite=None)
     scenario = Scenario([FakeContainer([chart, table, notes, user])])
 
-    call = run(host, fake, scenario, file_ids=["assistant-abc123"], instructions="Be brief.")
-    answer = call.json()
+    answer = run(host, fake, scenario, file_ids=["assistant-abc123"], instructions="Be brief.")
     container_id = scenario.containers[0].container_id
     response_id = answer["response_id"]
     assert answer["status"] == "completed"
@@ -80,13 +72,15 @@ def test_cited_uncited_and_user_files(host: FunctionsHost, fake: FakeAzureOpenAI
     assert by_file[chart.file_id]["filename"] == "sales chart.png"  # the real name beats the placeholder
     assert by_file[table.file_id]["filename"] == "totals.csv"  # the listing's path gives the real name
     assert all(a["container_id"] == container_id for a in answer["artifacts"])
-    assert len(call.queued[app_env.queue]) == 3
+    assert len(host.queue(app_env.queue).peek_messages(max_messages=32)) == 3
 
     sent = fake.last_response_body
     assert sent is not None
     assert sent["model"] == DEPLOYMENT
     assert sent["instructions"] == "Be brief."
     assert sent["include"] == ["code_interpreter_call.outputs"]
+    assert sent["background"] is True
+    assert sent["store"] is True
     assert sent["tools"] == [
         {"type": "code_interpreter", "container": {"type": "auto", "file_ids": ["assistant-abc123"]}}
     ]
@@ -104,7 +98,7 @@ def test_cited_uncited_and_user_files(host: FunctionsHost, fake: FakeAzureOpenAI
 def test_legacy_results_shape(host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv) -> None:
     chart = FakeFile(PNG, "/mnt/data/legacy.png", cite=None)
     scenario = Scenario([FakeContainer([chart], legacy_results=True)])
-    answer = run(host, fake, scenario).json()
+    answer = run(host, fake, scenario)
     assert [a["file_id"] for a in answer["artifacts"]] == [chart.file_id]
     assert answer["artifacts"][0]["filename"] == "legacy.png"
     assert all(d.error is None for d in host.deliver("persist_artifact"))
@@ -115,7 +109,7 @@ def test_several_containers_and_pages(host: FunctionsHost, fake: FakeAzureOpenAI
     first = [FakeFile(f"first {i}".encode(), f"/mnt/data/a{i}.txt", cite=None) for i in range(5)]
     second = [FakeFile(b"x" * 10, "/mnt/data/b.txt", cite="real")]
     scenario = Scenario([FakeContainer(first), FakeContainer(second)])
-    answer = run(host, fake, scenario).json()
+    answer = run(host, fake, scenario)
     assert len(answer["artifacts"]) == 6  # five of them across three pages of the listing
     assert len({a["container_id"] for a in answer["artifacts"]}) == 2
     assert all(d.error is None for d in host.deliver("persist_artifact"))
@@ -127,7 +121,7 @@ def test_several_containers_and_pages(host: FunctionsHost, fake: FakeAzureOpenAI
 
 def test_non_ascii_name_round_trips(host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv) -> None:
     chart = FakeFile(PNG, "/mnt/data/銷售圖表.png", cite="real")
-    answer = run(host, fake, Scenario([FakeContainer([chart])])).json()
+    answer = run(host, fake, Scenario([FakeContainer([chart])]))
     assert answer["artifacts"][0]["filename"] == "銷售圖表.png"
     assert answer["artifacts"][0]["blob_name"].endswith("/銷售圖表.png")
     host.deliver("persist_artifact")
@@ -141,7 +135,7 @@ def test_non_ascii_name_round_trips(host: FunctionsHost, fake: FakeAzureOpenAI, 
 
 def test_large_file_streams_in_blocks(host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv) -> None:
     big = FakeFile(os.urandom(9 * 1024 * 1024 + 123), "/mnt/data/big.bin", cite="real")
-    answer = run(host, fake, Scenario([FakeContainer([big])])).json()
+    answer = run(host, fake, Scenario([FakeContainer([big])]))
     assert all(d.error is None for d in host.deliver("persist_artifact"))
     assert_landed(app_env, answer["response_id"], big, answer["artifacts"][0]["container_id"], "big.bin")
     blob = app_env.artifacts().get_blob_client(answer["artifacts"][0]["blob_name"])
@@ -151,7 +145,7 @@ def test_large_file_streams_in_blocks(host: FunctionsHost, fake: FakeAzureOpenAI
 
 def test_download_follows_the_endpoint_rules(host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv) -> None:
     chart = FakeFile(PNG, "/mnt/data/rules.png", cite="real")
-    answer = run(host, fake, Scenario([FakeContainer([chart])])).json()
+    answer = run(host, fake, Scenario([FakeContainer([chart])]))
     before = len(fake.requests)
     host.deliver("persist_artifact")
     downloads = [r for r in fake.requests[before:] if r.path.endswith("/content")]
@@ -169,8 +163,8 @@ def test_second_delivery_is_cheap_and_leaves_one_blob(
     host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv
 ) -> None:
     chart = FakeFile(PNG, "/mnt/data/once.png", cite="real")
-    call = run(host, fake, Scenario([FakeContainer([chart])]))
-    message = call.queued[app_env.queue][0]
+    run(host, fake, Scenario([FakeContainer([chart])]))
+    message = base64.b64decode(host.queue(app_env.queue).peek_messages()[0].content).decode()
     host.deliver("persist_artifact")
     before = len(fake.requests)
     host.queue(app_env.queue).send_message(base64.b64encode(message.encode()).decode())
@@ -184,7 +178,7 @@ def test_expired_container_is_recorded_not_retried(
 ) -> None:
     chart = FakeFile(PNG, "/mnt/data/late.png", cite="real")
     scenario = Scenario([FakeContainer([chart])])
-    answer = run(host, fake, scenario).json()
+    answer = run(host, fake, scenario)
     fake.expire(scenario.containers[0].container_id)
     deliveries = host.deliver("persist_artifact")
     assert [d.error for d in deliveries] == [None]  # completed: no retry storm
@@ -205,7 +199,7 @@ def test_body_cut_mid_stream_is_retried_and_lands_whole(
     host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv
 ) -> None:
     big = FakeFile(os.urandom(6 * 1024 * 1024), "/mnt/data/cut.bin", cite="real")
-    answer = run(host, fake, Scenario([FakeContainer([big])])).json()
+    answer = run(host, fake, Scenario([FakeContainer([big])]))
     fake.cut_next_download(after_bytes=5 * 1024 * 1024)
     assert [d.error for d in host.deliver("persist_artifact")] == [None]
     assert_landed(app_env, answer["response_id"], big, answer["artifacts"][0]["container_id"], "cut.bin")
@@ -220,16 +214,16 @@ def test_unusable_message_is_recorded(host: FunctionsHost, app_env: AppEnv) -> N
     assert blob_names(app_env) == set()
 
 
-@pytest.mark.parametrize("status", [401, 500])
+@pytest.mark.parametrize("code", [401, 500])
 def test_transient_download_failure_leaves_the_message_for_redelivery(
-    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, status: int
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, code: int
 ) -> None:
     chart = FakeFile(PNG, "/mnt/data/retry.png", cite="real")
-    response_id = run(host, fake, Scenario([FakeContainer([chart])])).json()["response_id"]
+    response_id = run(host, fake, Scenario([FakeContainer([chart])]))["response_id"]
     # Enough failures for every in-process attempt of one delivery.
-    fake.fail_next("/content", status, {"error": {"code": str(status), "message": "nope"}}, times=4)
+    fake.fail_next("/content", code, {"error": {"code": str(code), "message": "nope"}}, times=4)
     first = host.deliver("persist_artifact", max_rounds=1)
     assert len(first) == 1 and first[0].error is not None
     assert blob_names(app_env) == set()
-    progress = host.http("GET", f"responses/{response_id}").json()
+    progress = status(host, response_id)
     assert [a["state"] for a in progress["artifacts"]] == ["pending"]  # not failed for good: the host retries

@@ -20,7 +20,13 @@ param openAiDeploymentName string
 param openAiTimeoutSeconds int
 param artifactsMaxFileBytes int
 param downloadAttempts int
+param openAiBackground bool
+param runMaxHours int
+param pollMinSeconds int
+param pollMaxSeconds int
 param artifactsQueueName string
+param runsQueueName string
+param eventsQueueName string
 param artifactsContainerName string
 param statusContainerName string
 
@@ -43,7 +49,8 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 // AZURE_OPENAI_API_KEY and AzureWebJobsStorage (a connection string) are deliberately absent:
 // without them the app and the host authenticate with the managed identity.
 var appSettings = {
-  // Host storage (queue trigger and output binding, keys, leases) by identity.
+  // Host storage (queue triggers, keys, leases) by identity. The app sends its own queue messages
+  // (to the runs, artifacts and events queues) through __queueServiceUri + __clientId too.
   AzureWebJobsStorage__blobServiceUri: storageBlobEndpoint
   AzureWebJobsStorage__queueServiceUri: storageQueueEndpoint
   AzureWebJobsStorage__credential: 'managedidentity'
@@ -55,9 +62,16 @@ var appSettings = {
   AZURE_OPENAI_ENDPOINT: openAiEndpoint
   AZURE_OPENAI_DEPLOYMENT: openAiDeploymentName
   AZURE_OPENAI_TIMEOUT_SECONDS: string(openAiTimeoutSeconds)
+  AZURE_OPENAI_BACKGROUND: openAiBackground ? 'true' : 'false' // string() would write True/False
   AZURE_CLIENT_ID: identityClientId
-  // Where artifacts go; the artifact writer uses AzureWebJobsStorage__blobServiceUri + __clientId.
+  // The queues (read when the app loads: the triggers bind to them) and the run watcher's pace.
   ARTIFACTS_QUEUE: artifactsQueueName
+  ARTIFACTS_RUNS_QUEUE: runsQueueName
+  ARTIFACTS_EVENTS_QUEUE: eventsQueueName
+  ARTIFACTS_RUN_MAX_HOURS: string(runMaxHours)
+  ARTIFACTS_POLL_MIN_SECONDS: string(pollMinSeconds)
+  ARTIFACTS_POLL_MAX_SECONDS: string(pollMaxSeconds)
+  // Where artifacts go; the artifact writer uses AzureWebJobsStorage__blobServiceUri + __clientId.
   ARTIFACTS_CONTAINER: artifactsContainerName
   ARTIFACTS_STATUS_CONTAINER: statusContainerName
   ARTIFACTS_MAX_FILE_BYTES: string(artifactsMaxFileBytes)
@@ -65,7 +79,7 @@ var appSettings = {
 }
 
 resource app 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_222:Public network access is how callers reach the HTTP API (POST /api/responses, GET /api/responses/{id}); every route needs a function key (authLevel FUNCTION).
+  // checkov:skip=CKV_AZURE_222:Public network access is how callers reach the HTTP API (POST /api/responses, GET /api/responses/{id}, POST .../{id}/import and .../{id}/cancel); every route needs a function key (authLevel FUNCTION).
   // checkov:skip=CKV_AZURE_17:Callers authenticate with the function key; requiring client certificates would lock out every ordinary HTTP client.
   // checkov:skip=CKV_AZURE_212:Scaling to zero is the point of Flex Consumption: a standing minimum instance would be billed around the clock. The platform starts instances on demand (up to maximumInstanceCount) and replaces failed ones.
   // checkov:skip=CKV_AZURE_213:Health check pings a path on standing instances; this app scales to zero and has no anonymous health endpoint (every route needs a function key). The platform replaces failed instances itself.

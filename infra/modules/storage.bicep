@@ -1,5 +1,5 @@
 // One storage account for the Functions host (AzureWebJobsStorage), the deployment package, the
-// artifact queue and the artifacts themselves. Only Entra identities can reach its data: shared
+// app's queues and the artifacts themselves. Only Entra identities can reach its data: shared
 // keys (and so connection strings and account SAS) are disabled.
 
 param location string
@@ -10,7 +10,12 @@ param name string
 param deploymentContainerName string
 param artifactsContainerName string
 param statusContainerName string
-param queueName string
+@description('ARTIFACTS_QUEUE: one message per file, from the run watcher to persist_artifact.')
+param artifactsQueueName string
+@description('ARTIFACTS_RUNS_QUEUE: delayed messages from the run watcher to itself.')
+param runsQueueName string
+@description('ARTIFACTS_EVENTS_QUEUE: one completion event per run, for downstream systems.')
+param eventsQueueName string
 @allowed(['Standard_LRS', 'Standard_ZRS', 'Standard_GRS', 'Standard_GZRS'])
 param skuName string = 'Standard_LRS'
 
@@ -74,10 +79,22 @@ resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-0
   name: 'default'
 }
 
-// The artifact queue and the poison queue the host moves a message to after maxDequeueCount
-// failed deliveries. Both exist up front so the app's queue role can be scoped to exactly them.
+// Every queue the app uses, created up front so each role can be scoped to exactly the queues
+// that need it. The app's functions trigger on the first four: the runs and artifacts queues and
+// the poison queues the host moves a message to after maxDequeueCount failed deliveries (a trigger
+// on a "-poison" queue gets no poison queue of its own). The events queue is only written to by
+// the app; downstream systems read it.
+var poisonSuffix = '-poison'
+var triggerQueueNames = [
+  runsQueueName
+  artifactsQueueName
+  '${runsQueueName}${poisonSuffix}'
+  '${artifactsQueueName}${poisonSuffix}'
+]
+var sendOnlyQueueNames = [eventsQueueName]
+
 resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [
-  for queue in [queueName, '${queueName}-poison']: {
+  for queue in concat(triggerQueueNames, sendOnlyQueueNames): {
     parent: queueService
     name: queue
   }
@@ -87,4 +104,7 @@ output name string = account.name
 output blobEndpoint string = account.properties.primaryEndpoints.blob
 output queueEndpoint string = account.properties.primaryEndpoints.queue
 output deploymentContainerName string = deploymentContainerName
-output queueNames array = [queueName, '${queueName}-poison']
+// Queues the app's functions trigger on (the host reads, deletes, re-times and poisons messages;
+// the app also sends to the runs and artifacts queues), and queues the app only sends to.
+output triggerQueueNames array = triggerQueueNames
+output sendOnlyQueueNames array = sendOnlyQueueNames

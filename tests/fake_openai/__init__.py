@@ -1,6 +1,7 @@
 """A fake Azure OpenAI v1 endpoint for tests: real HTTP on loopback, standard library only."""
 
 from tests.fake_openai.server import (
+    FakeApiError,
     FakeAzureOpenAI,
     FakeContainer,
     FakeFile,
@@ -11,6 +12,7 @@ from tests.fake_openai.server import (
 )
 
 __all__ = [
+    "FakeApiError",
     "FakeAzureOpenAI",
     "FakeContainer",
     "FakeFile",

@@ -1,7 +1,9 @@
 """Run the fake by hand: ``python -m tests.fake_openai --port 8089 --api-key KEY``.
 
 Every prompt gets the demo scenario (a PNG chart, a cited CSV, an uncited summary.md and
-a user input file that must not be persisted). Serves until Ctrl-C.
+a user input file that must not be persisted). A ``background: true`` run answers
+``queued`` and its final object on the first ``GET /openai/v1/responses/{id}``. Serves
+until Ctrl-C.
 """
 
 from __future__ import annotations

@@ -1,18 +1,33 @@
 """A fake Azure OpenAI v1 endpoint: real HTTP on loopback, standard library only.
 
-It serves the few routes the app uses (``POST /openai/v1/responses`` and the container
-file routes) and enforces the real endpoint's rules that have bitten us: the container
-routes want ``api-version=preview`` and nothing else, an API key is never accepted as a
-bearer token, the classic ``/openai/files/{id}/content`` route does not know container
-files, and an expired container answers 400 "Container is expired.".
+Routes (every one wants the ``api-key`` header or an accepted bearer token):
+
+- ``POST /openai/v1/responses``: a run. Synchronous runs answer their final object;
+  ``background: true`` runs answer ``queued`` at once (and need ``store`` not false).
+- ``GET /openai/v1/responses/{id}``: a stored response (``store`` not false) as it is now:
+  a background run answers ``queued``, then ``in_progress``, for its scenario's
+  ``polls_before_done`` GETs, then its final object.
+- ``POST /openai/v1/responses/{id}/cancel``: stops a background run that is still going.
+- ``GET /openai/v1/containers/{cid}/files[/{fid}[/content]]``: container files.
+- ``POST /_fake/containers``: test set-up from another process (see :func:`_seed_container`).
+- ``POST /_fake/scenarios``: register a scenario from another process (see :func:`_seed_scenario`).
+
+It enforces the real endpoint's rules that have bitten us: the container routes want
+``api-version=preview`` and nothing else (the responses routes take none, ``preview`` or
+``v1``), an API key is never accepted as a bearer token, the classic
+``/openai/files/{id}/content`` route does not know container files, an expired container
+answers 400 "Container is expired.", and a run whose ``previous_response_id`` names a run
+with containers adds its files to that run's first container instead of a new one.
 
 Tests describe what a run produced with a :class:`Scenario` and register it under the
-prompt that triggers it; any other prompt gets :func:`demo_scenario`.
+prompt that triggers it; any other prompt gets :func:`demo_scenario`. A scenario describes
+one run: its containers become the run's containers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import mimetypes
 import os
@@ -34,6 +49,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 __all__ = [
+    "FakeApiError",
     "FakeAzureOpenAI",
     "FakeContainer",
     "FakeFile",
@@ -50,6 +66,8 @@ CONTAINER_API_VERSION = "preview"
 # api-version values the v1 responses route tolerates; a dated one is refused.
 RESPONSES_API_VERSIONS = frozenset({"preview", "v1"})
 MAX_LIST_LIMIT = 100
+# How a run can end; a background run is "queued", then "in_progress", before that.
+FINAL_STATUSES = frozenset({"completed", "incomplete", "failed", "cancelled"})
 
 ACCESS_DENIED = (
     "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide "
@@ -67,7 +85,9 @@ class FakeFile:
     # first, then real), or None (not cited).
     cite: CiteMode | None = "real"
     file_id: str = ""  # "cfile_" + 32 hex when left empty
-    created_at: int = 0  # now when left 0
+    # Unix seconds; when left 0, the creation time of the run that makes the file (or of
+    # add_container), so a file is never older than its response.
+    created_at: int = 0
 
     @property
     def filename(self) -> str:
@@ -88,7 +108,12 @@ class FakeContainer:
 class Scenario:
     containers: list[FakeContainer]
     output_text: str = "Here are your files."
+    # The final status: "completed", "incomplete", "failed" or "cancelled". Every one keeps
+    # the output items, since a run that stops after making files still made them.
     status: str = "completed"
+    # Background runs only: how many GETs answer the run as still going (the first
+    # "queued", the next ones "in_progress") before the final object.
+    polls_before_done: int = 0
 
 
 @dataclass(frozen=True)
@@ -117,8 +142,9 @@ class _Cut:
     announce_length: bool = True
 
 
-class _ApiError(Exception):
-    """An error answer, raised anywhere below a route and sent by the handler."""
+class FakeApiError(Exception):
+    """An error answer, raised anywhere below a route and sent by the handler (and by the
+    in-process :meth:`FakeAzureOpenAI.create`, for a request the route would refuse)."""
 
     def __init__(self, status: int, body: dict[str, Any]) -> None:
         super().__init__(f"{status}: {body}")
@@ -126,23 +152,73 @@ class _ApiError(Exception):
         self.body = body
 
 
+@dataclass(frozen=True)
+class _CreateRequest:
+    """What a valid create request asks for."""
+
+    model: str
+    prompts: list[str]
+    file_ids: list[str]
+    background: bool
+    stored: bool
+    previous_response_id: str | None
+
+
+@dataclass
+class _Run:
+    """A created response; the lock guards every field that changes."""
+
+    response_id: str
+    body: dict[str, Any]  # the request, for the fields a response echoes
+    model: str
+    created_at: int
+    status: str  # the final status, from the scenario
+    output: list[dict[str, Any]]  # the final output items, built once so their ids are stable
+    usage: dict[str, Any]
+    background: bool
+    container_ids: list[str]
+    running_left: int  # GETs still to answer "queued"/"in_progress"
+    ended_at: int | None  # when the run stopped running (completed_at, if it completed)
+    polls: int = 0  # GETs answered
+    cancelled: bool = False
+
+
 def _new_id(prefix: str) -> str:
     return prefix + uuid.uuid4().hex
 
 
-def _azure_error(status: int, code: str, message: str) -> _ApiError:
-    return _ApiError(status, {"error": {"code": code, "message": message}})
+def _now() -> int:
+    """Unix seconds: the fake's one clock, so a test can move it."""
+    return int(time.time())
 
 
-def _invalid_request(message: str, param: str | None, code: str | None = "invalid_value") -> _ApiError:
-    return _ApiError(
+def _azure_error(status: int, code: str, message: str) -> FakeApiError:
+    return FakeApiError(status, {"error": {"code": code, "message": message}})
+
+
+def _invalid_request(message: str, param: str | None, code: str | None = "invalid_value") -> FakeApiError:
+    return FakeApiError(
         400,
         {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}},
     )
 
 
-def _not_found() -> _ApiError:
+def _not_found() -> FakeApiError:
     return _azure_error(404, "404", "Resource not found")
+
+
+def _response_not_found(response_id: str) -> FakeApiError:
+    return FakeApiError(
+        404,
+        {
+            "error": {
+                "message": f"Response with id '{response_id}' not found.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            }
+        },
+    )
 
 
 def _mime_type(filename: str) -> str:
@@ -199,18 +275,41 @@ def demo_scenario() -> Scenario:
     )
 
 
-def _fill_file(file: FakeFile) -> None:
+def _fill_file(file: FakeFile, created_at: int | None = None) -> None:
+    """Give ``file`` an id; and a creation time, once the moment that makes it is known.
+
+    Registration passes no time: a scenario may wait long before its run, and a file must
+    not look older than the response that made it.
+    """
     if not file.file_id:
         file.file_id = _new_id("cfile_")
-    if not file.created_at:
-        file.created_at = int(time.time())
+    if created_at is not None and not file.created_at:
+        file.created_at = created_at
 
 
-def _fill_container(container: FakeContainer) -> None:
+def _fill_container(container: FakeContainer, created_at: int | None = None) -> None:
     if not container.container_id:
         container.container_id = _new_id("cntr_")
     for file in container.files:
-        _fill_file(file)
+        _fill_file(file, created_at)
+
+
+def _add_input_files(container: FakeContainer, file_ids: list[str], created_at: int) -> None:
+    """The request's file_ids, as the user files the container was started with."""
+    for input_id in file_ids:
+        path = f"/mnt/data/{input_id}.bin"
+        if not any(f.path == path for f in container.files):
+            user_file = FakeFile(content=b"user input", path=path, source="user", cite=None)
+            _fill_file(user_file, created_at)
+            container.files.append(user_file)
+
+
+def _check_scenario(scenario: Scenario) -> None:
+    # Caught at registration, where the test's mistake is, not at a run in another thread.
+    if scenario.status not in FINAL_STATUSES:
+        raise ValueError(f"status must be one of {sorted(FINAL_STATUSES)}, not {scenario.status!r}")
+    if scenario.polls_before_done < 0:
+        raise ValueError("polls_before_done must not be negative")
 
 
 def _file_object(container: FakeContainer, file: FakeFile) -> dict[str, Any]:
@@ -271,6 +370,38 @@ def _code_interpreter_file_ids(body: dict[str, Any]) -> list[str]:
     return list(file_ids)
 
 
+def _storage_flags(body: dict[str, Any]) -> tuple[bool, bool]:
+    """``(background, stored)``; a background run must be stored, or nobody could fetch it."""
+    background = body.get("background")
+    if background is not None and not isinstance(background, bool):
+        raise _invalid_request("'background' must be a boolean.", "background", "invalid_type")
+    store = body.get("store")
+    if store is not None and not isinstance(store, bool):
+        raise _invalid_request("'store' must be a boolean.", "store", "invalid_type")
+    stored = store is not False
+    if background and not stored:
+        raise _invalid_request("Background mode requires 'store' to be true.", "store", "invalid_value")
+    return bool(background), stored
+
+
+def _parse_create(body: dict[str, Any]) -> _CreateRequest:
+    """Validate a create request as the real endpoint does; nothing is changed yet."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _invalid_request("Missing required parameter: 'model'.", "model", "missing_required_parameter")
+    request_input = body.get("input")
+    if not isinstance(request_input, (str, list)):
+        raise _invalid_request("Missing required parameter: 'input'.", "input", "missing_required_parameter")
+    if body.get("stream"):
+        raise _invalid_request("The fake does not stream; send stream: false.", "stream", "unsupported_value")
+    file_ids = _code_interpreter_file_ids(body)
+    background, stored = _storage_flags(body)
+    previous = body.get("previous_response_id")
+    if previous is not None and not isinstance(previous, str):
+        raise _invalid_request("'previous_response_id' must be a string.", "previous_response_id", "invalid_type")
+    return _CreateRequest(model, _last_input_texts(request_input), file_ids, background, stored, previous)
+
+
 class FakeAzureOpenAI:
     """The fake endpoint. Use as a context manager, or ``start()`` / ``stop()``."""
 
@@ -292,6 +423,8 @@ class FakeAzureOpenAI:
         self._lock = threading.Lock()
         self._scenarios: dict[str, Scenario] = {}
         self._containers: dict[str, FakeContainer] = {}
+        self._runs: dict[str, _Run] = {}  # stored responses only: store false ones are not kept
+        self._created = 0
         self._faults: list[_Fault] = []
         self._cuts: list[_Cut] = []
         self._connections: set[socket.socket] = set()
@@ -352,9 +485,11 @@ class FakeAzureOpenAI:
     def register(self, prompt: str, scenario: Scenario) -> None:
         """Answer a response request whose prompt equals ``prompt`` with ``scenario``.
 
-        Ids left empty are filled in now, so the test can read them before the run. The
-        containers start to exist (for listing and downloads) once a response used them.
+        Ids left empty are filled in now, so the test can read them before the run; a file's
+        ``created_at`` left 0 is filled in by the run. The containers start to exist (for
+        listing and downloads) once a response used them.
         """
+        _check_scenario(scenario)
         with self._lock:
             for container in scenario.containers:
                 _fill_container(container)
@@ -363,7 +498,7 @@ class FakeAzureOpenAI:
     def add_container(self, container: FakeContainer) -> FakeContainer:
         """Make ``container`` exist without any response (for download tests)."""
         with self._lock:
-            _fill_container(container)
+            _fill_container(container, _now())
             self._containers[container.container_id] = container
         return container
 
@@ -416,6 +551,53 @@ class FakeAzureOpenAI:
         with self._lock:
             self._cuts.append(_Cut(after_bytes, times, seconds))
 
+    # -- responses, in-process -----------------------------------------------------------------
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a response exactly as ``POST /openai/v1/responses`` would, and answer its
+        JSON (a run made "elsewhere"). Sets ``last_response_body`` as the route does; raises
+        :class:`FakeApiError` where the route would answer an error."""
+        with self._lock:
+            self.last_response_body = body
+            request = _parse_create(body)
+            previous = self._previous_run(request.previous_response_id)
+            scenario = next((self._scenarios[p] for p in request.prompts if p in self._scenarios), None)
+            if scenario is None:
+                scenario = demo_scenario()
+            created_at = _now()
+            self._open_containers(scenario, request.file_ids, created_at, previous)
+            run = _new_run(body, request, scenario, created_at)
+            self._created += 1
+            if request.stored:
+                self._runs[run.response_id] = run
+            # A background run is only queued when the create call answers.
+            answer = _envelope(run, "queued") if run.background else _view(run)
+            return copy.deepcopy(answer)
+
+    def response(self, response_id: str) -> dict[str, Any] | None:
+        """The stored response as a GET would answer it now, without counting as a poll
+        (None for an unknown id or a ``store: false`` response)."""
+        with self._lock:
+            run = self._runs.get(response_id)
+            return None if run is None else copy.deepcopy(_view(run))
+
+    def polls(self, response_id: str) -> int:
+        """How many GETs the stored response has answered; KeyError if unknown."""
+        with self._lock:
+            return self._runs[response_id].polls
+
+    def finish(self, response_id: str) -> None:
+        """The background run's next GET answers its final object; KeyError if unknown."""
+        with self._lock:
+            run = self._runs[response_id]
+            if _running(run):
+                _stop(run)
+
+    def created_count(self) -> int:
+        """How many responses were created, stored or not, over HTTP or with :meth:`create`."""
+        with self._lock:
+            return self._created
+
     # -- used by the handler ---------------------------------------------------------------
 
     def _record(self, request: RecordedRequest) -> None:
@@ -459,7 +641,7 @@ class FakeAzureOpenAI:
         if container is None:
             raise _azure_error(404, "NotFound", f"Container with id '{container_id}' not found.")
         if container.expired:
-            raise _ApiError(
+            raise FakeApiError(
                 400,
                 {
                     "error": {
@@ -512,60 +694,122 @@ class FakeAzureOpenAI:
             "has_more": start + limit < len(files),
         }
 
-    def _create_response(self, body: dict[str, Any]) -> dict[str, Any]:
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            raise _invalid_request("Missing required parameter: 'model'.", "model", "missing_required_parameter")
-        request_input = body.get("input")
-        if not isinstance(request_input, (str, list)):
-            raise _invalid_request("Missing required parameter: 'input'.", "input", "missing_required_parameter")
-        if body.get("stream"):
-            raise _invalid_request("The fake does not stream; send stream: false.", "stream", "unsupported_value")
-        file_ids = _code_interpreter_file_ids(body)
-
-        prompts = _last_input_texts(request_input)
+    def _poll(self, response_id: str) -> dict[str, Any]:
+        """``GET /openai/v1/responses/{id}``: the response now; a running one moves on."""
         with self._lock:
-            scenario = next((self._scenarios[p] for p in prompts if p in self._scenarios), None)
-        if scenario is None:
-            scenario = demo_scenario()
+            run = self._stored_run(response_id)
+            answer = _view(run)
+            run.polls += 1
+            if _running(run):
+                run.running_left -= 1
+                if run.running_left == 0:
+                    run.ended_at = _now()
+            return copy.deepcopy(answer)
+
+    def _cancel(self, response_id: str) -> dict[str, Any]:
+        """``POST /openai/v1/responses/{id}/cancel``."""
         with self._lock:
-            for container in scenario.containers:
-                _fill_container(container)
-                self._containers[container.container_id] = container
-            if scenario.containers:
-                first = scenario.containers[0]
-                for input_id in file_ids:
-                    path = f"/mnt/data/{input_id}.bin"
-                    if not any(f.path == path for f in first.files):
-                        user_file = FakeFile(content=b"user input", path=path, source="user", cite=None)
-                        _fill_file(user_file)
-                        first.files.append(user_file)
-            return _response_object(body, model, scenario)
+            run = self._stored_run(response_id)
+            if not run.background:
+                raise _invalid_request("Only responses created with background=true can be cancelled.", None, None)
+            if _running(run):
+                run.cancelled = True
+                _stop(run)
+            elif _final_status(run) != "cancelled":  # cancelling twice answers the same object
+                raise _invalid_request("Cannot cancel a completed response.", None, None)
+            return copy.deepcopy(_view(run))
+
+    def _stored_run(self, response_id: str) -> _Run:
+        run = self._runs.get(response_id)
+        if run is None:
+            raise _response_not_found(response_id)
+        return run
+
+    def _previous_run(self, response_id: str | None) -> _Run | None:
+        """The run a create request continues; like the real endpoint, only a stored one."""
+        if response_id is None:
+            return None
+        run = self._runs.get(response_id)
+        if run is None:
+            raise _invalid_request(
+                f"Previous response with id '{response_id}' not found.",
+                "previous_response_id",
+                "previous_response_not_found",
+            )
+        return run
+
+    def _open_containers(self, scenario: Scenario, file_ids: list[str], created_at: int, previous: _Run | None) -> None:
+        """Make the run's containers exist, with their files, from the moment it is created
+        (a background run's files are listable while it still runs). The lock is held."""
+        for container in scenario.containers:
+            _fill_container(container, created_at)
+        if not scenario.containers:
+            return
+        first = scenario.containers[0]
+        _add_input_files(first, file_ids, created_at)
+        new_containers = scenario.containers
+        if previous is not None and previous.container_ids:
+            _merge_into(self._containers[previous.container_ids[0]], first)
+            new_containers = scenario.containers[1:]
+        for container in new_containers:
+            self._containers[container.container_id] = container
 
 
-def _response_object(body: dict[str, Any], model: str, scenario: Scenario) -> dict[str, Any]:
-    """The Response JSON for ``scenario``; the caller holds the lock (files may be appended)."""
+def _merge_into(reused: FakeContainer, container: FakeContainer) -> None:
+    """A follow-up run works in its predecessor's container: its files join the earlier
+    ones (keeping their ids), and ``container`` takes the reused id so that this run's
+    output (and the test) name the container the files are really in."""
+    known = {f.file_id for f in reused.files}
+    reused.files.extend([f for f in container.files if f.file_id not in known])
+    container.container_id = reused.container_id
+
+
+def _running(run: _Run) -> bool:
+    return not run.cancelled and run.running_left > 0
+
+
+def _stop(run: _Run) -> None:
+    run.running_left = 0
+    run.ended_at = _now()
+
+
+def _final_status(run: _Run) -> str:
+    return "cancelled" if run.cancelled else run.status
+
+
+def _view(run: _Run) -> dict[str, Any]:
+    """The response as a GET answers it now (which does not change it)."""
+    if _running(run):
+        return _envelope(run, "queued" if run.polls == 0 else "in_progress")
+    return _envelope(run, _final_status(run))
+
+
+def _new_run(body: dict[str, Any], request: _CreateRequest, scenario: Scenario, created_at: int) -> _Run:
+    """The lock is held: the containers' files are read."""
+    output, text = _output_items(scenario)
+    running = scenario.polls_before_done if request.background else 0
+    return _Run(
+        response_id=_new_id("resp_"),
+        body=copy.deepcopy(body),  # the caller may reuse its dict
+        model=request.model,
+        created_at=created_at,
+        status=scenario.status,
+        output=output,
+        usage=_usage(body, text),
+        background=request.background,
+        container_ids=[c.container_id for c in scenario.containers],
+        running_left=running,
+        ended_at=None if running else created_at,
+    )
+
+
+def _output_items(scenario: Scenario) -> tuple[list[dict[str, Any]], str]:
+    """The final output items for ``scenario`` and the message text; the lock is held."""
     output: list[dict[str, Any]] = []
     text = scenario.output_text
     annotations: list[dict[str, Any]] = []
     for container in scenario.containers:
-        call: dict[str, Any] = {
-            "id": _new_id("ci_"),
-            "type": "code_interpreter_call",
-            "status": "completed",
-            "code": "import pandas as pd\n# ... build the files under /mnt/data ...",
-            "container_id": container.container_id,
-            "outputs": [{"type": "logs", "logs": f"wrote {len(container.files)} file(s)\n"}],
-        }
-        if container.legacy_results:
-            assistant_files = [f for f in container.files if f.source == "assistant"]
-            call["results"] = [
-                {
-                    "type": "files",
-                    "files": [{"file_id": f.file_id, "mime_type": _mime_type(f.filename)} for f in assistant_files],
-                }
-            ]
-        output.append(call)
+        output.append(_code_interpreter_call(container))
         if container.legacy_results:
             continue  # the legacy shape never cites its files in the message
         for file in container.files:
@@ -584,33 +828,68 @@ def _response_object(body: dict[str, Any], model: str, scenario: Scenario) -> di
                         "end_index": len(text),
                     }
                 )
-    incomplete = scenario.status == "incomplete"
     output.append(
         {
             "id": _new_id("msg_"),
             "type": "message",
             "role": "assistant",
-            "status": "incomplete" if incomplete else "completed",
+            "status": "incomplete" if scenario.status == "incomplete" else "completed",
             "content": [{"type": "output_text", "text": text, "annotations": annotations, "logprobs": []}],
         }
     )
-    now = int(time.time())
+    return output, text
+
+
+def _code_interpreter_call(container: FakeContainer) -> dict[str, Any]:
+    call: dict[str, Any] = {
+        "id": _new_id("ci_"),
+        "type": "code_interpreter_call",
+        "status": "completed",
+        "code": "import pandas as pd\n# ... build the files under /mnt/data ...",
+        "container_id": container.container_id,
+        "outputs": [{"type": "logs", "logs": f"wrote {len(container.files)} file(s)\n"}],
+    }
+    if container.legacy_results:
+        assistant_files = [f for f in container.files if f.source == "assistant"]
+        call["results"] = [
+            {
+                "type": "files",
+                "files": [{"file_id": f.file_id, "mime_type": _mime_type(f.filename)} for f in assistant_files],
+            }
+        ]
+    return call
+
+
+def _usage(body: dict[str, Any], text: str) -> dict[str, Any]:
     input_tokens = max(1, len(json.dumps(body.get("input"))) // 4)
     output_tokens = max(1, len(text) // 4)
     return {
-        "id": _new_id("resp_"),
+        "input_tokens": input_tokens,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": output_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": input_tokens + output_tokens,
+    }
+
+
+def _envelope(run: _Run, status: str) -> dict[str, Any]:
+    """The Response JSON of ``run`` in ``status``; a running one has no output or usage yet."""
+    body = run.body
+    running = status not in FINAL_STATUSES
+    return {
+        "id": run.response_id,
         "object": "response",
-        "created_at": now,
-        "completed_at": now if scenario.status == "completed" else None,
-        "status": scenario.status,
-        "background": False,
-        "error": ({"code": "server_error", "message": "The fake run failed."} if scenario.status == "failed" else None),
-        "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+        "created_at": run.created_at,
+        "completed_at": run.ended_at if status == "completed" else None,
+        "status": status,
+        "background": run.background,
+        "error": {"code": "server_error", "message": "The fake run failed."} if status == "failed" else None,
+        "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
         "instructions": body.get("instructions"),
         "max_output_tokens": body.get("max_output_tokens"),
         "max_tool_calls": body.get("max_tool_calls"),
-        "model": model,
-        "output": output,
+        "model": run.model,
+        "output": [] if running else run.output,
         "parallel_tool_calls": True,
         "previous_response_id": body.get("previous_response_id"),
         "reasoning": {"effort": None, "summary": None},
@@ -622,16 +901,29 @@ def _response_object(body: dict[str, Any], model: str, scenario: Scenario) -> di
         "tools": body.get("tools"),
         "top_p": body.get("top_p", 1.0),
         "truncation": body.get("truncation", "disabled"),
-        "usage": {
-            "input_tokens": input_tokens,
-            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-            "output_tokens": output_tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": input_tokens + output_tokens,
-        },
+        "usage": None if running else run.usage,
         "user": body.get("user"),
         "metadata": body.get("metadata") or {},
     }
+
+
+def _seed_scenario(fake: FakeAzureOpenAI, body: bytes) -> dict[str, Any]:
+    """Benchmarks: ``{"prompt": str, "files": [{"path", "size"}], "polls_before_done": int}`` makes
+    the prompt's run write those (uncited) files into one container."""
+    try:
+        spec = json.loads(body)
+        prompt = str(spec["prompt"])
+        sizes = [(str(item["path"]), int(item["size"])) for item in spec["files"]]
+        polls = int(spec.get("polls_before_done", 0))
+    except (ValueError, KeyError, TypeError):
+        raise _invalid_request('expected {"prompt": str, "files": [{"path", "size"}]}', None, None) from None
+    pattern = os.urandom(64 * 1024)
+    files = [
+        FakeFile(pattern * (size // len(pattern)) + pattern[: size % len(pattern)], path, cite=None)
+        for path, size in sizes
+    ]
+    fake.register(prompt, Scenario([FakeContainer(files)], polls_before_done=polls))
+    return {"prompt": prompt, "files": len(files)}
 
 
 def _seed_container(fake: FakeAzureOpenAI, body: bytes) -> dict[str, Any]:
@@ -643,11 +935,9 @@ def _seed_container(fake: FakeAzureOpenAI, body: bytes) -> dict[str, Any]:
         specs = json.loads(body)["files"]
         sizes = [(str(spec["path"]), int(spec["size"])) for spec in specs]
     except (ValueError, KeyError, TypeError):
-        raise _invalid_request("expected {\"files\": [{\"path\": str, \"size\": int}]}", None, None) from None
+        raise _invalid_request('expected {"files": [{"path": str, "size": int}]}', None, None) from None
     pattern = os.urandom(1024 * 1024)
-    files = [
-        FakeFile(pattern * (size // len(pattern)) + pattern[: size % len(pattern)], path) for path, size in sizes
-    ]
+    files = [FakeFile(pattern * (size // len(pattern)) + pattern[: size % len(pattern)], path) for path, size in sizes]
     container = fake.add_container(FakeContainer(files))
     return {
         "container_id": container.container_id,
@@ -680,7 +970,25 @@ class _FakeHTTPServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
+def _check_responses_version(query: dict[str, str]) -> None:
+    version = query.get("api-version")
+    if version is not None and version not in RESPONSES_API_VERSIONS:
+        raise _azure_error(400, "BadRequest", "API version not supported")
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise _invalid_request("The request body is not valid JSON.", None, None) from None
+    if not isinstance(parsed, dict):
+        raise _invalid_request("The request body must be a JSON object.", None, None)
+    return parsed
+
+
 _RESPONSES = re.compile(r"^/openai/v1/responses/?$")
+_RESPONSE = re.compile(r"^/openai/v1/responses/(?P<rid>[^/]+)/?$")
+_CANCEL = re.compile(r"^/openai/v1/responses/(?P<rid>[^/]+)/cancel/?$")
 _FILES = re.compile(r"^/openai/v1/containers/(?P<cid>[^/]+)/files/?$")
 _FILE = re.compile(r"^/openai/v1/containers/(?P<cid>[^/]+)/files/(?P<fid>[^/]+)/?$")
 _CONTENT = re.compile(r"^/openai/v1/containers/(?P<cid>[^/]+)/files/(?P<fid>[^/]+)/content/?$")
@@ -722,7 +1030,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {name.lower(): value for name, value in self.headers.items()}
         try:
             body = self._read_body()
-        except _ApiError as error:
+        except FakeApiError as error:
             self.close_connection = True  # the rest of the stream cannot be trusted
             self._send_json(error.status, error.body)
             return
@@ -737,7 +1045,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             self._route(method, path, query, body)
-        except _ApiError as error:
+        except FakeApiError as error:
             self._send_json(error.status, error.body)
         except OSError:
             self.close_connection = True  # the client went away mid-answer
@@ -748,25 +1056,36 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
         fake = self.server.fake
-        if method == "POST" and _RESPONSES.match(path):
-            version = query.get("api-version")
-            if version is not None and version not in RESPONSES_API_VERSIONS:
-                raise _azure_error(400, "BadRequest", "API version not supported")
-            try:
-                parsed = json.loads(body)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise _invalid_request("The request body is not valid JSON.", None, None) from None
-            if not isinstance(parsed, dict):
-                raise _invalid_request("The request body must be a JSON object.", None, None)
-            with fake._lock:
-                fake.last_response_body = parsed
-            self._send_json(200, fake._create_response(parsed))
+        answer = self._responses_answer(method, path, query, body)
+        if answer is not None:
+            self._send_json(200, answer)
             return
         if method == "POST" and path == "/_fake/containers":
             self._send_json(200, _seed_container(fake, body))
             return
+        if method == "POST" and path == "/_fake/scenarios":
+            self._send_json(200, _seed_scenario(fake, body))
+            return
         if method != "GET":
             raise _not_found()
+        self._container_route(path, query)
+
+    def _responses_answer(self, method: str, path: str, query: dict[str, str], body: bytes) -> dict[str, Any] | None:
+        """The answer of a responses route (create, retrieve, cancel); None for other paths."""
+        fake = self.server.fake
+        if method == "POST" and _RESPONSES.match(path):
+            _check_responses_version(query)
+            return fake.create(_json_object(body))
+        if method == "GET" and (match := _RESPONSE.match(path)):
+            _check_responses_version(query)  # other parameters (include, stream...) are ignored
+            return fake._poll(match["rid"])
+        if method == "POST" and (match := _CANCEL.match(path)):
+            _check_responses_version(query)
+            return fake._cancel(match["rid"])
+        return None
+
+    def _container_route(self, path: str, query: dict[str, str]) -> None:
+        fake = self.server.fake
         for pattern, kind in ((_CONTENT, "content"), (_FILE, "file"), (_FILES, "files")):
             match = pattern.match(path)
             if match is None:

@@ -4,8 +4,10 @@ It reads the app's function metadata the way the worker reports it (bindings as 
 the user functions with the same objects the Python worker builds (``func.HttpRequest``,
 ``azure.functions.queue.QueueMessage``, ``func.Out``), and moves queue output through a real
 Storage queue, encoded as host.json's ``messageEncoding`` says, as the host's queue extension
-does. Failed messages stay on the queue (the host would redeliver them); after
-``maxDequeueCount`` attempts they move to ``{queue}-poison``.
+does. Messages the app sends itself (with the Storage SDK, delays included) are read from the
+same queues. A received message is leased (invisible) while its function runs; a failure makes it
+visible again after a retry delay (host.json's ``visibilityTimeout``, shortened for tests), and
+after ``maxDequeueCount`` deliveries it moves to ``{queue}-poison``, as the host does.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -86,7 +89,9 @@ def load_host_json() -> dict[str, Any]:
 
 
 class FunctionsHost:
-    def __init__(self, app: func.FunctionApp, storage_connection_string: str) -> None:
+    LEASE_SECONDS = 120  # how long a received message stays invisible while its function runs
+
+    def __init__(self, app: func.FunctionApp, storage_connection_string: str, retry_delay: int = 1) -> None:
         self.functions = {
             str(fn.get_function_name()): FunctionInfo(
                 name=str(fn.get_function_name()),
@@ -98,6 +103,7 @@ class FunctionsHost:
         queues = load_host_json().get("extensions", {}).get("queues", {})
         self.base64 = str(queues.get("messageEncoding", "base64")).lower() == "base64"
         self.max_dequeue_count = int(queues.get("maxDequeueCount", 5))
+        self.retry_delay = retry_delay
         self._queues = QueueServiceClient.from_connection_string(storage_connection_string)
 
     def queue(self, name: str) -> QueueClient:
@@ -139,8 +145,8 @@ class FunctionsHost:
     def deliver(self, function_name: str, *, max_rounds: int = 10, until_empty: bool = False) -> list[Delivery]:
         """Run the queue-triggered function on what its queue holds, for at most ``max_rounds``.
 
-        With ``until_empty``, also wait for failed messages to become visible again and
-        redeliver them (as the host does after the visibility timeout) until none is left.
+        With ``until_empty``, also wait for delayed or failed messages to become visible and
+        deliver them (as the host does) until none is left.
         """
         target = self.functions[function_name]
         trigger = target.binding("queueTrigger")
@@ -150,15 +156,50 @@ class FunctionsHost:
         rounds = 0
         deadline = time.monotonic() + 120
         while rounds < max_rounds and time.monotonic() < deadline:
-            batch = list(queue.receive_messages(messages_per_page=32, visibility_timeout=1, max_messages=32))
+            batch = self._receive(queue)
             if batch:
                 rounds += 1
                 deliveries.extend(self._invoke_queue(target, trigger, queue, received) for received in batch)
                 continue
             if not until_empty or queue.get_queue_properties().approximate_message_count == 0:
                 break
-            threading.Event().wait(0.2)  # invisible messages reappear after the visibility timeout
+            threading.Event().wait(0.1)  # invisible messages reappear after their delay
         return deliveries
+
+    def run_until(
+        self,
+        done: Callable[[], bool],
+        *,
+        timeout: float = 60.0,
+        only: tuple[str, ...] | None = None,
+        workers: int = 1,
+    ) -> list[Delivery]:
+        """Deliver every queue-triggered function's messages (or ``only`` these functions'), as the
+        host's listeners would, until ``done()`` holds; fails if it does not within ``timeout`` s.
+        With ``workers`` > 1 each received batch runs that many invocations at once, as the host
+        runs up to batchSize + newBatchThreshold per queue."""
+        chosen = [info for name, info in self.functions.items() if only is None or name in only]
+        triggered = [(info, info.binding("queueTrigger")) for info in chosen]
+        listeners = [(info, binding, self.queue(binding.raw["queueName"])) for info, binding in triggered if binding]
+        deliveries: list[Delivery] = []
+        deadline = time.monotonic() + timeout
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            while not done():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"not done after {timeout} s and {len(deliveries)} deliveries")
+                delivered = False
+                for target, trigger, queue in listeners:
+                    batch = self._receive(queue)
+                    same = [(target, trigger, queue)] * len(batch)
+                    deliveries += pool.map(self._invoke_queue, *zip(*same, strict=True), batch) if batch else []
+                    delivered = delivered or bool(batch)
+                if not delivered:
+                    threading.Event().wait(0.05)  # delayed messages become visible on their own
+        return deliveries
+
+    def _receive(self, queue: QueueClient) -> list[Any]:
+        lease = self.LEASE_SECONDS
+        return list(queue.receive_messages(messages_per_page=32, visibility_timeout=lease, max_messages=32))
 
     def _invoke_queue(self, target: FunctionInfo, trigger: Binding, queue: QueueClient, received: Any) -> Delivery:
         content = received.content
@@ -175,9 +216,22 @@ class FunctionsHost:
             if received.dequeue_count >= self.max_dequeue_count:
                 self.queue(f"{queue.queue_name}-poison").send_message(content)
                 queue.delete_message(received)
+            else:
+                queue.update_message(received, visibility_timeout=self.retry_delay)
             return Delivery(received.id, received.dequeue_count, error)
         queue.delete_message(received)
         return Delivery(received.id, received.dequeue_count, None, result)
+
+    def messages(self, queue_name: str) -> list[str]:
+        """Take every visible message off a queue (the app's events, for a test to read)."""
+        queue = self.queue(queue_name)
+        taken: list[str] = []
+        while batch := self._receive(queue):
+            for received in batch:
+                content = received.content
+                taken.append(base64.b64decode(content).decode("utf-8") if self.base64 else content)
+                queue.delete_message(received)
+        return taken
 
     def _send(self, queue_name: str, value: Any) -> list[str]:
         messages = [value] if isinstance(value, (str, bytes)) else list(value)

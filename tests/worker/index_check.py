@@ -37,7 +37,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_QUEUE = "artifact-downloads"
+DEFAULT_QUEUE = "artifact-downloads"  # ARTIFACTS_QUEUE
+DEFAULT_RUNS_QUEUE = "artifact-runs"  # ARTIFACTS_RUNS_QUEUE
+POISON_SUFFIX = "-poison"  # the host's: where a message goes after maxDequeueCount failed deliveries
 CONNECTION = "AzureWebJobsStorage"
 DIRECTIONS = {"IN": 0, "OUT": 1}  # BindingInfo.Direction in FunctionRpc.proto
 
@@ -186,27 +188,40 @@ def run_child(app_dir: Path) -> int:
 # The parent: scenarios and the checks on what the worker reported
 # --------------------------------------------------------------------------------------------
 
-def expected_bindings(queue: str) -> dict[str, dict[str, dict[str, Any]]]:
-    """Per function, per binding name: the raw binding the host must receive."""
-    http_out = {"name": "$return", "type": "http", "direction": "OUT"}
-    return {
-        "start_run": {
+# HTTP functions: name -> (route, method). Each has only its trigger and the HTTP response.
+HTTP_FUNCTIONS = {
+    "start_run": ("responses", "POST"),
+    "response_status": ("responses/{response_id}", "GET"),
+    "import_response": ("responses/{response_id}/import", "POST"),
+    "cancel_response": ("responses/{response_id}/cancel", "POST"),
+}
+
+
+def expected_bindings(artifacts_queue: str, runs_queue: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per function, per binding name: the raw binding the host must receive.
+
+    No function has an output binding: the app sends its queue messages itself.
+    """
+    expected: dict[str, dict[str, dict[str, Any]]] = {
+        name: {
             "req": {"name": "req", "type": "httpTrigger", "direction": "IN",
-                    "methods": ["POST"], "route": "responses", "authLevel": "FUNCTION"},
-            "$return": http_out,
-            "messages": {"name": "messages", "type": "queue", "direction": "OUT",
-                         "queueName": queue, "connection": CONNECTION},
-        },
-        "response_status": {
-            "req": {"name": "req", "type": "httpTrigger", "direction": "IN",
-                    "methods": ["GET"], "route": "responses/{response_id}", "authLevel": "FUNCTION"},
-            "$return": http_out,
-        },
-        "persist_artifact": {
+                    "methods": [method], "route": route, "authLevel": "FUNCTION"},
+            "$return": {"name": "$return", "type": "http", "direction": "OUT"},
+        }
+        for name, (route, method) in HTTP_FUNCTIONS.items()
+    }
+    queue_triggers = {
+        "watch_run": runs_queue,
+        "persist_artifact": artifacts_queue,
+        "record_failed_artifact": artifacts_queue + POISON_SUFFIX,
+        "give_up_run": runs_queue + POISON_SUFFIX,
+    }
+    for name, queue in queue_triggers.items():
+        expected[name] = {
             "msg": {"name": "msg", "type": "queueTrigger", "direction": "IN",
                     "queueName": queue, "connection": CONNECTION},
-        },
-    }
+        }
+    return expected
 
 
 def index_in_worker(app_dir: Path, env: dict[str, str]) -> tuple[int, dict[str, Any] | None, str]:
@@ -227,7 +242,9 @@ def _is_app_setting(name: str) -> bool:
     return name.startswith(("AZURE_", "ARTIFACTS_", "AzureWebJobs", "APPLICATIONINSIGHTS_"))
 
 
-def check_loaded(report: dict[str, Any] | None, status: int, stderr: str, queue: str) -> list[str]:
+def check_loaded(
+    report: dict[str, Any] | None, status: int, stderr: str, artifacts_queue: str, runs_queue: str
+) -> list[str]:
     """Everything wrong with one successful-load report, as messages (empty: all good)."""
     if report is None:
         return [f"the worker printed no report (exit {status}): {stderr.strip()[-2000:]}"]
@@ -235,7 +252,7 @@ def check_loaded(report: dict[str, Any] | None, status: int, stderr: str, queue:
     if status != 0 or report["init_status"] != "Success":
         problems.append(f"worker init failed (exit {status}): {report['init_error']}")
         return problems
-    expected = expected_bindings(queue)
+    expected = expected_bindings(artifacts_queue, runs_queue)
     got = {f["name"]: f for f in report["functions"]}
     if set(got) != set(expected):
         problems.append(f"functions: expected {sorted(expected)}, the worker reported {sorted(got)}")
@@ -269,16 +286,22 @@ def copy_app(dest: Path) -> Path:
 
 
 def scenarios(cloud_env: dict[str, str] | None) -> list[tuple[str, Callable[[], list[str]]]]:
-    def loads(env: dict[str, str], queue: str, *, clean_settings: bool) -> Callable[[], list[str]]:
+    def loads(env: dict[str, str], *, clean_settings: bool) -> Callable[[], list[str]]:
+        # The queue names the triggers must bind to, as the app reads them (blank means the default).
+        artifacts_queue = env.get("ARTIFACTS_QUEUE", "").strip() or DEFAULT_QUEUE
+        runs_queue = env.get("ARTIFACTS_RUNS_QUEUE", "").strip() or DEFAULT_RUNS_QUEUE
+
         def run() -> list[str]:
             status, report, stderr = index_in_worker(ROOT, env)
-            problems = check_loaded(report, status, stderr, queue)
+            problems = check_loaded(report, status, stderr, artifacts_queue, runs_queue)
             if clean_settings and report is not None and report.get("app_logs"):
                 problems.append(f"the app logged while loading (bad settings?): {report['app_logs']}")
             return problems
         return run
 
-    def fails_on(breakage: Callable[[str], str], expected_error: str) -> Callable[[], list[str]]:
+    def fails_on(breakage: Callable[[str], str], *expected_error: str) -> Callable[[], list[str]]:
+        """The broken copy must fail the load (no function reported to the host), with an error
+        holding every ``expected_error`` part."""
         def run() -> list[str]:
             with tempfile.TemporaryDirectory() as tmp:
                 app_dir = copy_app(Path(tmp))
@@ -293,31 +316,41 @@ def scenarios(cloud_env: dict[str, str] | None) -> list[tuple[str, Callable[[], 
                 return [f"the worker printed no report (exit {status}): {stderr.strip()[-2000:]}"]
             if status == 0 or report["init_status"] != "Failure":
                 return [f"a broken app was reported as loaded (exit {status}, {report['init_status']})"]
-            if expected_error not in (report["init_error"] or ""):
+            if not all(part in (report["init_error"] or "") for part in expected_error):
                 return [f"the load error does not name the cause: {report['init_error']!r}"]
+            if report["functions"]:
+                names = [function["name"] for function in report["functions"]]
+                return [f"the load failed, yet the worker reported functions: {names}"]
             return []
         return run
 
+    renamed = {
+        "ARTIFACTS_QUEUE": "renamed-artifact-queue",
+        "ARTIFACTS_RUNS_QUEUE": "renamed-runs-queue",
+        "ARTIFACTS_EVENTS_QUEUE": "renamed-events-queue",  # no binding: the app only sends to it
+    }
     found: list[tuple[str, Callable[[], list[str]]]] = [
-        ("loads with local settings; default queue name",
-         loads(LOCAL_ENV, DEFAULT_QUEUE, clean_settings=True)),
-        ("ARTIFACTS_QUEUE renames the queue in both bindings",
-         loads({**LOCAL_ENV, "ARTIFACTS_QUEUE": "renamed-artifact-queue"}, "renamed-artifact-queue",
-               clean_settings=True)),
+        ("loads with local settings; default queue names",
+         loads(LOCAL_ENV, clean_settings=True)),
+        ("ARTIFACTS_QUEUE and ARTIFACTS_RUNS_QUEUE rename their triggers and the poison-queue triggers",
+         loads({**LOCAL_ENV, **renamed}, clean_settings=True)),
         ("loads with no settings at all (bad settings are logged, never fatal)",
-         loads({}, DEFAULT_QUEUE, clean_settings=False)),
+         loads({}, clean_settings=False)),
         ("a missing module fails the load",
          fails_on(lambda src: "import module_that_is_not_installed\n" + src, "module_that_is_not_installed")),
         ("an exception at import fails the load",
          fails_on(lambda src: "raise RuntimeError('boom at import')\n" + src, "boom at import")),
-        ("a binding annotation the worker refuses fails the load (func.Out[list[str]])",
-         fails_on(lambda src: src.replace("func.Out[List[str]]", "func.Out[list[str]]"),
-                  "invalid non-type annotation")),
+        # The worker checks each parameter's annotation against its binding's converter while it
+        # indexes the app: one mismatch fails the whole load (no function reaches the host).
+        ("a binding annotation the worker's converter refuses fails the load (queue trigger as func.HttpRequest)",
+         fails_on(lambda src: src.replace("def watch_run_queue(msg: func.QueueMessage)",
+                                          "def watch_run_queue(msg: func.HttpRequest)"),
+                  "cannot load the watch_run function", "msg", "queueTrigger",
+                  "Python type annotation HttpRequest")),
     ]
     if cloud_env is not None:
-        queue = cloud_env.get("ARTIFACTS_QUEUE") or DEFAULT_QUEUE
         found.insert(0, ("loads with the app settings infra/ writes (identity-based, no keys)",
-                         loads(cloud_env, queue, clean_settings=True)))
+                         loads(cloud_env, clean_settings=True)))
     return found
 
 

@@ -1,0 +1,58 @@
+"""From an ended response to one artifact message per file not yet persisted."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from shared.discovery import find_artifacts
+from shared.messages import ArtifactMessage
+from shared.naming import blob_name, safe_filename
+from shared.runtime import Runtime
+
+
+def discover(
+    runtime: Runtime, response: dict[str, Any], input_file_ids: Iterable[str], *, deadline: float
+) -> tuple[list[ArtifactMessage], list[dict[str, str]]]:
+    """The run's files as artifact messages, and the warnings of any listing that failed or ran out of time."""
+    response_id = str(response["id"])
+
+    def list_files(container_id: str) -> Iterator[dict[str, Any]]:
+        if deadline - time.monotonic() <= 0:
+            raise TimeoutError("no time left to list the container")
+        return runtime.openai.list_container_files(container_id, deadline=deadline)
+
+    discovery = find_artifacts(response, list_files, exclude_file_ids=input_file_ids)
+    messages = [
+        ArtifactMessage(
+            response_id=response_id,
+            container_id=artifact.container_id,
+            file_id=artifact.file_id,
+            filename=artifact.filename,
+            blob_name=blob_name(response_id, artifact.file_id, safe_filename(artifact.filename, artifact.file_id)),
+            mime_type=artifact.mime_type,
+            size=artifact.size,
+        )
+        for artifact in discovery.artifacts
+    ]
+    return messages, list(discovery.warnings)
+
+
+def fan_out(runtime: Runtime, messages: list[ArtifactMessage], *, repair: bool) -> int:
+    """Queue every artifact not persisted yet; with ``repair`` (an import), failed ones again too.
+
+    Returns how many were queued.
+    """
+    if not messages:
+        return 0
+    response_id = messages[0].response_id
+    persisted = runtime.store.artifacts_of(response_id)
+    todo = [message for message in messages if message.file_id not in persisted]
+    if repair:
+        failed = runtime.status.failures(response_id)
+        for message in todo:
+            if message.file_id in failed:
+                runtime.status.clear_failure(response_id, message.file_id)
+    runtime.queues.send_many(runtime.settings.queues.artifacts, [message.to_json() for message in todo])
+    return len(todo)

@@ -1,0 +1,41 @@
+"""Where each artifact of a run stands, read from Storage in a fixed number of requests.
+
+Three sources, one request each whatever the run's size (bounded by the files per run): the
+run record (which artifacts exist), one listing of the artifact blobs (a whole blob is the proof
+of ``persisted``), one listing of the failure records (facts in their metadata). A blob beats a
+failure record: a later delivery or a repair may succeed after a failure.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.run_record import RunRecord
+from shared.runtime import Runtime
+
+STATES = ("pending", "persisted", "failed")
+
+
+def artifact_states(runtime: Runtime, record: RunRecord) -> list[dict[str, Any]]:
+    if not record.artifacts:
+        return []
+    stored = runtime.store.artifacts_of(record.response_id)
+    failures = runtime.status.failures(record.response_id)
+    states: list[dict[str, Any]] = []
+    for artifact in record.artifacts:
+        file_id = str(artifact.get("file_id"))
+        entry = {key: artifact.get(key) for key in ("container_id", "file_id", "filename", "blob_name")}
+        blob = stored.get(file_id)
+        failure = failures.get(file_id)
+        if blob is not None:
+            entry.update(state="persisted", blob_name=blob.blob_name, size=blob.size, sha256=blob.sha256)
+        elif failure is not None:
+            entry.update(state="failed", **failure)
+        else:
+            entry["state"] = "pending"
+        states.append(entry)
+    return states
+
+
+def count_states(states: list[dict[str, Any]]) -> dict[str, int]:
+    return {state: sum(1 for entry in states if entry["state"] == state) for state in STATES}

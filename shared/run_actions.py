@@ -1,0 +1,123 @@
+"""``POST /api/responses/{id}/import`` and ``POST /api/responses/{id}/cancel``.
+
+Import persists the files of a response made anywhere on the same Azure OpenAI resource (an
+agent, a notebook, a POST whose answer was lost). Importing again is the repair for a run whose
+files failed: it re-discovers and queues only what is not persisted yet.
+
+Cancel asks Azure OpenAI to stop a background run; that is best-effort, and whatever the run
+made before it stopped is still persisted.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+
+import azure.functions as func
+from azure.core.exceptions import AzureError
+
+from shared.http_json import (
+    UPSTREAM_FAILURES,
+    Refusal,
+    json_errors,
+    json_response,
+    route_response_id,
+    runtime_or_refuse,
+    status_url,
+    unknown_run,
+    upstream_refusal,
+)
+from shared.messages import WatchMessage
+from shared.openai_client import ResponseNotFound, UpstreamError
+from shared.run_record import RecordConflict, RunRecord, Stored
+from shared.runtime import Runtime
+from shared.start_run import RETRY_AFTER_SECONDS
+
+log = logging.getLogger(__name__)
+
+_LOOKUP_SECONDS = 30.0
+_RESTART_TRIES = 5  # conditional writes lost to a watcher step in progress before giving up
+
+
+@json_errors
+def import_response(req: func.HttpRequest) -> func.HttpResponse:
+    response_id = route_response_id(req)
+    runtime = runtime_or_refuse()
+    try:
+        response = runtime.openai.get_response(response_id, deadline=time.monotonic() + _LOOKUP_SECONDS)
+    except ResponseNotFound:
+        raise Refusal(
+            404, "not_found", f"Azure OpenAI has no response with id {response_id!r} on this resource"
+        ) from None
+    except UPSTREAM_FAILURES as error:
+        raise upstream_refusal(error) from None
+
+    status = response.get("status")
+    try:
+        stored = _restart(runtime, response_id, status if isinstance(status, str) else None)
+        _wake(runtime, response_id, stored.record.seq)
+    except AzureError as error:
+        log.error("could not queue the import of %s: %s", response_id, type(error).__name__)
+        raise Refusal(503, "not_queued", "the import could not be queued; try again", response_id=response_id) from None
+    url = status_url(req, response_id)
+    body = {
+        "response_id": response_id,
+        "status": stored.record.status,
+        "phase": stored.record.phase,
+        "generation": stored.record.generation,
+        "status_url": url,
+    }
+    return json_response(202, body, {"Location": url, "Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+@json_errors
+def cancel_response(req: func.HttpRequest) -> func.HttpResponse:
+    response_id = route_response_id(req)
+    runtime = runtime_or_refuse()
+    stored = runtime.status.runs.read(response_id)
+    if stored is None:
+        raise unknown_run(response_id)
+    cancelled = True
+    try:
+        response = runtime.openai.cancel_response(response_id)
+        status = response.get("status")
+    except ResponseNotFound:
+        raise unknown_run(response_id) from None
+    except UpstreamError as error:
+        if error.status != 400:
+            raise upstream_refusal(error) from None
+        # Azure refuses to cancel a run that has already ended: nothing to stop, say so.
+        cancelled, status = False, stored.record.status
+    except UPSTREAM_FAILURES as error:
+        raise upstream_refusal(error) from None
+    try:
+        _wake(runtime, response_id, None)  # the watcher sees the end now, not at its next poll
+    except AzureError as error:
+        log.warning("could not wake the watcher of %s: %s", response_id, type(error).__name__)
+    url = status_url(req, response_id)
+    body = {"response_id": response_id, "status": status, "cancel_requested": cancelled, "status_url": url}
+    return json_response(202, body, {"Location": url})
+
+
+def _restart(runtime: Runtime, response_id: str, status: str | None) -> Stored:
+    """A new record, or the existing one set to follow the run again from the start."""
+    for _ in range(_RESTART_TRIES):
+        stored = runtime.status.runs.read(response_id)
+        if stored is None:
+            created = runtime.status.runs.create(RunRecord.start(response_id, "import", status=status))
+            if created is not None:
+                return created
+            continue
+        record = copy.deepcopy(stored.record)
+        record.restart()
+        record.status = status or record.status
+        try:
+            return runtime.status.runs.replace(record, stored.etag)
+        except RecordConflict:
+            continue  # a watcher step landed in between: start from its record
+    raise Refusal(409, "busy", "the run's record kept changing; try again")
+
+
+def _wake(runtime: Runtime, response_id: str, seq: int | None) -> None:
+    runtime.queues.send(runtime.settings.queues.runs, WatchMessage(response_id, seq).to_json())

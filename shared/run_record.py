@@ -1,0 +1,141 @@
+"""The durable record of one run, ``{response_id}/_run.json`` in the status container.
+
+It is the run watcher's state: every change is a conditional write on the blob's ETag, so two
+instances handling the same run never both advance it, and any instance can pick a run up where
+another left off. ``seq`` numbers the watcher's self-messages: only a message carrying the
+current ``seq`` (or none, a wake-up) acts; older ones are duplicates and are dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.storage.blob import ContentSettings
+
+from shared.blob_store import ContainerGuard, utc_timestamp
+
+RUN_RECORD = "_run.json"
+MAX_OUTPUT_TEXT_CHARS = 32 * 1024  # the record and the status answer stay bounded
+_JSON = ContentSettings(content_type="application/json")
+
+Phase = Literal["running", "persisting", "complete"]
+RUNNING_STATUSES = ("queued", "in_progress")
+
+
+class RecordConflict(Exception):
+    """Another instance changed the record first: this one's step is a duplicate."""
+
+
+@dataclass
+class RunRecord:
+    response_id: str
+    started_via: str  # "post", "import" or "watch" (a hand-written watch message)
+    created_at: str  # when the app first recorded the run (UTC)
+    followed_since: float  # Unix time the watcher started following (again): ARTIFACTS_RUN_MAX_HOURS counts from it
+    phase: Phase = "running"
+    seq: int = 0
+    generation: int = 1  # imports of the same run: each gets its own completion event
+    status: str | None = None  # the model's, as last seen
+    response_created_at: int | None = None  # the model's (Unix seconds): files older than this are earlier turns'
+    ended_at: str | None = None  # when the watcher first saw the run ended
+    polls: int = 0  # GETs of the response by the watcher
+    checks: int = 0  # looks at the artifacts after the fan-out
+    output_text: str | None = None
+    output_text_truncated: bool = False
+    error: dict[str, Any] | None = None  # the model's error or incomplete_details
+    input_file_ids: list[str] = field(default_factory=list)  # the caller's uploads: never persisted
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    given_up: str | None = None  # why the app stopped following the run before it ended
+    event_id: str | None = None
+    event_sent: bool = False
+
+    @classmethod
+    def start(cls, response_id: str, started_via: str, **known: Any) -> RunRecord:
+        return cls(response_id=response_id, started_via=started_via, created_at=utc_timestamp(),
+                   followed_since=time.time(), **known)
+
+    def restart(self) -> None:
+        """Follow the run again from the start (an import): re-discover, re-queue, a new event."""
+        self.phase = "running"
+        self.seq += 1
+        self.generation += 1
+        self.followed_since = time.time()
+        self.polls = self.checks = 0
+        self.warnings = []
+        self.given_up = None
+        self.event_id = None
+        self.event_sent = False
+
+    def set_output_text(self, text: str) -> None:
+        self.output_text = text[:MAX_OUTPUT_TEXT_CHARS]
+        self.output_text_truncated = len(text) > MAX_OUTPUT_TEXT_CHARS
+
+    def event_id_for_generation(self) -> str:
+        """Stable across retries and instances: a consumer drops a duplicate by it."""
+        digest = hashlib.sha256(f"{self.response_id}:{self.generation}".encode()).hexdigest()
+        return f"evt_{digest[:32]}"
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes) -> RunRecord:
+        document = json.loads(data)
+        if not isinstance(document, dict) or not isinstance(document.get("response_id"), str):
+            raise ValueError("the run record is not an object with a response_id")
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in document.items() if key in known})
+
+
+@dataclass(frozen=True)
+class Stored:
+    record: RunRecord
+    etag: str
+
+
+class RunStore:
+    """Run records in the status container, read and written with ETags."""
+
+    def __init__(self, container: ContainerGuard) -> None:
+        self._container = container
+
+    def read(self, response_id: str) -> Stored | None:
+        blob = self._container.client.get_blob_client(f"{response_id}/{RUN_RECORD}")
+        try:
+            downloader = blob.download_blob()
+        except ResourceNotFoundError:
+            return None
+        data = downloader.readall()
+        return Stored(RunRecord.from_json(data), str(downloader.properties.etag))
+
+    def create(self, record: RunRecord) -> Stored | None:
+        """Write a new record; None if one exists already (another request made it first)."""
+        self._container.ensure()
+        blob = self._container.client.get_blob_client(f"{record.response_id}/{RUN_RECORD}")
+        try:
+            result = blob.upload_blob(record.to_json(), overwrite=False, content_settings=_JSON)
+        except ResourceExistsError:
+            return None
+        return Stored(record, str(result["etag"]))
+
+    def replace(self, record: RunRecord, etag: str) -> Stored:
+        """Write ``record`` only if the blob is still at ``etag``; else RecordConflict."""
+        blob = self._container.client.get_blob_client(f"{record.response_id}/{RUN_RECORD}")
+        try:
+            result = blob.upload_blob(
+                record.to_json(),
+                overwrite=True,
+                content_settings=_JSON,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceExistsError, ResourceNotFoundError) as error:
+            raise RecordConflict(record.response_id) from error
+        return Stored(record, str(result["etag"]))

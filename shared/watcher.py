@@ -1,0 +1,239 @@
+"""The run watcher: follows one run from start to completion event, by delayed queue messages.
+
+Each delivery takes one step and schedules the next by sending the run's queue a message that
+becomes visible after a delay; nothing sleeps. The steps, by the record's phase:
+
+``running``     GET the response. Still ``queued``/``in_progress``: look again later (the delay
+                doubles from ARTIFACTS_POLL_MIN_SECONDS to ARTIFACTS_POLL_MAX_SECONDS). Ended,
+                however it ended: find its files, record them, queue one message per file.
+``persisting``  Look at the artifacts; once each is persisted or failed, send the event.
+``complete``    Nothing, unless the event is still to be sent (a crash right before sending).
+
+A step sends its next message first and then advances the record with a conditional write, so
+a crash between the two leaves a duplicate message (dropped by ``seq``), never a lost run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import time
+
+import httpx
+
+from shared.blob_store import utc_timestamp
+from shared.config import Settings
+from shared.discovery import output_text
+from shared.events import send_event
+from shared.fan_out import discover, fan_out
+from shared.messages import InvalidMessage, WatchMessage
+from shared.openai_client import ResponseNotFound, TransientUpstreamError, UpstreamError
+from shared.progress import artifact_states, count_states
+from shared.run_record import RUNNING_STATUSES, RecordConflict, RunRecord, Stored
+from shared.runtime import Runtime
+from shared.status_store import Failure
+
+log = logging.getLogger(__name__)
+
+STEP_SECONDS = 60.0  # the most one step spends on Azure OpenAI calls (the GET, the listings)
+_EARLY_DELAY_SECONDS = 2  # a message that overtook its step's record write: look again shortly
+_CHECK_GROWTH = 1.5  # artifact checks start sooner and grow slower than run polls: files land fast
+
+
+def handle_watch_message(runtime: Runtime, body: bytes, *, message_id: str | None, dequeue_count: int) -> None:
+    try:
+        message = WatchMessage.from_json(body)
+    except InvalidMessage as error:
+        log.error("unusable run message %s: %s", message_id, error)
+        runtime.status.record_invalid_message(
+            Failure("invalid_message", str(error), dequeue_count), body[:512].decode("utf-8", "replace"), message_id
+        )
+        return
+    Watcher(runtime).handle(message)
+
+
+def give_up_poisoned_run(runtime: Runtime, body: bytes, *, message_id: str | None) -> None:
+    """A watch message moved to the poison queue: every delivery of that step failed. Unless the
+    message was a stale duplicate, stop following the run and send its event, saying why."""
+    try:
+        message = WatchMessage.from_json(body)
+    except InvalidMessage as error:
+        runtime.status.record_invalid_message(
+            Failure("invalid_message", str(error), runtime.max_dequeue_count),
+            body[:512].decode("utf-8", "replace"),
+            message_id,
+        )
+        return
+    reason = f"the run watcher failed {runtime.max_dequeue_count} times in a row; see the log for message {message_id}"
+    Watcher(runtime).give_up(message, reason)
+
+
+def poll_delay(settings: Settings, looks: int, growth: float = 2.0) -> int:
+    """Seconds before look number ``looks``: grows from the minimum to the maximum."""
+    delay = settings.poll_min_seconds * growth ** max(looks - 1, 0)
+    return min(settings.poll_max_seconds, math.ceil(delay))
+
+
+class Watcher:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def handle(self, message: WatchMessage) -> None:
+        stored = self._load_or_start(message.response_id)
+        current = stored.record.seq
+        if message.seq is not None and message.seq != current:
+            if message.seq == current + 1:
+                # The step that sent it has not saved the record yet (or is about to fail and
+                # be redelivered): come back rather than lose the chain.
+                self._send(WatchMessage(message.response_id, message.seq), _EARLY_DELAY_SECONDS)
+            else:
+                log.info("run %s: dropping a duplicate watch message (seq %s, now %s)",
+                         message.response_id, message.seq, current)
+            return
+        try:
+            if stored.record.phase == "running":
+                self._follow_run(stored)
+            elif stored.record.phase == "persisting":
+                self._follow_artifacts(stored)
+            elif not stored.record.event_sent:
+                self._send_event(stored)
+        except RecordConflict:
+            log.info("run %s: another instance took this step first", message.response_id)
+
+    def give_up(self, message: WatchMessage, reason: str) -> None:
+        """Stop following a run (its watcher kept failing): record why and send its event."""
+        response_id = message.response_id
+        stored = self._load_or_start(response_id)
+        if message.seq is not None and message.seq != stored.record.seq:
+            return  # a duplicate of a step that has since been taken: the run is being followed
+        if stored.record.phase == "complete":
+            if not stored.record.event_sent:
+                self._send_event(stored)
+            return
+        record = copy.deepcopy(stored.record)
+        record.given_up = reason
+        try:
+            self._complete(stored, record)
+        except RecordConflict:
+            log.info("run %s: moved on while being given up; its watcher goes on", response_id)
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _follow_run(self, stored: Stored) -> None:
+        record = copy.deepcopy(stored.record)
+        rid = record.response_id
+        try:
+            response = self.runtime.openai.get_response(rid, deadline=time.monotonic() + STEP_SECONDS / 2)
+        except ResponseNotFound:
+            record.given_up = "Azure OpenAI has no response with this id (deleted, never stored, or another resource)"
+            self._complete(stored, record)
+            return
+        except (TransientUpstreamError, UpstreamError, httpx.TransportError) as error:
+            # Throttling, an outage, or a role assignment still propagating: look again later.
+            log.warning("run %s: could not read the response (%s); looking again later", rid, _describe(error))
+            record.polls += 1
+            self._again_or_give_up(stored, record, poll_delay(self.runtime.settings, record.polls + 1))
+            return
+
+        record.polls += 1
+        status = response.get("status")
+        record.status = status if isinstance(status, str) else None
+        created = response.get("created_at")
+        if isinstance(created, int) and not isinstance(created, bool):
+            record.response_created_at = created
+        if record.status in RUNNING_STATUSES:
+            self._again_or_give_up(stored, record, poll_delay(self.runtime.settings, record.polls + 1))
+            return
+
+        # Ended, whatever the ending: files made before a failure or a cancel are persisted too.
+        record.ended_at = record.ended_at or utc_timestamp()
+        record.set_output_text(output_text(response))
+        record.error = _ending_details(response)
+        messages, warnings = discover(
+            self.runtime, response, record.input_file_ids, deadline=time.monotonic() + STEP_SECONDS / 2
+        )
+        record.artifacts = [message.describe() for message in messages]
+        record.warnings = warnings
+        record.phase = "persisting"
+        queued = fan_out(self.runtime, messages, repair=record.generation > 1)
+        log.info("run %s ended %s: %d file(s), %d queued", rid, record.status, len(messages), queued)
+        if queued:
+            self._advance(stored, record, poll_delay(self.runtime.settings, 1, _CHECK_GROWTH))
+        else:
+            self._follow_artifacts(stored, record)  # nothing to wait for: look now
+
+    def _follow_artifacts(self, stored: Stored, record: RunRecord | None = None) -> None:
+        record = copy.deepcopy(stored.record) if record is None else record
+        counts = count_states(artifact_states(self.runtime, record))
+        record.checks += 1
+        if counts["pending"] == 0:
+            self._complete(stored, record)
+            return
+        delay = poll_delay(self.runtime.settings, record.checks + 1, _CHECK_GROWTH)
+        self._again_or_give_up(stored, record, delay, pending=counts["pending"])
+
+    # -- transitions ---------------------------------------------------------------------------
+
+    def _again_or_give_up(self, stored: Stored, record: RunRecord, delay: int, pending: int | None = None) -> None:
+        followed = time.time() - record.followed_since
+        if followed <= self.runtime.settings.run_max_seconds:
+            self._advance(stored, record, delay)
+            return
+        hours = self.runtime.settings.run_max_seconds / 3600
+        if pending is None:
+            record.given_up = f"the run was still {record.status} after {hours:g} hours (ARTIFACTS_RUN_MAX_HOURS)"
+        else:
+            record.given_up = f"{pending} file(s) were still pending after {hours:g} hours (ARTIFACTS_RUN_MAX_HOURS)"
+        self._complete(stored, record)
+
+    def _advance(self, stored: Stored, record: RunRecord, delay: int) -> None:
+        record.seq = stored.record.seq + 1
+        self._send(WatchMessage(record.response_id, record.seq), delay)
+        self.runtime.status.runs.replace(record, stored.etag)
+
+    def _complete(self, stored: Stored, record: RunRecord) -> None:
+        """Mark the run complete (one instance wins the write), then send its one event."""
+        record.phase = "complete"
+        record.event_id = record.event_id_for_generation()
+        record.event_sent = False
+        self._send_event(self.runtime.status.runs.replace(record, stored.etag))
+
+    def _send_event(self, stored: Stored) -> None:
+        event = send_event(self.runtime, stored.record)
+        log.info("run %s: sent event %s (%s)", stored.record.response_id, event["event_id"], event["counts"])
+        record = copy.deepcopy(stored.record)
+        record.event_sent = True
+        with contextlib.suppress(RecordConflict):  # an import restarted the run meanwhile: its own event follows
+            self.runtime.status.runs.replace(record, stored.etag)
+
+    def _send(self, message: WatchMessage, delay: int) -> None:
+        self.runtime.queues.send(self.runtime.settings.queues.runs, message.to_json(), delay_seconds=delay)
+
+    def _load_or_start(self, response_id: str) -> Stored:
+        """The run's record; a watch message for a run never recorded starts following it."""
+        stored = self.runtime.status.runs.read(response_id)
+        if stored is not None:
+            return stored
+        created = self.runtime.status.runs.create(RunRecord.start(response_id, "watch"))
+        if created is not None:
+            return created
+        again = self.runtime.status.runs.read(response_id)
+        if again is None:
+            raise RecordConflict(response_id)
+        return again
+
+
+def _ending_details(response: dict[str, object]) -> dict[str, object] | None:
+    for key in ("error", "incomplete_details"):
+        value = response.get(key)
+        if isinstance(value, dict) and value:
+            return {str(k): v for k, v in list(value.items())[:8] if isinstance(v, (str, int, type(None)))}
+    return None
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, (UpstreamError, TransientUpstreamError)):
+        return f"Azure OpenAI answered {error.status}"
+    return type(error).__name__
