@@ -84,6 +84,10 @@ param artifactsMaxFileBytes int = 4294967296
 @description('ARTIFACTS_DOWNLOAD_ATTEMPTS: download attempts within one queue delivery.')
 param downloadAttempts int = 4
 
+@minValue(1)
+@description('ARTIFACTS_MAX_FILES_PER_RUN: files persisted per run at most; more are left out with a warning.')
+param maxFilesPerRun int = 1000
+
 @description('AZURE_OPENAI_BACKGROUND: create runs with background: true, so they outlive the HTTP request.')
 param openAiBackground bool = true
 
@@ -260,6 +264,7 @@ module app 'modules/functionapp.bicep' = {
     openAiTimeoutSeconds: openAiTimeoutSeconds
     artifactsMaxFileBytes: artifactsMaxFileBytes
     downloadAttempts: downloadAttempts
+    maxFilesPerRun: maxFilesPerRun
     openAiBackground: openAiBackground
     runMaxHours: runMaxHours
     pollMinSeconds: pollMinSeconds

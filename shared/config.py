@@ -6,6 +6,7 @@ Secrets (the API key, connection strings) are kept out of ``repr`` so a logged
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ DEFAULT_TIMEOUT_SECONDS = 200.0  # under the 230 s an HTTP-triggered function ma
 MAX_TIMEOUT_SECONDS = 220.0
 DEFAULT_MAX_FILE_BYTES = 4 * 1024**3
 DEFAULT_DOWNLOAD_ATTEMPTS = 4  # per delivery; the queue redelivers up to maxDequeueCount times
+DEFAULT_MAX_FILES_PER_RUN = 1000  # more are left out, with a warning: every message, record and event stays bounded
 DEFAULT_RUN_MAX_HOURS = 6.0  # a run still unfinished after this is given up
 DEFAULT_POLL_MIN_SECONDS = 2  # the run watcher's first delay; it doubles up to the maximum
 DEFAULT_POLL_MAX_SECONDS = 30
@@ -35,6 +37,7 @@ SETTING_NAMES = (
     "AZURE_OPENAI_TIMEOUT_SECONDS",
     "ARTIFACTS_MAX_FILE_BYTES",
     "ARTIFACTS_DOWNLOAD_ATTEMPTS",
+    "ARTIFACTS_MAX_FILES_PER_RUN",
     "AZURE_CLIENT_ID",
     "AzureWebJobsStorage",
     "AzureWebJobsStorage__blobServiceUri",
@@ -57,6 +60,10 @@ SETTING_NAMES = (
 _STORAGE_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 # A queue's poison queue appends POISON_SUFFIX and must still be a valid name.
 _QUEUE_NAME = re.compile(rf"^(?=.{{3,{63 - len(POISON_SUFFIX)}}}$)[a-z0-9]+(-[a-z0-9]+)*$")
+
+# The only hosts AZURE_OPENAI_ENDPOINT may reach over plain http://: the credentials never leave the machine.
+_LOOPBACK_V4 = ipaddress.IPv4Network("127.0.0.0/8")
+_LOOPBACK_V6 = ipaddress.IPv6Address("::1")
 
 # The Functions host understands this shorthand; the storage SDK does not, so it is expanded to
 # Azurite's well-known development account (a published, non-secret key).
@@ -112,6 +119,7 @@ class Settings:
     timeout_seconds: float
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     download_attempts: int = DEFAULT_DOWNLOAD_ATTEMPTS
+    max_files_per_run: int = DEFAULT_MAX_FILES_PER_RUN
     client_id: str | None = None
     background: bool = True  # create runs with background: true (AZURE_OPENAI_BACKGROUND)
     run_max_seconds: float = DEFAULT_RUN_MAX_HOURS * 3600
@@ -171,6 +179,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                    "ARTIFACTS_MAX_FILE_BYTES", problems)
     attempts = _positive_int(get("ARTIFACTS_DOWNLOAD_ATTEMPTS"), DEFAULT_DOWNLOAD_ATTEMPTS,
                              "ARTIFACTS_DOWNLOAD_ATTEMPTS", problems)
+    max_files = _positive_int(get("ARTIFACTS_MAX_FILES_PER_RUN"), DEFAULT_MAX_FILES_PER_RUN,
+                              "ARTIFACTS_MAX_FILES_PER_RUN", problems)
     background = _flag(get("AZURE_OPENAI_BACKGROUND"), True, "AZURE_OPENAI_BACKGROUND", problems)
     run_max_hours = _positive_float(get("ARTIFACTS_RUN_MAX_HOURS"), DEFAULT_RUN_MAX_HOURS,
                                     "ARTIFACTS_RUN_MAX_HOURS", problems)
@@ -197,6 +207,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         timeout_seconds=timeout,
         max_file_bytes=max_file_bytes,
         download_attempts=attempts,
+        max_files_per_run=max_files,
         client_id=get("AZURE_CLIENT_ID") or None,
         background=background,
         run_max_seconds=run_max_hours * 3600,
@@ -237,12 +248,31 @@ def _normalise_endpoint(raw: str, problems: list[str]) -> str:
     if parts.query or parts.fragment or parts.username or parts.password:
         problems.append("AZURE_OPENAI_ENDPOINT must not carry a query, fragment or credentials")
         return ""
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        problems.append(
+            "AZURE_OPENAI_ENDPOINT must be https:// (plain http:// is allowed only for loopback: localhost, "
+            "127.0.0.0/8 or ::1), or the API key or token would cross the network in cleartext"
+        )
+        return ""
     path = parts.path.rstrip("/")
     for suffix in ("/openai/v1", "/openai"):
         if path.endswith(suffix):
             path = path[: -len(suffix)]
             break
     return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def _is_loopback(host: str) -> bool:
+    """``localhost``, ``127.0.0.0/8`` or ``::1`` exactly: no other name, whatever it resolves to."""
+    if host == "localhost":  # urlsplit lowercases the host name
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv4Address):
+        return address in _LOOPBACK_V4
+    return address == _LOOPBACK_V6
 
 
 def _positive_float(raw: str, default: float, name: str, problems: list[str]) -> float:

@@ -12,6 +12,7 @@ Container ids come from ``code_interpreter_call`` items (a run may use several) 
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from shared.naming import display_name, extension_for, is_placeholder_name, vali
 log = logging.getLogger(__name__)
 
 ListFiles = Callable[[str], Iterable[dict[str, Any]]]
+_LISTING_SLACK = 100  # listed entries beyond the file cap: the caller's own inputs are listed too
+_MAX_CONTAINERS = 20  # each gets a listing and perhaps a warning: both stay bounded
 
 
 @dataclass
@@ -124,8 +127,10 @@ def find_artifacts(
     list_files: ListFiles,
     *,
     exclude_file_ids: Iterable[str] = (),
+    max_files: int = 1000,
 ) -> Discovery:
-    """Every file ``response`` produced; ``list_files`` lists a container (may raise)."""
+    """Every file ``response`` produced, at most ``max_files`` (ARTIFACTS_MAX_FILES_PER_RUN: the
+    run's messages, record and event stay bounded); ``list_files`` lists a container (may raise)."""
     created = response.get("created_at")
     created_after = created if isinstance(created, int) and not isinstance(created, bool) else None
     collector = _Collector()
@@ -137,20 +142,27 @@ def find_artifacts(
             collector.from_message(item)
 
     warnings: list[dict[str, str]] = []
-    for container_id in list(collector.containers):
+    for container_id in list(collector.containers)[:_MAX_CONTAINERS]:
         listed: list[dict[str, Any]] = []
         try:
-            listed.extend(list_files(container_id))
+            # Never more of a listing than could matter: a container of 50,000 files is 500 pages.
+            listed.extend(itertools.islice(list_files(container_id), max_files + _LISTING_SLACK))
         except Exception as error:  # keep the pages already read, and the other containers
             log.warning("listing container %s failed: %s", container_id, error)
             warnings.append({"container_id": container_id, "problem": f"could not list files: {error}"})
         collector.from_listing(container_id, listed, created_after)
 
+    if len(collector.containers) > _MAX_CONTAINERS:
+        warnings.append({"problem": f"the run used more than {_MAX_CONTAINERS} containers; the rest were not listed"})
     artifacts = [
         Artifact(c.container_id, c.file_id, c.best_name(), c.mime_type, c.size)
         for c in collector.candidates.values()
         if c.file_id not in collector.user_files
     ]
+    if len(artifacts) > max_files:
+        warnings.append({"problem": f"the run made more than {max_files} files; only the first {max_files} are "
+                                    "persisted (ARTIFACTS_MAX_FILES_PER_RUN)"})
+        artifacts = artifacts[:max_files]
     return Discovery(artifacts, warnings)
 
 

@@ -23,7 +23,9 @@ def discover(
             raise TimeoutError("no time left to list the container")
         return runtime.openai.list_container_files(container_id, deadline=deadline)
 
-    discovery = find_artifacts(response, list_files, exclude_file_ids=input_file_ids)
+    discovery = find_artifacts(
+        response, list_files, exclude_file_ids=input_file_ids, max_files=runtime.settings.max_files_per_run
+    )
     messages = [
         ArtifactMessage(
             response_id=response_id,

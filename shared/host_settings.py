@@ -7,7 +7,6 @@ does. Read once per process: the host reads them once at start-up too.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -67,7 +66,7 @@ def read_host_settings(host_json: Mapping[str, Any], env: Mapping[str, str]) -> 
     return HostSettings(
         max_dequeue_count=int(max_dequeue) if max_dequeue is not None else DEFAULT_MAX_DEQUEUE_COUNT,
         visibility_timeout_seconds=(
-            parse_timespan(str(visibility)) or 0.0 if visibility is not None else DEFAULT_VISIBILITY_TIMEOUT_SECONDS
+            (parse_timespan(str(visibility)) or 0.0) if visibility is not None else DEFAULT_VISIBILITY_TIMEOUT_SECONDS
         ),
         function_timeout_seconds=(
             parse_timespan(str(timeout)) if timeout is not None else DEFAULT_FUNCTION_TIMEOUT_SECONDS
@@ -76,9 +75,19 @@ def read_host_settings(host_json: Mapping[str, Any], env: Mapping[str, str]) -> 
     )
 
 
-@functools.cache
+# The overrides of the values above, as app settings: part of what the runtime is built from.
+OVERRIDE_SETTINGS = (
+    "AzureFunctionsJobHost__functionTimeout",
+    "AzureFunctionsJobHost__extensions__queues__maxDequeueCount",
+    "AzureFunctionsJobHost__extensions__queues__visibilityTimeout",
+    "AzureFunctionsJobHost__extensions__queues__messageEncoding",
+)
+
+
 def host_settings() -> HostSettings:
-    """This app's host settings: host.json beside the app, with the environment's overrides."""
+    """This app's host settings: host.json beside the app, with the environment's overrides.
+
+    Read when the runtime is built (once per process in Azure), like the host reads them."""
     try:
         document = json.loads(HOST_JSON.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -15,7 +15,7 @@ from azure.core.exceptions import ClientAuthenticationError
 
 from shared.config import ConfigError
 from shared.ids import is_valid_id
-from shared.openai_client import UpstreamError
+from shared.openai_client import TransientUpstreamError, UpstreamError
 from shared.runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,12 @@ def upstream_refusal(error: Exception) -> Refusal:
     if isinstance(error, UpstreamError):
         log.warning("Azure OpenAI refused: %s", error)
         return Refusal(502, "upstream_error", "Azure OpenAI answered with an error", upstream=error.detail)
+    if isinstance(error, TransientUpstreamError):
+        if error.detail.get("route_not_found"):
+            return Refusal(502, "upstream_route_not_found",
+                           "Azure OpenAI has no such route: check AZURE_OPENAI_ENDPOINT", upstream=error.detail)
+        return Refusal(503, "upstream_unavailable", "Azure OpenAI is busy or unavailable; try again",
+                       upstream=error.detail)
     if isinstance(error, httpx.TimeoutException):
         return Refusal(504, "upstream_timeout", "Azure OpenAI did not answer in time")
     if isinstance(error, httpx.TransportError):
@@ -106,4 +112,4 @@ def upstream_refusal(error: Exception) -> Refusal:
     raise error
 
 
-UPSTREAM_FAILURES = (UpstreamError, httpx.TransportError, ClientAuthenticationError)
+UPSTREAM_FAILURES = (UpstreamError, TransientUpstreamError, httpx.TransportError, ClientAuthenticationError)

@@ -26,6 +26,7 @@ for _ext, _type in {
     ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
     ".webp": "image/webp",
     ".svg": "image/svg+xml",
+    ".xhtml": "application/xhtml+xml",  # known, so it is refused below like .html (not in Python's own table)
     ".zip": "application/zip",
     ".pdf": "application/pdf",
     ".gz": "application/gzip",
@@ -37,6 +38,39 @@ for _ext, _type in {
     _TYPES.add_type(_type, _ext)
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+# Active content: a browser shown one of these inline runs its scripts on the storage account's origin.
+# Such files are stored as DEFAULT_CONTENT_TYPE, which browsers download, never render. The one list
+# (is_active_content_type adds two open-ended families to it).
+ACTIVE_CONTENT_TYPES = frozenset({
+    "text/html",
+    "application/xhtml+xml",
+    "image/svg+xml",
+    "text/xml",
+    "application/xml",
+    "text/xsl",
+    "multipart/x-mixed-replace",  # each part is rendered as its own type, HTML included
+    # JavaScript under every name a browser accepts for it
+    "application/javascript",
+    "application/ecmascript",
+    "application/x-javascript",
+    "application/x-ecmascript",
+    "text/javascript",
+    "text/ecmascript",
+    "text/jscript",
+    "text/livescript",
+    "text/x-javascript",
+    "text/x-ecmascript",
+})
+
+
+def is_active_content_type(mime_type: str) -> bool:
+    """True for active content. ``mime_type`` is lowercase ``type/subtype``, as valid_mime_type gives it."""
+    return (
+        mime_type in ACTIVE_CONTENT_TYPES
+        or mime_type.endswith("+xml")  # any XML type: browsers render XML, and run the XHTML scripts in it
+        or mime_type.startswith("text/javascript")  # text/javascript1.0 to 1.5
+    )
 
 
 def basename(path: str) -> str:
@@ -91,12 +125,19 @@ def extension_for(mime_type: str | None) -> str:
 
 
 def content_type_for(filename: str, hint: str | None = None) -> str:
-    """By the last extension only: ``a.csv.gz`` is gzip, and no name is read as a URL."""
+    """By the last extension only (``a.csv.gz`` is gzip, and no name is read as a URL), else by the hint.
+
+    The name and the hint are both untrusted: active content (ACTIVE_CONTENT_TYPES) and a hint that is not
+    one plain ``type/subtype`` become DEFAULT_CONTENT_TYPE.
+    """
     extension = posixpath.splitext(basename(filename).lower())[1]
     guessed = None
     if extension:
         guessed = _TYPES.types_map[True].get(extension) or _TYPES.types_map[False].get(extension)
-    return guessed or (hint.strip() if hint and hint.strip() else DEFAULT_CONTENT_TYPE)
+    chosen = guessed or valid_mime_type(hint)
+    if chosen is None or is_active_content_type(chosen):
+        return DEFAULT_CONTENT_TYPE
+    return chosen
 
 
 def metadata_filename(name: str) -> str:

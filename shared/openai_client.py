@@ -11,6 +11,8 @@ The endpoint's rules, learned the hard way:
 from __future__ import annotations
 
 import json
+import logging
+import re
 import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
@@ -26,6 +28,13 @@ COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 _MAX_ERROR_TEXT = 500
 _LIST_PAGE_LIMIT = 100
 _MAX_DOWNLOAD_READ_SECONDS = 60.0
+
+
+# The service's own not-found answers name what is missing ("Container with id … not found.",
+# "No such File object", "Response with id … not found."); a route that does not exist answers a
+# bare "Resource not found".
+_NAMES_A_MISSING_OBJECT = re.compile(r"\b(container|file|response)s?\b")
+log = logging.getLogger(__name__)
 
 
 class UpstreamError(Exception):
@@ -164,8 +173,13 @@ class AzureOpenAIClient:
             after = last_id
 
     @contextmanager
-    def open_file_content(self, container_id: str, file_id: str) -> Iterator[httpx.Response]:
-        """Stream one container file. Raises FileGoneError, TransientUpstreamError or UpstreamError."""
+    def open_file_content(
+        self, container_id: str, file_id: str, deadline: float | None = None
+    ) -> Iterator[httpx.Response]:
+        """Stream one container file. Raises FileGoneError, TransientUpstreamError or UpstreamError.
+
+        ``deadline`` (a ``time.monotonic()`` value) caps the wait for each read of the body too.
+        """
         cid = require_id(container_id, "container_id")
         fid = require_id(file_id, "file_id")
         url = f"{self._base}/v1/containers/{cid}/files/{fid}/content"
@@ -174,7 +188,7 @@ class AzureOpenAIClient:
             url,
             params={"api-version": CONTAINER_API_VERSION},
             # A stalled body should fail and be retried well before the container expires.
-            timeout=httpx.Timeout(min(self._timeout, _MAX_DOWNLOAD_READ_SECONDS), connect=10.0),
+            timeout=self._timeout_until(deadline, _MAX_DOWNLOAD_READ_SECONDS),
             # The file's own bytes: their count and hash must match what is stored.
             headers={"Accept-Encoding": "identity"},
         )
@@ -195,8 +209,8 @@ class AzureOpenAIClient:
                     self._raise_for(answer)
         return self._json_object(answer)
 
-    def _timeout_until(self, deadline: float | None) -> httpx.Timeout:
-        seconds = self._timeout
+    def _timeout_until(self, deadline: float | None, cap: float | None = None) -> httpx.Timeout:
+        seconds = self._timeout if cap is None else min(self._timeout, cap)
         if deadline is not None:
             seconds = max(min(seconds, deadline - time.monotonic()), 0.1)
         return httpx.Timeout(seconds, connect=min(seconds, 10.0))
@@ -204,8 +218,17 @@ class AzureOpenAIClient:
     def _raise_for(self, answer: httpx.Response) -> None:
         detail = self._error_detail(answer)
         status = answer.status_code
-        if status == 404 or (status == 400 and "expired" in str(detail.get("message", "")).lower()):
+        message = str(detail.get("message", "")).lower()
+        if status == 400 and "expired" in message:
             raise FileGoneError(status, detail)
+        if status == 404:
+            if _NAMES_A_MISSING_OBJECT.search(message):
+                raise FileGoneError(status, detail)
+            # A wrong endpoint, a gateway, a typo in the route: every file of every run would be
+            # recorded as gone. It is configuration, so the message is kept and retried.
+            log.error("Azure OpenAI answered 404 for a route, not for an object (check AZURE_OPENAI_ENDPOINT): %s",
+                      detail.get("message"))
+            raise TransientUpstreamError(status, {**detail, "route_not_found": True}, None)
         if status == 429 or status >= 500:
             raise TransientUpstreamError(status, detail, retry_after_seconds(answer.headers))
         raise UpstreamError(status, detail)
@@ -238,10 +261,38 @@ class AzureOpenAIClient:
         return detail
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text[:_MAX_ERROR_TEXT]
+        """Our key as a whole token (any long key wherever it is), and any credential value, become ``***``."""
+        return _scrub_credentials(text, self._secrets)[:_MAX_ERROR_TEXT]
 
 
 class _Throttled(TransientUpstreamError):
     """A 429 on create: the only POST failure that is safe to retry."""
+
+
+# Scrubbing error text. A key is matched as a whole token: not inside a longer run of letters, digits,
+# "-" or "_", so a short key leaves ordinary words alone. A key this long is matched anywhere: no word
+# contains it by chance, and one glued to other text is still the key.
+_KEY_MATCHED_ANYWHERE = 16
+# The value after "api-key:", "api-key=", "api_key", "Ocp-Apim-Subscription-Key:" (quoted or not), on
+# the same line; it ends at a space, a quote, a bracket, a delimiter or a final ".".
+_API_KEY_VALUE = re.compile(
+    r"""(?P<name>(?:api|subscription)[-_]?key["']?[ \t]*[:=][ \t]*["']?)"""
+    r"""(?P<value>[^\s"'`<>()\[\]{},;&]*[^\s"'`<>()\[\]{},;&.])""",
+    re.IGNORECASE,
+)
+# "Bearer <token>" (RFC 6750's token characters), in an Authorization header or anywhere else.
+_BEARER_VALUE = re.compile(r"(?P<name>\bbearer[ \t]+)(?P<value>[A-Za-z0-9\-._~+/]*[A-Za-z0-9\-_~+/]=*)", re.IGNORECASE)
+# What follows "Bearer" in prose ("Bearer token", "bearer of"): letters only, shorter than any token.
+_PLAIN_WORD = re.compile(r"[A-Za-z]{1,19}")
+
+
+def _scrub_credentials(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= _KEY_MATCHED_ANYWHERE:
+            text = text.replace(secret, "***")
+        else:
+            text = re.sub(rf"(?<![\w-]){re.escape(secret)}(?![\w-])", "***", text)
+    text = _API_KEY_VALUE.sub(r"\g<name>***", text)
+    return _BEARER_VALUE.sub(
+        lambda match: match[0] if _PLAIN_WORD.fullmatch(match["value"]) else match["name"] + "***", text
+    )

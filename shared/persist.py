@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -28,16 +29,25 @@ from shared.blob_store import (
     StoredBlob,
     TooLargeError,
 )
+from shared.host_settings import DEFAULT_FUNCTION_TIMEOUT_SECONDS
 from shared.messages import ArtifactMessage, InvalidMessage
 from shared.naming import content_disposition, content_type_for, metadata_filename, valid_mime_type
 from shared.openai_client import FileGoneError, TransientUpstreamError, UpstreamError
-from shared.retry import RetryPolicy
+from shared.retry import RetryPolicy, TransientError
 from shared.runtime import Runtime
 from shared.status_store import Failure
 
 log = logging.getLogger(__name__)
 
+DELIVERY_SHARE_OF_TIMEOUT = 0.5  # a delivery ends well inside functionTimeout, or the host restarts the worker
+
+
+class DeliveryTimeUp(TransientError):
+    """The delivery used its share of functionTimeout: stop now; the queue delivers the message again."""
+
+
 _RETRYABLE = (
+    DeliveryTimeUp,
     TransientUpstreamError,
     httpx.TransportError,
     SizeMismatchError,
@@ -45,7 +55,6 @@ _RETRYABLE = (
     ContainerMissingError,
 )
 _GENERIC_TYPES = ("application/octet-stream", "binary/octet-stream")
-DELIVERY_RETRY_SECONDS = 300.0  # half of host.json's functionTimeout (10 min)
 
 
 class _Permanent(Exception):
@@ -117,12 +126,14 @@ def _download_with_retries(runtime: Runtime, message: ArtifactMessage, retry: Re
     limit = runtime.settings.max_file_bytes
     if message.size is not None and message.size > limit:
         raise _Permanent("too_large", f"the file has {message.size} bytes, over the limit of {limit}")
-    # No new attempt starts after the deadline, so a delivery ends well inside functionTimeout.
-    deadline = time.monotonic() + DELIVERY_RETRY_SECONDS
+    # The whole delivery (every attempt, and the bytes of the current one) ends by this deadline,
+    # well inside functionTimeout: a timed-out invocation restarts the worker, and every other
+    # invocation on the instance with it.
+    deadline = time.monotonic() + delivery_seconds(runtime)
     try:
         for attempt in retry.retrying(*_RETRYABLE, deadline=deadline):
             with attempt:
-                return _download(runtime, message)
+                return _download(runtime, message, deadline)
     except FileGoneError as error:
         raise _Permanent("file_gone", _upstream_reason(error), error.status) from error
     except TooLargeError as error:
@@ -134,19 +145,33 @@ def _download_with_retries(runtime: Runtime, message: ArtifactMessage, retry: Re
     raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
 
-def _download(runtime: Runtime, message: ArtifactMessage) -> StoredBlob:
+def delivery_seconds(runtime: Runtime) -> float:
+    """How long one delivery may take: its share of the host's functionTimeout (Flex's default when unbounded)."""
+    timeout = runtime.host.function_timeout_seconds or DEFAULT_FUNCTION_TIMEOUT_SECONDS
+    return timeout * DELIVERY_SHARE_OF_TIMEOUT
+
+
+def _until(chunks: Iterator[bytes], deadline: float) -> Iterator[bytes]:
+    """Stop a body that keeps arriving, slowly, past the delivery's deadline."""
+    for chunk in chunks:
+        if time.monotonic() > deadline:
+            raise DeliveryTimeUp("the delivery's share of functionTimeout ran out mid-download")
+        yield chunk
+
+
+def _download(runtime: Runtime, message: ArtifactMessage, deadline: float) -> StoredBlob:
     metadata = {
         "response_id": message.response_id,
         "container_id": message.container_id,
         "file_id": message.file_id,
         "filename": metadata_filename(message.filename),
     }
-    with runtime.openai.open_file_content(message.container_id, message.file_id) as answer:
+    with runtime.openai.open_file_content(message.container_id, message.file_id, deadline=deadline) as answer:
         served = valid_mime_type(answer.headers.get("content-type"))
         hint = message.mime_type or (served if served not in _GENERIC_TYPES else None)
         return runtime.store.write(
             message.blob_name,
-            answer.iter_bytes(runtime.store.block_size),
+            _until(answer.iter_bytes(runtime.store.block_size), deadline),
             metadata=metadata,
             content_type=content_type_for(message.filename, hint),
             content_disposition=content_disposition(message.filename),

@@ -22,7 +22,7 @@ from azure.storage.queue import QueueServiceClient
 
 from shared.blob_store import ArtifactStore
 from shared.config import SETTING_NAMES, ConfigError, Settings, StorageSettings, load_settings
-from shared.host_settings import HostSettings, host_settings
+from shared.host_settings import OVERRIDE_SETTINGS, HostSettings, host_settings
 from shared.openai_client import (
     COGNITIVE_SERVICES_SCOPE,
     ApiKeyAuth,
@@ -69,7 +69,7 @@ class _RuntimeCache:
         self._entry: tuple[tuple[str | None, ...], Runtime] | None = None
 
     def get(self) -> Runtime:
-        key = tuple(os.environ.get(name) for name in SETTING_NAMES)
+        key = tuple(os.environ.get(name) for name in _REBUILD_ON)
         entry = self._entry
         if entry is not None and entry[0] == key:
             return entry[1]
@@ -79,6 +79,7 @@ class _RuntimeCache:
             return self._entry[1]
 
 
+_REBUILD_ON = SETTING_NAMES + OVERRIDE_SETTINGS
 _cache = _RuntimeCache()
 
 

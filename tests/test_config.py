@@ -46,6 +46,39 @@ def test_every_problem_is_named_at_once() -> None:
         assert name in message
 
 
+@pytest.mark.parametrize(
+    "raw",
+    ["http://127.0.0.1:8089", "http://127.9.8.7", "http://localhost:1", "http://LOCALHOST:1/openai/v1", "http://[::1]:2"],
+)
+def test_plain_http_is_accepted_for_loopback(raw: str) -> None:
+    assert load_settings({**BASE, "AZURE_OPENAI_ENDPOINT": raw}).endpoint.startswith("http://")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "http://my-resource.openai.azure.com",
+        "http://10.0.0.1",
+        "http://128.0.0.1",
+        "http://[::2]:2",
+        "http://[::ffff:10.0.0.1]",
+        "http://localhost.evil.example",
+        "http://127.0.0.1.nip.io",
+        "HTTP://my-resource.openai.azure.com/openai/v1/",
+    ],
+)
+def test_plain_http_is_refused_beyond_loopback(raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({**BASE, "AZURE_OPENAI_ENDPOINT": raw})
+    [problem] = caught.value.problems
+    assert "AZURE_OPENAI_ENDPOINT" in problem
+    assert "https://" in problem and "loopback" in problem and "cleartext" in problem
+
+
+def test_https_is_accepted_for_any_host() -> None:
+    assert load_settings({**BASE, "AZURE_OPENAI_ENDPOINT": "https://10.0.0.1"}).endpoint == "https://10.0.0.1"
+
+
 @pytest.mark.parametrize("value", ["https://x.example/?a=1", "https://user:pw@x.example", "not a url", "https://"])
 def test_malformed_endpoints_are_refused(value: str) -> None:
     with pytest.raises(ConfigError, match="AZURE_OPENAI_ENDPOINT"):

@@ -7,9 +7,11 @@ from urllib.parse import unquote
 import pytest
 
 from shared.naming import (
+    _TYPES,
     MAX_FILENAME_BYTES,
     content_disposition,
     content_type_for,
+    is_active_content_type,
     is_placeholder_name,
     metadata_filename,
     safe_filename,
@@ -91,3 +93,71 @@ def test_content_disposition_carries_both_forms() -> None:
 )
 def test_content_type(name: str, hint: str | None, expected: str) -> None:
     assert content_type_for(name, hint) == expected
+
+
+ACTIVE_EXTENSIONS = [".html", ".htm", ".svg", ".js", ".mjs", ".xhtml", ".xml"]
+ACTIVE_HINTS = [
+    "text/html",
+    "image/svg+xml",
+    "application/javascript",
+    "text/javascript",
+    "application/xhtml+xml",
+    "text/xml",
+    "application/xml",
+]
+
+
+@pytest.mark.parametrize("extension", ACTIVE_EXTENSIONS + [e.upper() for e in ACTIVE_EXTENSIONS])
+@pytest.mark.parametrize("hint", [None, "text/html", "image/png", "text/plain"])
+def test_active_extensions_give_octet_stream_whatever_the_hint(extension: str, hint: str | None) -> None:
+    assert content_type_for("/mnt/data/page" + extension, hint) == "application/octet-stream"
+
+
+@pytest.mark.parametrize("hint", ACTIVE_HINTS)
+def test_active_hints_give_octet_stream(hint: str) -> None:
+    for form in (hint, hint.upper(), f" {hint} ", f"{hint};charset=utf-8", f"{hint}; charset=utf-8"):
+        for name in ("noext", "cfile_abc", "weird.ext-unknown"):
+            assert content_type_for(name, form) == "application/octet-stream", (name, form)
+
+
+@pytest.mark.parametrize(
+    "hint",
+    [
+        "application/rss+xml",  # any XML type renders, scripts included
+        "application/x-javascript",
+        "text/ecmascript",
+        "text/xsl",
+        "multipart/x-mixed-replace",
+        "text/html,image/png",  # not one MIME type: a browser may still pick text/html out of it
+        "image/png, text/html",
+    ],
+)
+def test_other_active_or_malformed_hints_give_octet_stream(hint: str) -> None:
+    assert content_type_for("noext", hint) == "application/octet-stream"
+
+
+@pytest.mark.parametrize(
+    ("name", "hint", "expected"),
+    [
+        ("chart.png", None, "image/png"),
+        ("data.csv", None, "text/csv"),
+        ("paper.pdf", None, "application/pdf"),
+        ("result.json", None, "application/json"),
+        ("book.xlsx", None, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        ("report.html.png", None, "image/png"),  # the last extension wins
+        ("x.png", "text/html", "image/png"),  # the extension wins over the hint
+        ("noext", "text/html", "application/octet-stream"),
+        ("noext", "text/csv", "text/csv"),
+        ("noext", "application/pdf", "application/pdf"),
+        ("noext", "Image/PNG; charset=binary", "image/png"),
+        ("page.html.txt", "text/html", "text/plain"),
+    ],
+)
+def test_ordinary_types_are_kept(name: str, hint: str | None, expected: str) -> None:
+    assert content_type_for(name, hint) == expected
+
+
+def test_no_extension_in_the_table_maps_to_an_active_type() -> None:
+    for table in _TYPES.types_map:
+        for extension in table:
+            assert not is_active_content_type(content_type_for("f" + extension)), extension

@@ -20,6 +20,7 @@ param openAiDeploymentName string
 param openAiTimeoutSeconds int
 param artifactsMaxFileBytes int
 param downloadAttempts int
+param maxFilesPerRun int
 param openAiBackground bool
 param runMaxHours int
 param pollMinSeconds int
@@ -76,6 +77,7 @@ var appSettings = {
   ARTIFACTS_STATUS_CONTAINER: statusContainerName
   ARTIFACTS_MAX_FILE_BYTES: string(artifactsMaxFileBytes)
   ARTIFACTS_DOWNLOAD_ATTEMPTS: string(downloadAttempts)
+  ARTIFACTS_MAX_FILES_PER_RUN: string(maxFilesPerRun)
 }
 
 resource app 'Microsoft.Web/sites@2024-04-01' = {

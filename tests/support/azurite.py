@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import socket
@@ -48,6 +49,10 @@ class Azurite:
             f"QueueEndpoint=http://127.0.0.1:{self.queue_port}/{ACCOUNT};"
             f"TableEndpoint=http://127.0.0.1:{self.table_port}/{ACCOUNT};"
         )
+
+    def refused_connection_string(self) -> str:
+        """The same account with a key Storage refuses (403, as a missing role assignment would)."""
+        return self.connection_string.replace(ACCOUNT_KEY, base64.b64encode(b"not the key").decode())
 
     def stop(self) -> None:
         self.process.terminate()
