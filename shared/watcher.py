@@ -22,6 +22,7 @@ import math
 import time
 
 import httpx
+from azure.core.exceptions import ClientAuthenticationError
 
 from shared.blob_store import utc_timestamp
 from shared.config import Settings
@@ -72,7 +73,8 @@ def give_up_poisoned_run(runtime: Runtime, body: bytes, *, message_id: str | Non
 
 def poll_delay(settings: Settings, looks: int, growth: float = 2.0) -> int:
     """Seconds before look number ``looks``: grows from the minimum to the maximum."""
-    delay = settings.poll_min_seconds * growth ** max(looks - 1, 0)
+    # The exponent is capped: past it every delay is the maximum anyway, and 2.0**1024 overflows.
+    delay = settings.poll_min_seconds * growth ** min(max(looks - 1, 0), 40)
     return min(settings.poll_max_seconds, math.ceil(delay))
 
 
@@ -84,7 +86,7 @@ class Watcher:
         stored = self._load_or_start(message.response_id)
         current = stored.record.seq
         if message.seq is not None and message.seq != current:
-            if message.seq == current + 1:
+            if message.seq == current + 1 and stored.record.phase != "complete":
                 # The step that sent it has not saved the record yet (or is about to fail and
                 # be redelivered): come back rather than lose the chain.
                 self._send(WatchMessage(message.response_id, message.seq), _EARLY_DELAY_SECONDS)
@@ -130,7 +132,7 @@ class Watcher:
             record.given_up = "Azure OpenAI has no response with this id (deleted, never stored, or another resource)"
             self._complete(stored, record)
             return
-        except (TransientUpstreamError, UpstreamError, httpx.TransportError) as error:
+        except (TransientUpstreamError, UpstreamError, httpx.TransportError, ClientAuthenticationError) as error:
             # Throttling, an outage, or a role assignment still propagating: look again later.
             log.warning("run %s: could not read the response (%s); looking again later", rid, _describe(error))
             record.polls += 1
