@@ -14,6 +14,7 @@ from shared.runtime import check_settings_at_startup, get_runtime
 from shared.start_run import start_run
 from shared.status_api import response_status
 from shared.watcher import give_up_poisoned_run, handle_watch_message
+from shared.webhooks import receive_webhook
 
 QUEUES = config.queue_names()
 STORAGE_CONNECTION = "AzureWebJobsStorage"
@@ -44,6 +45,12 @@ def import_response_http(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="responses/{response_id}/cancel", methods=["POST"])
 def cancel_response_http(req: func.HttpRequest) -> func.HttpResponse:
     return cancel_response(req)
+
+
+@app.function_name("azure_openai_webhook")
+@app.route(route="webhooks/azure-openai", methods=["POST"])
+def azure_openai_webhook_http(req: func.HttpRequest) -> func.HttpResponse:
+    return receive_webhook(req)
 
 
 @app.function_name("watch_run")

@@ -6,6 +6,7 @@ Secrets (the API key, connection strings) are kept out of ``repr`` so a logged
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 import re
@@ -28,6 +29,10 @@ DEFAULT_RUN_MAX_HOURS = 6.0  # a run still unfinished after this is given up
 DEFAULT_POLL_MIN_SECONDS = 2  # the run watcher's first delay; it doubles up to the maximum
 DEFAULT_POLL_MAX_SECONDS = 30
 MAX_POLL_SECONDS = 7 * 24 * 3600  # a Storage queue message's visibility delay is at most 7 days
+DEFAULT_LINK_MINUTES = 60  # download links' lifetime
+MAX_LINK_MINUTES = 7 * 24 * 60  # a user delegation key, and so a link signed with it, lives at most 7 days
+WEBHOOK_CAPTURE_MODES = ("started", "all")  # which ended responses a webhook makes the app persist
+KEY_VAULT_REFERENCE_PREFIX = "@Microsoft.KeyVault("  # what App Service leaves in a setting it could not resolve
 
 # Every setting this module reads; the runtime rebuilds its clients only when one changes.
 SETTING_NAMES = (
@@ -54,6 +59,10 @@ SETTING_NAMES = (
     "ARTIFACTS_POLL_MAX_SECONDS",
     "ARTIFACTS_CONTAINER",
     "ARTIFACTS_STATUS_CONTAINER",
+    "AZURE_OPENAI_WEBHOOK_SECRET",
+    "ARTIFACTS_WEBHOOK_CAPTURE",
+    "ARTIFACTS_LINK_MINUTES",
+    "WEBSITE_AUTH_ENABLED",
 )
 
 # Storage naming rules: queues and containers share them (3-63, lowercase, digits, single hyphens).
@@ -125,6 +134,12 @@ class Settings:
     run_max_seconds: float = DEFAULT_RUN_MAX_HOURS * 3600
     poll_min_seconds: int = DEFAULT_POLL_MIN_SECONDS
     poll_max_seconds: int = DEFAULT_POLL_MAX_SECONDS
+    webhook_secret: str | None = field(default=None, repr=False)  # whsec_...; None: webhooks are refused
+    webhook_capture: str = "started"  # one of WEBHOOK_CAPTURE_MODES
+    link_minutes: int = DEFAULT_LINK_MINUTES
+    # App Service Authentication (Easy Auth) is on: the platform sets WEBSITE_AUTH_ENABLED, strips
+    # X-MS-CLIENT-PRINCIPAL-* from outside requests and sets them itself. Off, they are not trusted.
+    easy_auth: bool = False
 
     @property
     def uses_entra_id(self) -> bool:
@@ -192,6 +207,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         problems.append("ARTIFACTS_POLL_MAX_SECONDS must not be less than ARTIFACTS_POLL_MIN_SECONDS")
     storage = _storage_settings(source, problems)
     queue_storage = _host_storage_settings(source, "queue", problems)
+    webhook_secret = _webhook_secret(get("AZURE_OPENAI_WEBHOOK_SECRET"), problems)
+    webhook_capture = get("ARTIFACTS_WEBHOOK_CAPTURE").lower() or WEBHOOK_CAPTURE_MODES[0]
+    if webhook_capture not in WEBHOOK_CAPTURE_MODES:
+        problems.append(f"ARTIFACTS_WEBHOOK_CAPTURE must be one of {', '.join(WEBHOOK_CAPTURE_MODES)}")
+    link_minutes = _positive_int(get("ARTIFACTS_LINK_MINUTES"), DEFAULT_LINK_MINUTES,
+                                 "ARTIFACTS_LINK_MINUTES", problems)
+    if link_minutes > MAX_LINK_MINUTES:
+        problems.append(f"ARTIFACTS_LINK_MINUTES must be at most {MAX_LINK_MINUTES} (7 days)")
+    easy_auth = get("WEBSITE_AUTH_ENABLED").lower() == "true"
 
     if problems:
         raise ConfigError(problems)
@@ -213,7 +237,30 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         run_max_seconds=run_max_hours * 3600,
         poll_min_seconds=poll_min,
         poll_max_seconds=poll_max,
+        webhook_secret=webhook_secret,
+        webhook_capture=webhook_capture,
+        link_minutes=link_minutes,
+        easy_auth=easy_auth,
     )
+
+
+def _webhook_secret(raw: str, problems: list[str]) -> str | None:
+    """The Standard Webhooks secret, or None when unset or a Key Vault reference not (yet) resolved.
+
+    An unresolved reference is not a configuration error of the whole app: the secret may not be
+    stored yet (the registration script writes it after provisioning). Webhooks are refused until then.
+    """
+    if not raw or raw.startswith(KEY_VAULT_REFERENCE_PREFIX):
+        return None
+    encoded = raw.removeprefix("whsec_")
+    try:
+        usable = bool(base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True))
+    except ValueError:
+        usable = False
+    if not usable:
+        problems.append("AZURE_OPENAI_WEBHOOK_SECRET must be the endpoint's signing secret: whsec_ and base64")
+        return None
+    return raw
 
 
 def _check_queue_names(queues: QueueNames, problems: list[str]) -> None:

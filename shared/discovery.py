@@ -166,6 +166,16 @@ def find_artifacts(
     return Discovery(artifacts, warnings)
 
 
+def used_code_interpreter(response: dict[str, Any]) -> bool:
+    """Whether the run could have made files: a code interpreter call, or a container file cited."""
+    for item in _dicts(response.get("output")):
+        if item.get("type") == "code_interpreter_call":
+            return True
+        if item.get("type") == "message" and any(True for _ in _citations(item)):
+            return True
+    return False
+
+
 def output_text(response: dict[str, Any]) -> str:
     """The concatenated ``output_text`` parts of the response's messages (as the SDKs compute it)."""
     parts: list[str] = []

@@ -2,10 +2,13 @@
 
 The run watcher's message (queue ``ARTIFACTS_RUNS_QUEUE``)::
 
-    {"v": 1, "response_id": "...", "seq": 3 | null}
+    {"v": 1, "response_id": "...", "seq": 3 | null, "token": "..." | null, "capture": false}
 
-``seq`` is the watcher's own sequence number; a message without one is a wake-up (from an
-import, a cancel, or a hand-written message) that acts on the run at once.
+``seq`` and ``token`` name the watcher's own next step: only the message whose pair the run
+record holds acts, so a step's leftover or duplicate message never starts a second chain. A
+message without ``seq`` is a wake-up (an import, a cancel, a webhook, a hand-written message)
+that acts on the run at once. ``capture`` (from a webhook in capture-all mode) asks the watcher
+to follow a run it has no record of only if the run used the code interpreter.
 
 The artifact message (queue ``ARTIFACTS_QUEUE``), one per file::
 
@@ -39,6 +42,8 @@ class InvalidMessage(ValueError):
 class WatchMessage:
     response_id: str
     seq: int | None = None
+    token: str | None = None
+    capture: bool = False
 
     def to_json(self) -> str:
         return json.dumps({"v": SCHEMA_VERSION, **asdict(self)}, separators=(",", ":"))
@@ -50,7 +55,15 @@ class WatchMessage:
             seq = data.get("seq")
             if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0):
                 raise ValueError("seq must be a non-negative integer or null")
-            return cls(response_id=require_id(data.get("response_id"), "response_id"), seq=seq)
+            capture = data.get("capture", False)
+            if not isinstance(capture, bool):
+                raise ValueError("capture must be true or false")
+            return cls(
+                response_id=require_id(data.get("response_id"), "response_id"),
+                seq=seq,
+                token=_optional_text(data, "token"),
+                capture=capture,
+            )
         except ValueError as error:
             raise InvalidMessage(str(error)) from None
 

@@ -35,11 +35,12 @@ class RecordConflict(Exception):
 @dataclass
 class RunRecord:
     response_id: str
-    started_via: str  # "post", "import" or "watch" (a hand-written watch message)
+    started_via: str  # "post", "import", "webhook" or "watch" (a hand-written watch message)
     created_at: str  # when the app first recorded the run (UTC)
     followed_since: float  # Unix time the watcher started following (again): ARTIFACTS_RUN_MAX_HOURS counts from it
     phase: Phase = "running"
     seq: int = 0
+    step_token: str | None = None  # the token of the watch message sent for step ``seq``
     generation: int = 1  # imports of the same run: each gets its own completion event
     status: str | None = None  # the model's, as last seen
     response_created_at: int | None = None  # the model's (Unix seconds): files older than this are earlier turns'
@@ -55,6 +56,7 @@ class RunRecord:
     given_up: str | None = None  # why the app stopped following the run before it ended
     event_id: str | None = None
     event_sent: bool = False
+    owner: str | None = None  # the caller who started or imported it (Easy Auth); None: every key holder
 
     @classmethod
     def start(cls, response_id: str, started_via: str, **known: Any) -> RunRecord:
@@ -65,6 +67,7 @@ class RunRecord:
         """Follow the run again from the start (an import): re-discover, re-queue, a new event."""
         self.phase = "running"
         self.seq += 1
+        self.step_token = None
         self.generation += 1
         self.followed_since = time.time()
         self.polls = self.checks = 0
@@ -91,7 +94,10 @@ class RunRecord:
         if not isinstance(document, dict) or not isinstance(document.get("response_id"), str):
             raise ValueError("the run record is not an object with a response_id")
         known = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in document.items() if key in known})
+        try:
+            return cls(**{key: value for key, value in document.items() if key in known})
+        except TypeError as error:  # a required field is missing
+            raise ValueError(f"the run record is incomplete: {error}") from None
 
 
 @dataclass(frozen=True)

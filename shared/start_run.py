@@ -33,7 +33,7 @@ from shared.messages import WatchMessage
 from shared.run_record import RUNNING_STATUSES, RunRecord
 from shared.run_request import InvalidRequest, RunRequest, parse_run_request
 from shared.runtime import Runtime
-from shared.watcher import poll_delay
+from shared.watcher import new_step_token, poll_delay
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +138,13 @@ def _record_and_watch(req: func.HttpRequest, runtime: Runtime, run: RunRequest, 
         status=status if isinstance(status, str) else None,
         response_created_at=created if isinstance(created, int) and not isinstance(created, bool) else None,
         input_file_ids=list(run.file_ids),
+        step_token=new_step_token(),
     )
     delay = poll_delay(runtime.settings, 1) if status in RUNNING_STATUSES else 0
+    first_step = WatchMessage(response_id, record.seq, record.step_token)
     try:
         runtime.status.runs.create(record)
-        runtime.queues.send(runtime.settings.queues.runs, WatchMessage(response_id, 0).to_json(), delay_seconds=delay)
+        runtime.queues.send(runtime.settings.queues.runs, first_step.to_json(), delay_seconds=delay)
     except Exception as error:
         log.error("run %s was started but could not be queued: %s", response_id, type(error).__name__)
         raise Refusal(

@@ -4,6 +4,7 @@
 ``{response_id}/_event.json``       a completion event too large for a queue message, whole
 ``{response_id}/{file_id}.json``    an artifact that failed for good, with the reason
 ``_invalid/{message id}.json``      a queue message too broken to name its artifact
+``_webhooks/{sha256 of its id}.json`` a webhook delivery already handled (Azure retries deliveries)
 
 Persisted artifacts need no record: a blob whose metadata carries its size and SHA-256 is the
 proof. Ids start with a letter or digit, so ``_run`` can never be a file id. A failure record
@@ -13,6 +14,7 @@ carries its facts in blob metadata too, so one listing reads every failure of a 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass
@@ -96,6 +98,17 @@ class StatusStore:
         self._put(name, _failure_document(failure, {"message_excerpt": excerpt}, message_id))
         return name
 
+    def webhook_handled(self, webhook_id: str) -> bool:
+        try:
+            self._container.client.get_blob_client(_webhook_blob(webhook_id)).get_blob_properties()
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    def note_webhook(self, webhook_id: str, outcome: dict[str, Any]) -> None:
+        """Remember a handled delivery, so the same ``webhook-id`` again does nothing twice."""
+        self._put(_webhook_blob(webhook_id), {"handled_at": utc_timestamp(), **outcome}, overwrite=False)
+
     def _put(
         self, name: str, document: dict[str, Any], *, metadata: dict[str, str] | None = None, overwrite: bool = True
     ) -> bool:
@@ -110,6 +123,10 @@ class StatusStore:
         except ResourceExistsError:
             return False
         return True
+
+
+def _webhook_blob(webhook_id: str) -> str:
+    return f"_webhooks/{hashlib.sha256(webhook_id.encode('utf-8')).hexdigest()}.json"
 
 
 def _failure_metadata(document: dict[str, Any]) -> dict[str, str]:

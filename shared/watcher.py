@@ -20,13 +20,15 @@ import copy
 import logging
 import math
 import time
+import uuid
+from typing import Any
 
 import httpx
 from azure.core.exceptions import ClientAuthenticationError
 
 from shared.blob_store import utc_timestamp
 from shared.config import Settings
-from shared.discovery import output_text
+from shared.discovery import output_text, used_code_interpreter
 from shared.events import send_event
 from shared.fan_out import discover, fan_out
 from shared.messages import InvalidMessage, WatchMessage
@@ -83,23 +85,30 @@ class Watcher:
         self.runtime = runtime
 
     def handle(self, message: WatchMessage) -> None:
-        stored = self._load_or_start(message.response_id)
-        current = stored.record.seq
-        if message.seq is not None and message.seq != current:
-            if message.seq == current + 1 and stored.record.phase != "complete":
+        response: dict[str, Any] | None = None
+        if message.capture:
+            captured = self._capture(message.response_id)
+            if captured is None:
+                return
+            stored, response = captured
+        else:
+            stored = self._load_or_start(message.response_id)
+        record = stored.record
+        if message.seq is not None and not _is_current_step(message, record):
+            if message.seq == record.seq + 1 and record.phase != "complete":
                 # The step that sent it has not saved the record yet (or is about to fail and
                 # be redelivered): come back rather than lose the chain.
-                self._send(WatchMessage(message.response_id, message.seq), _EARLY_DELAY_SECONDS)
+                self._send(message, _EARLY_DELAY_SECONDS)
             else:
                 log.info("run %s: dropping a duplicate watch message (seq %s, now %s)",
-                         message.response_id, message.seq, current)
+                         message.response_id, message.seq, record.seq)
             return
         try:
-            if stored.record.phase == "running":
-                self._follow_run(stored)
-            elif stored.record.phase == "persisting":
+            if record.phase == "running":
+                self._follow_run(stored, response)
+            elif record.phase == "persisting":
                 self._follow_artifacts(stored)
-            elif not stored.record.event_sent:
+            elif not record.event_sent:
                 self._send_event(stored)
         except RecordConflict:
             log.info("run %s: another instance took this step first", message.response_id)
@@ -123,11 +132,13 @@ class Watcher:
 
     # -- steps -------------------------------------------------------------------------------
 
-    def _follow_run(self, stored: Stored) -> None:
+    def _follow_run(self, stored: Stored, response: dict[str, Any] | None = None) -> None:
+        """Look at the run (``response``: already fetched by this step) and act on its status."""
         record = copy.deepcopy(stored.record)
         rid = record.response_id
         try:
-            response = self.runtime.openai.get_response(rid, deadline=time.monotonic() + STEP_SECONDS / 2)
+            if response is None:
+                response = self.runtime.openai.get_response(rid, deadline=time.monotonic() + STEP_SECONDS / 2)
         except ResponseNotFound:
             record.given_up = "Azure OpenAI has no response with this id (deleted, never stored, or another resource)"
             self._complete(stored, record)
@@ -192,7 +203,8 @@ class Watcher:
 
     def _advance(self, stored: Stored, record: RunRecord, delay: int) -> None:
         record.seq = stored.record.seq + 1
-        self._send(WatchMessage(record.response_id, record.seq), delay)
+        record.step_token = new_step_token()
+        self._send(WatchMessage(record.response_id, record.seq, record.step_token), delay)
         self.runtime.status.runs.replace(record, stored.etag)
 
     def _complete(self, stored: Stored, record: RunRecord) -> None:
@@ -213,6 +225,29 @@ class Watcher:
     def _send(self, message: WatchMessage, delay: int) -> None:
         self.runtime.queues.send(self.runtime.settings.queues.runs, message.to_json(), delay_seconds=delay)
 
+    def _capture(self, response_id: str) -> tuple[Stored, dict[str, Any] | None] | None:
+        """A run a webhook announced (capture ``all``): its record, made now if the run used the
+        code interpreter; None if it did not (one GET, nothing recorded) or no longer exists."""
+        stored = self.runtime.status.runs.read(response_id)
+        if stored is not None:
+            return stored, None
+        try:
+            response = self.runtime.openai.get_response(response_id, deadline=time.monotonic() + STEP_SECONDS / 2)
+        except ResponseNotFound:
+            log.info("run %s: announced by a webhook, but Azure OpenAI has no such response", response_id)
+            return None
+        if not used_code_interpreter(response):
+            log.info("run %s: used no code interpreter; nothing to persist", response_id)
+            return None
+        created = response.get("created_at")
+        record = RunRecord.start(
+            response_id,
+            "webhook",
+            response_created_at=created if isinstance(created, int) and not isinstance(created, bool) else None,
+        )
+        made = self.runtime.status.runs.create(record)
+        return (made, response) if made is not None else (self._load_or_start(response_id), None)
+
     def _load_or_start(self, response_id: str) -> Stored:
         """The run's record; a watch message for a run never recorded starts following it."""
         stored = self.runtime.status.runs.read(response_id)
@@ -225,6 +260,15 @@ class Watcher:
         if again is None:
             raise RecordConflict(response_id)
         return again
+
+
+def new_step_token() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def _is_current_step(message: WatchMessage, record: RunRecord) -> bool:
+    """The message the record expects next (a record from before step tokens takes any token)."""
+    return message.seq == record.seq and record.step_token in (None, message.token)
 
 
 def _ending_details(response: dict[str, object]) -> dict[str, object] | None:

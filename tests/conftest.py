@@ -83,7 +83,15 @@ def app_env(monkeypatch: pytest.MonkeyPatch, azurite: Azurite, fake: FakeAzureOp
         "ARTIFACTS_STATUS_CONTAINER": env.status_container,
     }.items():
         monkeypatch.setenv(name, value)
-    for name in ("ARTIFACTS_STORAGE_CONNECTION", "AZURE_OPENAI_BACKGROUND", "ARTIFACTS_RUN_MAX_HOURS"):
+    for name in (
+        "ARTIFACTS_STORAGE_CONNECTION",
+        "AZURE_OPENAI_BACKGROUND",
+        "ARTIFACTS_RUN_MAX_HOURS",
+        "AZURE_OPENAI_WEBHOOK_SECRET",
+        "ARTIFACTS_WEBHOOK_CAPTURE",
+        "ARTIFACTS_LINK_MINUTES",
+        "WEBSITE_AUTH_ENABLED",
+    ):
         monkeypatch.delenv(name, raising=False)
     return env
 

@@ -27,6 +27,7 @@ HTTP_ROUTES = {
     "response_status": ("responses/{response_id}", "GET"),
     "import_response": ("responses/{response_id}/import", "POST"),
     "cancel_response": ("responses/{response_id}/cancel", "POST"),
+    "azure_openai_webhook": ("webhooks/azure-openai", "POST"),
 }
 
 

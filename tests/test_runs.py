@@ -296,7 +296,8 @@ def test_two_watchers_on_the_last_step_send_one_event(
     assert all(d.error is None for d in host.deliver("persist_artifact"))
     # Then the watcher's next step is delivered twice at once (a duplicate message, two instances).
     runtime = get_runtime()
-    step = WatchMessage(response_id, runtime.status.runs.read(response_id).record.seq)  # type: ignore[union-attr]
+    record = runtime.status.runs.read(response_id).record  # type: ignore[union-attr]
+    step = WatchMessage(response_id, record.seq, record.step_token)
     gate = threading.Barrier(2)
 
     def watch() -> None:
@@ -309,6 +310,25 @@ def test_two_watchers_on_the_last_step_send_one_event(
     for watcher in watchers:
         watcher.join(timeout=60)
     host.run_until(lambda: status(host, response_id)["event_id"] is not None)
+    host.run_until(lambda: True)
+    assert len(events(host, app_env)) == 1
+
+
+def test_a_leftover_step_message_never_starts_a_second_chain(
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv
+) -> None:
+    """A step that sent its next message and then crashed is redelivered and sends another: the
+    first copy carries the same seq but not the token the record saved, and is dropped."""
+    response_id = post_run(host, fake, Scenario([FakeContainer(files(1))], polls_before_done=3)).json()[
+        "response_id"
+    ]
+    record = get_runtime().status.runs.read(response_id).record  # type: ignore[union-attr]
+    leftover = WatchMessage(response_id, record.seq, "leftover-token")
+    host.queue(app_env.runs_queue).send_message(base64.b64encode(leftover.to_json().encode()).decode())
+    final = finished(host, response_id)
+    assert final["counts"]["persisted"] == 1
+    # One chain: three looks while running and one at the end. A second chain would look again.
+    assert fake.polls(response_id) == 4
     host.run_until(lambda: True)
     assert len(events(host, app_env)) == 1
 

@@ -222,14 +222,21 @@ class FunctionsHost:
         queue.delete_message(received)
         return Delivery(received.id, received.dequeue_count, None, result)
 
+    def decode(self, content: str) -> str:
+        """A queue message's text, as the host's trigger hands it over (messageEncoding)."""
+        return base64.b64decode(content).decode("utf-8") if self.base64 else content
+
+    def peek(self, queue_name: str) -> list[str]:
+        """The texts of the messages visible now, left where they are (at most 32)."""
+        return [self.decode(m.content) for m in self.queue(queue_name).peek_messages(max_messages=32)]
+
     def messages(self, queue_name: str) -> list[str]:
         """Take every visible message off a queue (the app's events, for a test to read)."""
         queue = self.queue(queue_name)
         taken: list[str] = []
         while batch := self._receive(queue):
             for received in batch:
-                content = received.content
-                taken.append(base64.b64decode(content).decode("utf-8") if self.base64 else content)
+                taken.append(self.decode(received.content))
                 queue.delete_message(received)
         return taken
 

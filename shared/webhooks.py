@@ -1,0 +1,109 @@
+"""``POST /api/webhooks/azure-openai``: Azure OpenAI says a response ended; the app reacts at once.
+
+Deliveries follow the Standard Webhooks scheme (``webhook-id``, ``webhook-timestamp`` and
+``webhook-signature``: HMAC-SHA256 with the endpoint's ``whsec_`` secret, AZURE_OPENAI_WEBHOOK_SECRET),
+verified by the ``standardwebhooks`` library, which refuses a timestamp more than 5 minutes
+away from now. Azure gives a delivery 10 seconds, so this only queues work: a wake-up for the
+run watcher. The watcher's delayed polls stay as the safety net, so a lost webhook costs at most
+a poll interval.
+
+Answers: 401 for an unsigned, badly signed or stale delivery (or when no secret is configured);
+400 for a signed body that is not a usable event; 503 when the wake-up could not be queued (Azure
+retries); otherwise 200, whether the event was acted on or not (an event type not handled, a run
+the app does not follow, a ``webhook-id`` already handled), so Azure does not retry it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import azure.functions as func
+from azure.core.exceptions import AzureError
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from shared.http_json import Refusal, json_errors, json_response, runtime_or_refuse
+from shared.ids import is_valid_id
+from shared.messages import WatchMessage
+from shared.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# The events of a response that ended, however it ended; each may have left files.
+RESPONSE_ENDED_EVENTS = ("response.completed", "response.failed", "response.cancelled", "response.incomplete")
+_SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+_MAX_WEBHOOK_ID_CHARS = 256
+
+
+@json_errors
+def receive_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    runtime = runtime_or_refuse()
+    body = req.get_body() or b""
+    headers = {name: str(req.headers.get(name) or "") for name in _SIGNATURE_HEADERS}
+    webhook_id = headers["webhook-id"][:_MAX_WEBHOOK_ID_CHARS]
+    _verify(runtime, body, headers)
+
+    event = _event(body)
+    if runtime.status.webhook_handled(webhook_id):
+        return _ok(webhook_id, handled=False, reason="duplicate: this webhook-id was handled already")
+    event_type = event.get("type")
+    if event_type not in RESPONSE_ENDED_EVENTS:
+        return _done(runtime, webhook_id, handled=False, reason=f"event type {str(event_type)[:64]!r} is not handled")
+    data = event.get("data")
+    response_id = data.get("id") if isinstance(data, dict) else None
+    if not isinstance(response_id, str) or not is_valid_id(response_id):
+        raise Refusal(400, "invalid_event", "data.id: must be the response id", field="data.id")
+
+    try:
+        followed = runtime.status.runs.read(response_id) is not None
+        capture = not followed and runtime.settings.webhook_capture == "all"
+        if not followed and not capture:
+            return _done(runtime, webhook_id, handled=False, reason="the app does not follow this run",
+                         response_id=response_id)
+        runtime.queues.send(runtime.settings.queues.runs, WatchMessage(response_id, capture=capture).to_json())
+    except AzureError as error:
+        log.error("webhook %s for run %s could not be queued: %s", webhook_id, response_id, type(error).__name__)
+        raise Refusal(503, "not_queued", "the event could not be queued; deliver it again") from None
+    log.info("webhook %s: %s for run %s queued (%s)", webhook_id, event_type, response_id,
+             "capture" if capture else "wake")
+    return _done(runtime, webhook_id, handled=True, response_id=response_id, captured=capture)
+
+
+def _verify(runtime: Runtime, body: bytes, headers: dict[str, str]) -> None:
+    secret = runtime.settings.webhook_secret
+    if secret is None:
+        log.warning("webhook refused: AZURE_OPENAI_WEBHOOK_SECRET is not set (or its Key Vault reference "
+                    "did not resolve)")
+        raise Refusal(401, "webhook_not_configured", "webhooks are not configured on this app")
+    try:
+        Webhook(secret).verify(body, headers, json_parse=False)
+    except (WebhookVerificationError, ValueError) as error:  # ValueError: malformed headers or body bytes
+        # The reason, never the secret, the signature or the body.
+        reason = str(error) if isinstance(error, WebhookVerificationError) else "malformed signature headers or body"
+        log.warning("webhook refused (webhook-id %r): %s", headers["webhook-id"][:64], reason)
+        raise Refusal(401, "invalid_signature", "the webhook signature is missing, invalid or stale") from None
+
+
+def _event(body: bytes) -> dict[str, Any]:
+    try:
+        event = json.loads(body)
+    except ValueError:
+        raise Refusal(400, "invalid_event", "body: the signed body is not JSON", field="body") from None
+    if not isinstance(event, dict):
+        raise Refusal(400, "invalid_event", "body: the event must be a JSON object", field="body")
+    return event
+
+
+def _done(runtime: Runtime, webhook_id: str, **outcome: Any) -> func.HttpResponse:
+    """Remember the delivery (best effort: at worst a retry does the same harmless work again)."""
+    try:
+        runtime.status.note_webhook(webhook_id, outcome)
+    except AzureError as error:
+        log.warning("could not remember webhook %s: %s", webhook_id, type(error).__name__)
+    return _ok(webhook_id, **outcome)
+
+
+def _ok(webhook_id: str, **outcome: Any) -> func.HttpResponse:
+    return json_response(200, {"received": True, "webhook_id": webhook_id, **outcome})
