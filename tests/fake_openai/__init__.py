@@ -1,5 +1,6 @@
 """A fake Azure OpenAI v1 endpoint for tests: real HTTP on loopback, standard library only."""
 
+from tests.fake_openai.deliveries import WebhookDelivery
 from tests.fake_openai.server import (
     FakeApiError,
     FakeAzureOpenAI,
@@ -10,14 +11,19 @@ from tests.fake_openai.server import (
     demo_scenario,
     png_bytes,
 )
+from tests.fake_openai.webhooks import RESPONSE_EVENT_TYPES, event_body, sign
 
 __all__ = [
+    "RESPONSE_EVENT_TYPES",
     "FakeApiError",
     "FakeAzureOpenAI",
     "FakeContainer",
     "FakeFile",
     "RecordedRequest",
     "Scenario",
+    "WebhookDelivery",
     "demo_scenario",
+    "event_body",
     "png_bytes",
+    "sign",
 ]

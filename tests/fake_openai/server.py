@@ -6,11 +6,25 @@ Routes (every one wants the ``api-key`` header or an accepted bearer token):
   ``background: true`` runs answer ``queued`` at once (and need ``store`` not false).
 - ``GET /openai/v1/responses/{id}``: a stored response (``store`` not false) as it is now:
   a background run answers ``queued``, then ``in_progress``, for its scenario's
-  ``polls_before_done`` GETs, then its final object.
+  ``polls_before_done`` GETs (or until its ``seconds_before_done`` have passed), then its
+  final object.
 - ``POST /openai/v1/responses/{id}/cancel``: stops a background run that is still going.
 - ``GET /openai/v1/containers/{cid}/files[/{fid}[/content]]``: container files.
+- ``POST /openai/v1/dashboard/webhook_endpoints``: register a webhook endpoint (``name``,
+  ``url``, ``event_types``); the answer carries its ``signing_secret``, the only time it is shown.
+  ``GET`` lists them (newest first, ``limit``/``after``), ``GET``/``POST``/``DELETE .../{id}``
+  retrieve, update and delete one (see :mod:`tests.fake_openai.webhooks` for the wire format).
 - ``POST /_fake/containers``: test set-up from another process (see :func:`_seed_container`).
 - ``POST /_fake/scenarios``: register a scenario from another process (see :func:`_seed_scenario`).
+- ``GET /_fake/webhooks/deliveries``: every webhook delivery attempt so far (benchmarks).
+
+When a background run ends (its polls, :meth:`FakeAzureOpenAI.finish`, a cancel, or its
+``seconds_before_done``), the fake sends ``response.<status>`` to every endpoint registered for
+that type, signed with that endpoint's secret, from a thread of its own, retrying a failed
+delivery a few times (see :mod:`tests.fake_openai.deliveries`). Tests register endpoints with
+:meth:`FakeAzureOpenAI.register_webhook`, wait with :meth:`FakeAzureOpenAI.wait_for_deliveries`
+and send hand-made (badly signed, stale, duplicate...) ones with
+:meth:`FakeAzureOpenAI.send_webhook`.
 
 It enforces the real endpoint's rules that have bitten us: the container routes want
 ``api-version=preview`` and nothing else (the responses routes take none, ``preview`` or
@@ -29,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import mimetypes
 import os
 import posixpath
@@ -47,6 +62,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.fake_openai.deliveries import Deliverer, RetryPolicy, WebhookDelivery
+from tests.fake_openai.errors import FakeApiError, object_not_found
+from tests.fake_openai.errors import azure_error as _azure_error
+from tests.fake_openai.errors import invalid_request as _invalid_request
+from tests.fake_openai.errors import not_found as _not_found
+from tests.fake_openai.webhooks import MAX_LIST_LIMIT as MAX_WEBHOOK_LIST_LIMIT
+from tests.fake_openai.webhooks import (
+    RESPONSE_EVENT_TYPES,
+    EndpointRegistry,
+    new_webhook_id,
+    signed_headers,
+)
+from tests.fake_openai.webhooks import event_body as webhook_event_body
 
 __all__ = [
     "FakeApiError",
@@ -68,6 +97,8 @@ RESPONSES_API_VERSIONS = frozenset({"preview", "v1"})
 MAX_LIST_LIMIT = 100
 # How a run can end; a background run is "queued", then "in_progress", before that.
 FINAL_STATUSES = frozenset({"completed", "incomplete", "failed", "cancelled"})
+# running_left of a run that polls never end: no test polls this often.
+_UNTIL_STOPPED = sys.maxsize
 
 ACCESS_DENIED = (
     "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide "
@@ -114,6 +145,10 @@ class Scenario:
     # Background runs only: how many GETs answer the run as still going (the first
     # "queued", the next ones "in_progress") before the final object.
     polls_before_done: int = 0
+    # Background runs only: the run ends by itself this many seconds after it was created,
+    # with nobody polling (its webhooks go out then). With polls_before_done also set, the
+    # first to come ends it; with polls_before_done 0, only the time, finish() or a cancel.
+    seconds_before_done: float | None = None
 
 
 @dataclass(frozen=True)
@@ -140,16 +175,6 @@ class _Cut:
     remaining: int
     stall_seconds: float | None = None  # None: close the connection; else pause, then go on
     announce_length: bool = True
-
-
-class FakeApiError(Exception):
-    """An error answer, raised anywhere below a route and sent by the handler (and by the
-    in-process :meth:`FakeAzureOpenAI.create`, for a request the route would refuse)."""
-
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        super().__init__(f"{status}: {body}")
-        self.status = status
-        self.body = body
 
 
 @dataclass(frozen=True)
@@ -181,6 +206,8 @@ class _Run:
     ended_at: int | None  # when the run stopped running (completed_at, if it completed)
     polls: int = 0  # GETs answered
     cancelled: bool = False
+    ends_after: float | None = None  # seconds_before_done, for a background run
+    announced: bool = False  # its webhook event has been handed to the deliverer
 
 
 def _new_id(prefix: str) -> str:
@@ -192,33 +219,8 @@ def _now() -> int:
     return int(time.time())
 
 
-def _azure_error(status: int, code: str, message: str) -> FakeApiError:
-    return FakeApiError(status, {"error": {"code": code, "message": message}})
-
-
-def _invalid_request(message: str, param: str | None, code: str | None = "invalid_value") -> FakeApiError:
-    return FakeApiError(
-        400,
-        {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}},
-    )
-
-
-def _not_found() -> FakeApiError:
-    return _azure_error(404, "404", "Resource not found")
-
-
 def _response_not_found(response_id: str) -> FakeApiError:
-    return FakeApiError(
-        404,
-        {
-            "error": {
-                "message": f"Response with id '{response_id}' not found.",
-                "type": "invalid_request_error",
-                "param": None,
-                "code": None,
-            }
-        },
-    )
+    return object_not_found(f"Response with id '{response_id}' not found.")
 
 
 def _mime_type(filename: str) -> str:
@@ -310,6 +312,9 @@ def _check_scenario(scenario: Scenario) -> None:
         raise ValueError(f"status must be one of {sorted(FINAL_STATUSES)}, not {scenario.status!r}")
     if scenario.polls_before_done < 0:
         raise ValueError("polls_before_done must not be negative")
+    seconds = scenario.seconds_before_done
+    if seconds is not None and not 0 <= seconds < math.inf:
+        raise ValueError("seconds_before_done must be None or a finite number of seconds, not negative")
 
 
 def _file_object(container: FakeContainer, file: FakeFile) -> dict[str, Any]:
@@ -411,9 +416,15 @@ class FakeAzureOpenAI:
         bearer_tokens: Iterable[str] = ("test-token",),
         page_size: int = 2,
         port: int = 0,
+        *,
+        webhook_retries: int = 3,
+        webhook_backoff_seconds: float = 0.05,
+        webhook_timeout_seconds: float = 10.0,
     ) -> None:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
+        if webhook_retries < 0 or webhook_backoff_seconds < 0 or webhook_timeout_seconds <= 0:
+            raise ValueError("webhook retries and backoff must not be negative, the timeout must be positive")
         self.api_key = api_key
         self.bearer_tokens = frozenset(bearer_tokens)
         self.page_size = page_size
@@ -430,6 +441,9 @@ class FakeAzureOpenAI:
         self._connections: set[socket.socket] = set()
         self._server: _FakeHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._webhook_endpoints = EndpointRegistry()
+        self._deliverer = Deliverer(RetryPolicy(webhook_retries, webhook_backoff_seconds, webhook_timeout_seconds))
+        self._timers: dict[str, threading.Timer] = {}  # response id -> its seconds_before_done clock
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -438,6 +452,7 @@ class FakeAzureOpenAI:
             raise RuntimeError("already started")
         server = _FakeHTTPServer(("127.0.0.1", self._port), _Handler, self)
         self._server = server
+        self._deliverer.open()
         # A short poll keeps stop() quick: shutdown() waits for the loop's next poll.
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-azure-openai", daemon=True
@@ -459,6 +474,13 @@ class FakeAzureOpenAI:
         server.server_close()
         if thread is not None:
             thread.join()
+        with self._lock:
+            timers = list(self._timers.values())
+            self._timers.clear()
+        for timer in timers:
+            timer.cancel()
+            timer.join()  # a cancelled clock ends at once
+        self._deliverer.close()
         self._server = None
         self._thread = None
 
@@ -570,6 +592,10 @@ class FakeAzureOpenAI:
             self._created += 1
             if request.stored:
                 self._runs[run.response_id] = run
+            if run.background and not _running(run):
+                self._announce(run)  # a background run that ended at once still sends its webhook
+            elif run.ends_after is not None:
+                self._start_clock(run)
             # A background run is only queued when the create call answers.
             answer = _envelope(run, "queued") if run.background else _view(run)
             return copy.deepcopy(answer)
@@ -592,11 +618,77 @@ class FakeAzureOpenAI:
             run = self._runs[response_id]
             if _running(run):
                 _stop(run)
+                self._announce(run)
 
     def created_count(self) -> int:
         """How many responses were created, stored or not, over HTTP or with :meth:`create`."""
         with self._lock:
             return self._created
+
+    # -- webhooks, in-process --------------------------------------------------------------------
+
+    def register_webhook(
+        self, url: str, event_types: Iterable[str] | None = None, name: str = "test-webhook"
+    ) -> tuple[str, str]:
+        """Register a webhook endpoint as the registration route would (same validation;
+        default: the four response events); answers ``(endpoint_id, signing_secret)``."""
+        types = list(RESPONSE_EVENT_TYPES if event_types is None else event_types)
+        endpoint = self._webhook_endpoints.create({"name": name, "url": url, "event_types": types})
+        return endpoint.endpoint_id, endpoint.secret
+
+    def webhook_endpoints(self) -> list[dict[str, Any]]:
+        """The registered endpoints as the list route answers them (no secrets), newest first."""
+        page: list[dict[str, Any]] = self._webhook_endpoints.list_page({"limit": str(MAX_WEBHOOK_LIST_LIMIT)})["data"]
+        return page
+
+    def webhook_deliveries(self) -> list[WebhookDelivery]:
+        """Every delivery attempt so far, automatic and hand-made, in the order they were made."""
+        return self._deliverer.records()
+
+    def wait_for_deliveries(
+        self, count: int, timeout: float = 10.0, *, response_id: str | None = None
+    ) -> list[WebhookDelivery]:
+        """Wait until at least ``count`` attempts were made (for ``response_id``, if given) and
+        answer them; TimeoutError after ``timeout`` seconds."""
+        return self._deliverer.wait_for(count, timeout, response_id)
+
+    def wait_for_webhooks_settled(self, timeout: float = 10.0) -> None:
+        """Wait until every automatic message has made its last attempt (delivered, or out of
+        retries). A run's messages are queued when it ends, so after this nothing more comes."""
+        self._deliverer.wait_settled(timeout)
+
+    def send_webhook(
+        self,
+        url: str,
+        event_type: str,
+        response_id: str,
+        *,
+        secret: str,
+        webhook_id: str | None = None,
+        timestamp: int | None = None,
+        signature: str | None = None,
+        body: bytes | str | None = None,
+    ) -> int:
+        """POST one hand-made delivery from the calling thread and answer the receiver's status.
+
+        By default a well-formed, correctly signed event; each keyword spoils one part: another
+        ``secret``, a reused ``webhook_id``, a stale ``timestamp``, a ``signature`` header as
+        given, a ``body`` as given (signed with ``secret`` unless ``signature`` is given).
+        Recorded in :meth:`webhook_deliveries`; OSError when ``url`` cannot be reached."""
+        data = body.encode("utf-8") if isinstance(body, str) else body
+        if data is None:
+            data = webhook_event_body(event_type, response_id)
+        headers = signed_headers(
+            secret, webhook_id or new_webhook_id(), int(time.time()) if timestamp is None else timestamp, data
+        )
+        if signature is not None:
+            headers["webhook-signature"] = signature
+        return self._deliverer.send(url, data, headers, event_type, response_id)
+
+    def clear_webhooks(self) -> None:
+        """Forget every registered endpoint and delivery record (messages under way still go)."""
+        self._webhook_endpoints.clear()
+        self._deliverer.clear()
 
     # -- used by the handler ---------------------------------------------------------------
 
@@ -704,6 +796,7 @@ class FakeAzureOpenAI:
                 run.running_left -= 1
                 if run.running_left == 0:
                     run.ended_at = _now()
+                    self._announce(run)
             return copy.deepcopy(answer)
 
     def _cancel(self, response_id: str) -> dict[str, Any]:
@@ -715,9 +808,41 @@ class FakeAzureOpenAI:
             if _running(run):
                 run.cancelled = True
                 _stop(run)
+                self._announce(run)
             elif _final_status(run) != "cancelled":  # cancelling twice answers the same object
                 raise _invalid_request("Cannot cancel a completed response.", None, None)
             return copy.deepcopy(_view(run))
+
+    def _announce(self, run: _Run) -> None:
+        """The background run has ended: its event goes to every endpoint that wants it, from
+        other threads. Once per run; the lock is held."""
+        if run.announced or not run.background:
+            return
+        run.announced = True
+        timer = self._timers.pop(run.response_id, None)
+        if timer is not None:
+            timer.cancel()
+        event_type = f"response.{_final_status(run)}"
+        ended_at = run.ended_at if run.ended_at is not None else _now()
+        for endpoint in self._webhook_endpoints.subscribed(event_type):
+            self._deliverer.deliver(endpoint, event_type, run.response_id, ended_at)
+
+    def _start_clock(self, run: _Run) -> None:
+        """End ``run`` by itself after its ``seconds_before_done``; the lock is held."""
+        assert run.ends_after is not None
+        timer = threading.Timer(run.ends_after, self._time_up, args=(run.response_id,))
+        timer.name = f"fake-run-clock-{run.response_id}"
+        timer.daemon = True
+        self._timers[run.response_id] = timer
+        timer.start()
+
+    def _time_up(self, response_id: str) -> None:
+        with self._lock:
+            self._timers.pop(response_id, None)
+            run = self._runs[response_id]
+            if _running(run):
+                _stop(run)
+                self._announce(run)
 
     def _stored_run(self, response_id: str) -> _Run:
         run = self._runs.get(response_id)
@@ -788,6 +913,9 @@ def _new_run(body: dict[str, Any], request: _CreateRequest, scenario: Scenario, 
     """The lock is held: the containers' files are read."""
     output, text = _output_items(scenario)
     running = scenario.polls_before_done if request.background else 0
+    ends_after = scenario.seconds_before_done if request.background else None
+    if ends_after is not None and running == 0:
+        running = _UNTIL_STOPPED  # only the clock (or finish, or a cancel) ends it
     return _Run(
         response_id=_new_id("resp_"),
         body=copy.deepcopy(body),  # the caller may reuse its dict
@@ -800,6 +928,7 @@ def _new_run(body: dict[str, Any], request: _CreateRequest, scenario: Scenario, 
         container_ids=[c.container_id for c in scenario.containers],
         running_left=running,
         ended_at=None if running else created_at,
+        ends_after=ends_after,
     )
 
 
@@ -908,13 +1037,16 @@ def _envelope(run: _Run, status: str) -> dict[str, Any]:
 
 
 def _seed_scenario(fake: FakeAzureOpenAI, body: bytes) -> dict[str, Any]:
-    """Benchmarks: ``{"prompt": str, "files": [{"path", "size"}], "polls_before_done": int}`` makes
-    the prompt's run write those (uncited) files into one container."""
+    """Benchmarks: ``{"prompt": str, "files": [{"path", "size"}], "polls_before_done": int,
+    "seconds_before_done": float}`` (the last two optional) makes the prompt's run write those
+    (uncited) files into one container."""
     try:
         spec = json.loads(body)
         prompt = str(spec["prompt"])
         sizes = [(str(item["path"]), int(item["size"])) for item in spec["files"]]
         polls = int(spec.get("polls_before_done", 0))
+        seconds = spec.get("seconds_before_done")
+        seconds = None if seconds is None else float(seconds)
     except (ValueError, KeyError, TypeError):
         raise _invalid_request('expected {"prompt": str, "files": [{"path", "size"}]}', None, None) from None
     pattern = os.urandom(64 * 1024)
@@ -922,7 +1054,10 @@ def _seed_scenario(fake: FakeAzureOpenAI, body: bytes) -> dict[str, Any]:
         FakeFile(pattern * (size // len(pattern)) + pattern[: size % len(pattern)], path, cite=None)
         for path, size in sizes
     ]
-    fake.register(prompt, Scenario([FakeContainer(files)], polls_before_done=polls))
+    try:
+        fake.register(prompt, Scenario([FakeContainer(files)], polls_before_done=polls, seconds_before_done=seconds))
+    except ValueError as error:
+        raise _invalid_request(str(error), None, None) from None
     return {"prompt": prompt, "files": len(files)}
 
 
@@ -943,6 +1078,11 @@ def _seed_container(fake: FakeAzureOpenAI, body: bytes) -> dict[str, Any]:
         "container_id": container.container_id,
         "files": [{"file_id": f.file_id, "path": f.path, "bytes": len(f.content)} for f in files],
     }
+
+
+def _delivery_json(delivery: WebhookDelivery) -> dict[str, Any]:
+    """A delivery record for another process (benchmarks); it carries no secret."""
+    return {**vars(delivery), "ok": delivery.ok}
 
 
 def _cited_filenames(file: FakeFile) -> list[str]:
@@ -992,6 +1132,8 @@ _CANCEL = re.compile(r"^/openai/v1/responses/(?P<rid>[^/]+)/cancel/?$")
 _FILES = re.compile(r"^/openai/v1/containers/(?P<cid>[^/]+)/files/?$")
 _FILE = re.compile(r"^/openai/v1/containers/(?P<cid>[^/]+)/files/(?P<fid>[^/]+)/?$")
 _CONTENT = re.compile(r"^/openai/v1/containers/(?P<cid>[^/]+)/files/(?P<fid>[^/]+)/content/?$")
+_WEBHOOKS = re.compile(r"^/openai/v1/dashboard/webhook_endpoints/?$")
+_WEBHOOK = re.compile(r"^/openai/v1/dashboard/webhook_endpoints/(?P<wid>[^/]+)/?$")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -1021,6 +1163,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._handle("POST")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
 
     def _handle(self, method: str) -> None:
         fake = self.server.fake
@@ -1057,6 +1202,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
         fake = self.server.fake
         answer = self._responses_answer(method, path, query, body)
+        if answer is None:
+            answer = self._webhooks_answer(method, path, query, body)
         if answer is not None:
             self._send_json(200, answer)
             return
@@ -1065,6 +1212,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if method == "POST" and path == "/_fake/scenarios":
             self._send_json(200, _seed_scenario(fake, body))
+            return
+        if method == "GET" and path == "/_fake/webhooks/deliveries":
+            self._send_json(200, {"data": [_delivery_json(d) for d in fake.webhook_deliveries()]})
             return
         if method != "GET":
             raise _not_found()
@@ -1082,6 +1232,27 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST" and (match := _CANCEL.match(path)):
             _check_responses_version(query)
             return fake._cancel(match["rid"])
+        return None
+
+    def _webhooks_answer(self, method: str, path: str, query: dict[str, str], body: bytes) -> dict[str, Any] | None:
+        """The answer of a webhook endpoint route (create, list, retrieve, update, delete); None
+        for other paths. Azure documents no api-version on them; the v1 ones are tolerated."""
+        registry = self.server.fake._webhook_endpoints
+        if match := _WEBHOOK.match(path):
+            _check_responses_version(query)
+            endpoint_id = match["wid"]
+            if method == "GET":  # OpenAI documents retrieve; Azure is silent
+                return registry.get(endpoint_id).view()
+            if method == "POST":
+                return registry.update(endpoint_id, _json_object(body)).view()
+            if method == "DELETE":
+                return registry.delete(endpoint_id)
+        elif _WEBHOOKS.match(path):
+            _check_responses_version(query)
+            if method == "POST":
+                return registry.create(_json_object(body)).view(with_secret=True)
+            if method == "GET":
+                return registry.list_page(query)
         return None
 
     def _container_route(self, path: str, query: dict[str, str]) -> None:
