@@ -3,11 +3,14 @@
 A contract for downstream consumers (documented in the README)::
 
     {"v": 1, "type": "artifacts.completed", "event_id": "evt_...", "response_id": "resp_...",
-     "status": "completed", "given_up": null, "complete": true, "sent_at": "...Z",
+     "owner": "aad:..." | null, "status": "completed", "given_up": null, "complete": true, "sent_at": "...Z",
      "counts": {"pending": 0, "persisted": 2, "failed": 1},
      "warnings": [...],
      "artifacts": [{"file_id", "filename", "blob_name", "container_id", "state",
-                    "size", "sha256"} | {..., "state": "failed", "code", "reason"}]}
+                    "size", "sha256", "url", "url_expires_at"} | {..., "state": "failed", "code", "reason"}]}
+
+``url`` is a read-only download link that expires at ``url_expires_at`` (ARTIFACTS_LINK_MINUTES); a
+consumer that needs a fresh one asks the status API.
 
 ``event_id`` is the same for every copy of one run's event (a consumer drops duplicates by it).
 When the list would not fit in a queue message, ``artifacts`` is left out, ``artifacts_truncated``
@@ -21,12 +24,15 @@ from typing import Any
 
 from shared.blob_store import utc_timestamp
 from shared.messages import MAX_MESSAGE_BYTES, SCHEMA_VERSION
-from shared.progress import artifact_states, count_states
+from shared.progress import artifact_states, count_states, with_links
 from shared.run_record import RunRecord
 from shared.runtime import Runtime
 
 EVENT_TYPE = "artifacts.completed"
-_EVENT_FIELDS = ("file_id", "filename", "blob_name", "container_id", "state", "size", "sha256", "code", "reason")
+_EVENT_FIELDS = (
+    "file_id", "filename", "blob_name", "container_id", "state", "size", "sha256", "url", "url_expires_at", "code",
+    "reason",
+)
 
 
 def build_event(runtime: Runtime, record: RunRecord) -> dict[str, Any]:
@@ -37,13 +43,16 @@ def build_event(runtime: Runtime, record: RunRecord) -> dict[str, Any]:
         "type": EVENT_TYPE,
         "event_id": record.event_id,
         "response_id": record.response_id,
+        "owner": record.owner,
         "status": record.status,
         "given_up": record.given_up,
         "complete": is_complete(record, counts),
         "sent_at": utc_timestamp(),
         "counts": counts,
         "warnings": record.warnings,
-        "artifacts": [{key: entry[key] for key in _EVENT_FIELDS if key in entry} for entry in states],
+        "artifacts": [
+            {key: entry[key] for key in _EVENT_FIELDS if key in entry} for entry in with_links(runtime, states)
+        ],
     }
 
 

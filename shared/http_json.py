@@ -20,6 +20,8 @@ from shared.runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
 
+RETRY_AFTER_SECONDS = 2  # when a caller should first look at the status API
+
 
 def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> func.HttpResponse:
     return func.HttpResponse(
@@ -84,6 +86,17 @@ def status_url(req: func.HttpRequest, response_id: str) -> str:
     # Everything up to ".../responses", whichever of this app's routes was called.
     base = "/".join(segments[: segments.index("responses") + 1]) if "responses" in segments else "/api/responses"
     return f"{parts.scheme}://{parts.netloc}{base}/{response_id}"
+
+
+def accepted(req: func.HttpRequest, response_id: str, body: dict[str, Any],
+             headers: dict[str, str] | None = None) -> func.HttpResponse:
+    """202 for a run the app now follows: its status URL in the body and in ``Location``."""
+    url = status_url(req, response_id)
+    return json_response(
+        202,
+        {"response_id": response_id, **body, "status_url": url},
+        {"Location": url, "Retry-After": str(RETRY_AFTER_SECONDS), **(headers or {})},
+    )
 
 
 def unknown_run(response_id: str) -> Refusal:

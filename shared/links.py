@@ -21,12 +21,12 @@ from urllib.parse import urlsplit
 
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, UserDelegationKey, generate_blob_sas
 
-from shared.config import ConfigError
+from shared.config import MAX_LINK_MINUTES, ConfigError
 from shared.naming import content_disposition
 
 log = logging.getLogger(__name__)
 
-MAX_LIFETIME = timedelta(days=7)
+MAX_LIFETIME = timedelta(minutes=MAX_LINK_MINUTES)
 # Storage refuses a user delegation key that expires more than 7 days from its own clock.
 KEY_MAX_VALIDITY = timedelta(days=7)
 KEY_MIN_VALIDITY = timedelta(days=1)

@@ -37,5 +37,20 @@ def artifact_states(runtime: Runtime, record: RunRecord) -> list[dict[str, Any]]
     return states
 
 
+def with_links(runtime: Runtime, states: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The states, each persisted artifact with a read-only download link that expires."""
+    if runtime.links is None:
+        return states
+    linked = []
+    for entry in states:
+        if entry["state"] != "persisted":
+            linked.append(entry)
+            continue
+        link = runtime.links.sign(str(entry["blob_name"]), str(entry.get("filename") or entry["file_id"]))
+        expires = link.expires_at.isoformat().replace("+00:00", "Z")
+        linked.append({**entry, "url": link.url, "url_expires_at": expires})
+    return linked
+
+
 def count_states(states: list[dict[str, Any]]) -> dict[str, int]:
     return {state: sum(1 for entry in states if entry["state"] == state) for state in STATES}

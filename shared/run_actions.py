@@ -10,6 +10,7 @@ made before it stopped is still persisted.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import time
@@ -17,14 +18,14 @@ import time
 import azure.functions as func
 from azure.core.exceptions import AzureError
 
+from shared.callers import Caller, caller_of
 from shared.http_json import (
     UPSTREAM_FAILURES,
     Refusal,
+    accepted,
     json_errors,
-    json_response,
     route_response_id,
     runtime_or_refuse,
-    status_url,
     unknown_run,
     upstream_refusal,
 )
@@ -32,7 +33,6 @@ from shared.messages import WatchMessage
 from shared.openai_client import ResponseNotFound, UpstreamError
 from shared.run_record import RecordConflict, RunRecord, Stored
 from shared.runtime import Runtime
-from shared.start_run import RETRY_AFTER_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -44,31 +44,29 @@ _RESTART_TRIES = 5  # conditional writes lost to a watcher step in progress befo
 def import_response(req: func.HttpRequest) -> func.HttpResponse:
     response_id = route_response_id(req)
     runtime = runtime_or_refuse()
+    caller = caller_of(req, runtime.settings)
+    try:
+        known = runtime.status.runs.read(response_id)
+    except ValueError:
+        known = None  # damaged: the import rebuilds it
+    if known is not None and not caller.owns(known.record):
+        raise _no_such_response(response_id)  # as if it did not exist: another caller's run
     try:
         response = runtime.openai.get_response(response_id, deadline=time.monotonic() + _LOOKUP_SECONDS)
     except ResponseNotFound:
-        raise Refusal(
-            404, "not_found", f"Azure OpenAI has no response with id {response_id!r} on this resource"
-        ) from None
+        raise _no_such_response(response_id) from None
     except UPSTREAM_FAILURES as error:
         raise upstream_refusal(error) from None
 
     status = response.get("status")
     try:
-        stored = _restart(runtime, response_id, status if isinstance(status, str) else None)
+        stored = _restart(runtime, response_id, status if isinstance(status, str) else None, caller)
         _wake(runtime, response_id, stored.record.seq)
     except AzureError as error:
         log.error("could not queue the import of %s: %s", response_id, type(error).__name__)
         raise Refusal(503, "not_queued", "the import could not be queued; try again", response_id=response_id) from None
-    url = status_url(req, response_id)
-    body = {
-        "response_id": response_id,
-        "status": stored.record.status,
-        "phase": stored.record.phase,
-        "generation": stored.record.generation,
-        "status_url": url,
-    }
-    return json_response(202, body, {"Location": url, "Retry-After": str(RETRY_AFTER_SECONDS)})
+    record = stored.record
+    return accepted(req, response_id, {"status": record.status, "phase": record.phase, "generation": record.generation})
 
 
 @json_errors
@@ -76,7 +74,7 @@ def cancel_response(req: func.HttpRequest) -> func.HttpResponse:
     response_id = route_response_id(req)
     runtime = runtime_or_refuse()
     stored = runtime.status.runs.read(response_id)
-    if stored is None:
+    if stored is None or not caller_of(req, runtime.settings).owns(stored.record):
         raise unknown_run(response_id)
     cancelled = True
     try:
@@ -95,20 +93,34 @@ def cancel_response(req: func.HttpRequest) -> func.HttpResponse:
         _wake(runtime, response_id, None)  # the watcher sees the end now, not at its next poll
     except AzureError as error:
         log.warning("could not wake the watcher of %s: %s", response_id, type(error).__name__)
-    url = status_url(req, response_id)
-    body = {"response_id": response_id, "status": status, "cancel_requested": cancelled, "status_url": url}
-    return json_response(202, body, {"Location": url})
+    return accepted(req, response_id, {"status": status, "cancel_requested": cancelled})
 
 
-def _restart(runtime: Runtime, response_id: str, status: str | None) -> Stored:
+def _no_such_response(response_id: str) -> Refusal:
+    return Refusal(404, "not_found", f"Azure OpenAI has no response with id {response_id!r} on this resource")
+
+
+def _restart(runtime: Runtime, response_id: str, status: str | None, caller: Caller) -> Stored:
     """A new record, or the existing one set to follow the run again from the start."""
     for _ in range(_RESTART_TRIES):
-        stored = runtime.status.runs.read(response_id)
+        fresh = RunRecord.start(response_id, "import", status=status, owner=caller.owner)
+        try:
+            stored = runtime.status.runs.read(response_id)
+        except ValueError:
+            stored = None
+            damaged = runtime.status.runs.etag(response_id)
+            if damaged is not None:
+                log.warning("run %s: its record was damaged; the import writes a new one", response_id)
+                with contextlib.suppress(RecordConflict):
+                    return runtime.status.runs.replace(fresh, damaged)
+                continue
         if stored is None:
-            created = runtime.status.runs.create(RunRecord.start(response_id, "import", status=status))
+            created = runtime.status.runs.create(fresh)
             if created is not None:
                 return created
             continue
+        if not caller.owns(stored.record):
+            raise _no_such_response(response_id)  # another caller recorded it meanwhile
         record = copy.deepcopy(stored.record)
         record.restart()
         record.status = status or record.status

@@ -121,6 +121,14 @@ class RunStore:
         data = downloader.readall()
         return Stored(RunRecord.from_json(data), str(downloader.properties.etag))
 
+    def etag(self, response_id: str) -> str | None:
+        """The record blob's ETag, readable or not (an import overwrites a damaged record with it)."""
+        blob = self._container.client.get_blob_client(f"{response_id}/{RUN_RECORD}")
+        try:
+            return str(blob.get_blob_properties().etag)
+        except ResourceNotFoundError:
+            return None
+
     def create(self, record: RunRecord) -> Stored | None:
         """Write a new record; None if one exists already (another request made it first)."""
         self._container.ensure()

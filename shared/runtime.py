@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -23,6 +24,7 @@ from azure.storage.queue import QueueServiceClient
 from shared.blob_store import ArtifactStore
 from shared.config import SETTING_NAMES, ConfigError, Settings, StorageSettings, load_settings
 from shared.host_settings import OVERRIDE_SETTINGS, HostSettings, host_settings
+from shared.links import LinkSigner, link_signer
 from shared.openai_client import (
     COGNITIVE_SERVICES_SCOPE,
     ApiKeyAuth,
@@ -54,6 +56,7 @@ class Runtime:
     queues: QueueSender
     host: HostSettings
     download_retry: RetryPolicy
+    links: LinkSigner | None  # None: the storage credential can sign no links (a SAS-only connection string)
 
     @property
     def max_dequeue_count(self) -> int:
@@ -154,6 +157,13 @@ def build_runtime(settings: Settings, credential: TokenCredential | None = None)
     service: BlobServiceClient = storage_client(BlobServiceClient, settings.storage)
     queue_service: QueueServiceClient = storage_client(QueueServiceClient, settings.queue_storage)
     host = host_settings()
+    try:
+        links: LinkSigner | None = link_signer(
+            service, settings.artifacts_container, timedelta(minutes=settings.link_minutes)
+        )
+    except ConfigError as error:
+        log.warning("%s; artifacts are listed without download links", error)
+        links = None
 
     return Runtime(
         settings=settings,
@@ -168,4 +178,5 @@ def build_runtime(settings: Settings, credential: TokenCredential | None = None)
         queues=QueueSender(queue_service, base64_messages=host.base64_messages),
         host=host,
         download_retry=RetryPolicy(attempts=settings.download_attempts),
+        links=links,
     )

@@ -16,15 +16,17 @@ from typing import Any
 
 import azure.functions as func
 
+from shared.callers import Caller, caller_of
 from shared.discovery import output_text
 from shared.fan_out import discover
 from shared.http_json import (
     UPSTREAM_FAILURES,
     Refusal,
+    accepted,
     json_errors,
-    json_response,
     runtime_or_refuse,
     status_url,
+    unknown_run,
     upstream_refusal,
 )
 from shared.idempotency import Claim, KeyInFlight, KeyReused, check_key
@@ -38,7 +40,6 @@ from shared.watcher import new_step_token, poll_delay
 log = logging.getLogger(__name__)
 
 HTTP_BUDGET_SECONDS = 225.0  # Azure's front end ends an HTTP request at 230 s
-RETRY_AFTER_SECONDS = 2  # when a caller should first look at the status API
 _MIN_LISTING_SECONDS = 5.0
 _WAIT_POLL_SECONDS = (0.5, 3.0)  # the first and the largest pause between looks while ``wait`` runs
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -51,12 +52,14 @@ def start_run(req: func.HttpRequest) -> func.HttpResponse:
     run = _parse(body)
     key = _idempotency_key(req)
     runtime = runtime_or_refuse()
+    caller = caller_of(req, runtime.settings)
     deadline = started + HTTP_BUDGET_SECONDS
+    _check_previous_run(runtime, caller, run)
 
     claim: Claim | None = None
     digest = hashlib.sha256(body).hexdigest()
     if key is not None:
-        claim = _claim(runtime, key, digest)
+        claim = _claim(runtime, key, caller, digest)
         if claim.response_id is not None:
             return _replayed(runtime, req, claim.response_id)
     try:
@@ -74,7 +77,7 @@ def start_run(req: func.HttpRequest) -> func.HttpResponse:
         raise Refusal(502, "upstream_error", "Azure OpenAI answered without a usable response id")
     if claim is not None:
         _note_started(runtime, claim, digest, response_id)
-    _record_and_watch(req, runtime, run, response)
+    _record_and_watch(req, runtime, run, response, caller)
 
     if run.wait_seconds and response.get("status") in RUNNING_STATUSES:
         response = _wait_for_end(runtime, response, min(started + run.wait_seconds, deadline - _MIN_LISTING_SECONDS))
@@ -104,9 +107,19 @@ def _idempotency_key(req: func.HttpRequest) -> str | None:
     return value
 
 
-def _claim(runtime: Runtime, key: str, digest: str) -> Claim:
+def _check_previous_run(runtime: Runtime, caller: Caller, run: RunRequest) -> None:
+    """Continuing another owner's run would read its conversation: refused before any call goes out."""
+    previous = run.options.get("previous_response_id")
+    if not isinstance(previous, str):
+        return
+    stored = runtime.status.runs.read(previous)
+    if stored is not None and not caller.owns(stored.record):
+        raise unknown_run(previous)
+
+
+def _claim(runtime: Runtime, key: str, caller: Caller, digest: str) -> Claim:
     try:
-        return runtime.status.claims.claim(key, "", digest)
+        return runtime.status.claims.claim(key, caller.scope, digest)
     except KeyReused:
         raise Refusal(
             422, "idempotency_key_reused",
@@ -127,7 +140,9 @@ def _note_started(runtime: Runtime, claim: Claim, digest: str, response_id: str)
         log.error("could not record the idempotency key of run %s: %s", response_id, type(error).__name__)
 
 
-def _record_and_watch(req: func.HttpRequest, runtime: Runtime, run: RunRequest, response: dict[str, Any]) -> None:
+def _record_and_watch(
+    req: func.HttpRequest, runtime: Runtime, run: RunRequest, response: dict[str, Any], caller: Caller
+) -> None:
     """The run is recorded and its watcher queued, or the caller learns the run's id from the error."""
     response_id = str(response["id"])
     status = response.get("status")
@@ -139,6 +154,7 @@ def _record_and_watch(req: func.HttpRequest, runtime: Runtime, run: RunRequest, 
         response_created_at=created if isinstance(created, int) and not isinstance(created, bool) else None,
         input_file_ids=list(run.file_ids),
         step_token=new_step_token(),
+        owner=caller.owner,
     )
     delay = poll_delay(runtime.settings, 1) if status in RUNNING_STATUSES else 0
     first_step = WatchMessage(response_id, record.seq, record.step_token)
@@ -171,9 +187,7 @@ def _wait_for_end(runtime: Runtime, response: dict[str, Any], until: float) -> d
 
 
 def _accepted(req: func.HttpRequest, runtime: Runtime, response: dict[str, Any], deadline: float) -> func.HttpResponse:
-    response_id = str(response["id"])
-    url = status_url(req, response_id)
-    body: dict[str, Any] = {"response_id": response_id, "status": response.get("status"), "status_url": url}
+    body: dict[str, Any] = {"status": response.get("status")}
     if response.get("status") not in RUNNING_STATUSES:
         # Ended in time: the files as the watcher will find them (it fans them out, not this request).
         body["output_text"] = output_text(response)
@@ -181,7 +195,7 @@ def _accepted(req: func.HttpRequest, runtime: Runtime, response: dict[str, Any],
         body["artifacts"] = [message.describe() for message in messages]
         if warnings:
             body["warnings"] = warnings
-    return json_response(202, body, {"Location": url, "Retry-After": str(RETRY_AFTER_SECONDS)})
+    return accepted(req, str(response["id"]), body)
 
 
 def _replayed(runtime: Runtime, req: func.HttpRequest, response_id: str) -> func.HttpResponse:
@@ -192,11 +206,5 @@ def _replayed(runtime: Runtime, req: func.HttpRequest, response_id: str) -> func
     except Exception as error:
         log.error("could not queue run %s again: %s", response_id, type(error).__name__)
         raise Refusal(503, "not_queued", "the run could not be queued; try again", response_id=response_id) from None
-    url = status_url(req, response_id)
-    body = {
-        "response_id": response_id,
-        "status": stored.record.status if stored is not None else None,
-        "status_url": url,
-    }
-    headers = {"Location": url, "Retry-After": str(RETRY_AFTER_SECONDS), "Idempotent-Replayed": "true"}
-    return json_response(202, body, headers)
+    body = {"status": stored.record.status if stored is not None else None}
+    return accepted(req, response_id, body, {"Idempotent-Replayed": "true"})

@@ -11,9 +11,10 @@ import logging
 import azure.functions as func
 from azure.core.exceptions import AzureError
 
+from shared.callers import caller_of
 from shared.events import is_complete
 from shared.http_json import Refusal, json_errors, json_response, route_response_id, runtime_or_refuse, unknown_run
-from shared.progress import artifact_states, count_states
+from shared.progress import artifact_states, count_states, with_links
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ def response_status(req: func.HttpRequest) -> func.HttpResponse:
     runtime = runtime_or_refuse()
     try:
         stored = runtime.status.runs.read(response_id)
-        if stored is None:
+        if stored is None or not caller_of(req, runtime.settings).owns(stored.record):
             raise unknown_run(response_id)
         record = stored.record
         states = artifact_states(runtime, record)
@@ -52,6 +53,6 @@ def response_status(req: func.HttpRequest) -> func.HttpResponse:
             "warnings": record.warnings,
             "event_id": record.event_id if record.event_sent else None,
             "counts": counts,
-            "artifacts": states,
+            "artifacts": with_links(runtime, states),
         },
     )

@@ -117,7 +117,7 @@ class Watcher:
         """Stop following a run (its watcher kept failing): record why and send its event."""
         response_id = message.response_id
         stored = self._load_or_start(response_id)
-        if message.seq is not None and message.seq != stored.record.seq:
+        if message.seq is not None and not _is_current_step(message, stored.record):
             return  # a duplicate of a step that has since been taken: the run is being followed
         if stored.record.phase == "complete":
             if not stored.record.event_sent:

@@ -408,7 +408,8 @@ def test_poisoned_watch_message_gives_the_run_up_but_a_stale_one_does_not(
 
     current = get_runtime().status.runs.read(response_id)
     assert current is not None
-    poison.send_message(base64.b64encode(WatchMessage(response_id, current.record.seq).to_json().encode()).decode())
+    step = WatchMessage(response_id, current.record.seq, current.record.step_token)
+    poison.send_message(base64.b64encode(step.to_json().encode()).decode())
     assert [d.error for d in host.deliver("give_up_run")] == [None]
     final = status(host, response_id)
     assert final["phase"] == "complete"
@@ -424,3 +425,17 @@ def test_status_of_a_damaged_record_is_a_json_error(host: FunctionsHost, app_env
     assert call.response.status_code == 500
     assert call.response.mimetype == "application/json"
     assert call.json()["error"]["code"] == "record_unreadable"
+
+
+def test_import_rebuilds_a_damaged_record(host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv) -> None:
+    made = files(1)
+    prompt = f"damaged {uuid.uuid4().hex}"
+    fake.register(prompt, Scenario([FakeContainer(made)]))
+    response_id = fake.create({"model": "gpt-test", "input": prompt, "tools": [CODE_INTERPRETER], "store": True,
+                               "include": ["code_interpreter_call.outputs"]})["id"]
+    app_env.status().create_container()
+    app_env.status().upload_blob(f"{response_id}/_run.json", b'{"response_id": "' + response_id.encode() + b'"}')
+    assert host.http("GET", f"responses/{response_id}").response.status_code == 500
+    assert host.http("POST", f"responses/{response_id}/import").response.status_code == 202
+    final = finished(host, response_id)
+    assert final["counts"]["persisted"] == 1 and final["complete"] is True

@@ -22,8 +22,8 @@ def post_run(
     return call
 
 
-def status(host: FunctionsHost, response_id: str) -> dict[str, Any]:
-    call = host.http("GET", f"responses/{response_id}")
+def status(host: FunctionsHost, response_id: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    call = host.http("GET", f"responses/{response_id}", headers=headers)
     assert call.response.status_code == 200, call.response.get_body()
     result: dict[str, Any] = call.json()
     return result
@@ -43,10 +43,12 @@ def start_and_discover(
     return discovered(host, response_id)
 
 
-def finished(host: FunctionsHost, response_id: str, *, timeout: float = 60) -> dict[str, Any]:
-    """Run every queue until the run's completion event is sent; its final status."""
-    host.run_until(lambda: status(host, response_id)["event_id"] is not None, timeout=timeout)
-    return status(host, response_id)
+def finished(
+    host: FunctionsHost, response_id: str, *, timeout: float = 60, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run every queue until the run's completion event is sent; its final status (as ``headers``' caller)."""
+    host.run_until(lambda: status(host, response_id, headers)["event_id"] is not None, timeout=timeout)
+    return status(host, response_id, headers)
 
 
 def events(host: FunctionsHost, env: AppEnv) -> list[dict[str, Any]]:
