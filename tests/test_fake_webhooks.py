@@ -7,9 +7,7 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -28,6 +26,7 @@ from openai.types.webhooks import (
 )
 
 from tests.fake_openai import RESPONSE_EVENT_TYPES, FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
+from tests.fake_openai.receiver import Received, WebhookReceiver
 from tests.fake_openai.webhooks import ENDPOINT_OBJECT
 
 API_KEY = "webhook-test-key"
@@ -39,58 +38,6 @@ EVENT_CLASSES: dict[str, type[Any]] = {
     "response.cancelled": ResponseCancelledWebhookEvent,
     "response.incomplete": ResponseIncompleteWebhookEvent,
 }
-
-
-@dataclass(frozen=True)
-class Received:
-    path: str
-    headers: dict[str, str]  # names lower-cased
-    body: bytes
-
-
-class Receiver:
-    """A webhook receiver on loopback that records what arrives and answers the statuses it is given."""
-
-    def __init__(self, *, threaded: bool = True, on_receive: Callable[[Received], None] | None = None) -> None:
-        self.received: list[Received] = []
-        self.statuses: list[int] = []  # answered in turn; 200 once used up
-        self._changed = threading.Condition()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                got = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                if on_receive is not None:
-                    on_receive(got)
-                with receiver._changed:
-                    receiver.received.append(got)
-                    status = receiver.statuses.pop(0) if receiver.statuses else 200
-                    receiver._changed.notify_all()
-                self.send_response(status)
-                if 300 <= status < 400:
-                    self.send_header("Location", "/elsewhere")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        server_class = ThreadingHTTPServer if threaded else HTTPServer
-        self._server = server_class(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-        self._thread.start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/api/webhooks/azure-openai?code=k"
-
-    def wait(self, count: int, timeout: float = 10.0) -> list[Received]:
-        with self._changed:
-            assert self._changed.wait_for(lambda: len(self.received) >= count, timeout), self.received
-            return list(self.received)
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
 
 
 @pytest.fixture
@@ -106,8 +53,8 @@ def http(server: FakeAzureOpenAI) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    got = Receiver()
+def receiver() -> Iterator[WebhookReceiver]:
+    got = WebhookReceiver()
     yield got
     got.close()
 
@@ -156,7 +103,7 @@ def create_endpoint(http: httpx.Client, url: str, **extra: Any) -> dict[str, Any
 # -- registration routes -----------------------------------------------------------------------
 
 
-def test_create_answers_the_endpoint_with_its_secret_once(http: httpx.Client, receiver: Receiver) -> None:
+def test_create_answers_the_endpoint_with_its_secret_once(http: httpx.Client, receiver: WebhookReceiver) -> None:
     created = create_endpoint(http, receiver.url, event_types=["response.completed", "response.failed"])
     endpoint = WebhookEndpointWithSecret.model_validate(as_openai(created))
 
@@ -176,7 +123,9 @@ def test_create_answers_the_endpoint_with_its_secret_once(http: httpx.Client, re
     assert WebhookEndpoint.model_validate(as_openai(one.json())).signing_secret_hint == endpoint.signing_secret_hint
 
 
-def test_delete_answers_the_deleted_object_and_forgets_the_endpoint(http: httpx.Client, receiver: Receiver) -> None:
+def test_delete_answers_the_deleted_object_and_forgets_the_endpoint(
+    http: httpx.Client, receiver: WebhookReceiver
+) -> None:
     endpoint_id = create_endpoint(http, receiver.url)["id"]
 
     deleted = http.delete(f"{ROUTE}/{endpoint_id}")
@@ -190,7 +139,7 @@ def test_delete_answers_the_deleted_object_and_forgets_the_endpoint(http: httpx.
     assert http.get(f"{ROUTE}/{endpoint_id}").status_code == 404
 
 
-def test_update_changes_the_url_and_types_but_never_the_secret(http: httpx.Client, receiver: Receiver) -> None:
+def test_update_changes_the_url_and_types_but_never_the_secret(http: httpx.Client, receiver: WebhookReceiver) -> None:
     created = create_endpoint(http, receiver.url)
     new_url = "https://example.invalid/api/webhooks/azure-openai"
 
@@ -203,7 +152,7 @@ def test_update_changes_the_url_and_types_but_never_the_secret(http: httpx.Clien
     assert http.post(f"{ROUTE}/we_nope", json={"name": "x"}).status_code == 404
 
 
-def test_list_pages_newest_first(http: httpx.Client, receiver: Receiver) -> None:
+def test_list_pages_newest_first(http: httpx.Client, receiver: WebhookReceiver) -> None:
     ids = [create_endpoint(http, receiver.url, name=f"app-{n}")["id"] for n in range(5)]
 
     first = http.get(ROUTE, params={"limit": 2}).json()
@@ -272,7 +221,7 @@ def test_registration_routes_want_the_same_auth(server: FakeAzureOpenAI, headers
 
 @pytest.mark.parametrize("status", ["completed", "failed", "incomplete"])
 def test_a_run_that_ends_by_its_polls_sends_one_signed_event(
-    server: FakeAzureOpenAI, http: httpx.Client, receiver: Receiver, status: str
+    server: FakeAzureOpenAI, http: httpx.Client, receiver: WebhookReceiver, status: str
 ) -> None:
     endpoint_id, secret = server.register_webhook(receiver.url)
     response_id = start_run(server, running(status=status))
@@ -303,7 +252,9 @@ def test_a_run_that_ends_by_its_polls_sends_one_signed_event(
     assert delivery.webhook_id == got.headers["webhook-id"]
 
 
-def test_finish_and_cancel_send_their_events(server: FakeAzureOpenAI, http: httpx.Client, receiver: Receiver) -> None:
+def test_finish_and_cancel_send_their_events(
+    server: FakeAzureOpenAI, http: httpx.Client, receiver: WebhookReceiver
+) -> None:
     _, secret = server.register_webhook(receiver.url)
     finished = start_run(server, running(), "finish me")
     cancelled = start_run(server, running(), "cancel me")
@@ -320,7 +271,9 @@ def test_finish_and_cancel_send_their_events(server: FakeAzureOpenAI, http: http
     assert events == {finished: "response.completed", cancelled: "response.cancelled"}
 
 
-def test_a_background_run_that_ends_at_once_still_sends_its_event(server: FakeAzureOpenAI, receiver: Receiver) -> None:
+def test_a_background_run_that_ends_at_once_still_sends_its_event(
+    server: FakeAzureOpenAI, receiver: WebhookReceiver
+) -> None:
     _, secret = server.register_webhook(receiver.url)
 
     response_id = start_run(server, running(polls_before_done=0))
@@ -330,7 +283,7 @@ def test_a_background_run_that_ends_at_once_still_sends_its_event(server: FakeAz
     assert unwrap(secret, receiver.wait(1)[0]).data.id == response_id
 
 
-def test_a_synchronous_run_sends_nothing(server: FakeAzureOpenAI, receiver: Receiver) -> None:
+def test_a_synchronous_run_sends_nothing(server: FakeAzureOpenAI, receiver: WebhookReceiver) -> None:
     server.register_webhook(receiver.url)
     server.register("sync", running())
 
@@ -341,7 +294,7 @@ def test_a_synchronous_run_sends_nothing(server: FakeAzureOpenAI, receiver: Rece
 
 
 def test_only_subscribed_endpoints_get_an_event_each_with_its_own_secret(
-    server: FakeAzureOpenAI, receiver: Receiver
+    server: FakeAzureOpenAI, receiver: WebhookReceiver
 ) -> None:
     _, completed_secret = server.register_webhook(receiver.url + "&who=completed", ["response.completed"])
     _, all_secret = server.register_webhook(receiver.url + "&who=all")
@@ -360,7 +313,7 @@ def test_only_subscribed_endpoints_get_an_event_each_with_its_own_secret(
     assert by_who["all"].headers["webhook-id"] != by_who["completed"].headers["webhook-id"]
 
 
-def test_a_run_ends_by_itself_after_its_seconds(server: FakeAzureOpenAI, receiver: Receiver) -> None:
+def test_a_run_ends_by_itself_after_its_seconds(server: FakeAzureOpenAI, receiver: WebhookReceiver) -> None:
     _, secret = server.register_webhook(receiver.url)
 
     response_id = start_run(server, running(polls_before_done=0, seconds_before_done=0.05))
@@ -372,7 +325,9 @@ def test_a_run_ends_by_itself_after_its_seconds(server: FakeAzureOpenAI, receive
     assert unwrap(secret, receiver.wait(1)[0]).type == "response.completed"
 
 
-def test_polls_can_end_a_timed_run_first(server: FakeAzureOpenAI, http: httpx.Client, receiver: Receiver) -> None:
+def test_polls_can_end_a_timed_run_first(
+    server: FakeAzureOpenAI, http: httpx.Client, receiver: WebhookReceiver
+) -> None:
     server.register_webhook(receiver.url)
     response_id = start_run(server, running(polls_before_done=1, seconds_before_done=3600))
 
@@ -407,7 +362,7 @@ def test_register_refuses_impossible_seconds(server: FakeAzureOpenAI, seconds: f
         server.register("p", running(seconds_before_done=seconds))
 
 
-def test_a_failed_delivery_is_retried_under_the_same_id(server: FakeAzureOpenAI, receiver: Receiver) -> None:
+def test_a_failed_delivery_is_retried_under_the_same_id(server: FakeAzureOpenAI, receiver: WebhookReceiver) -> None:
     _, secret = server.register_webhook(receiver.url)
     receiver.statuses = [500, 503]
 
@@ -421,7 +376,7 @@ def test_a_failed_delivery_is_retried_under_the_same_id(server: FakeAzureOpenAI,
     assert [unwrap(secret, got).data.id for got in receiver.received] == [response_id] * 3
 
 
-def test_retries_are_bounded(receiver: Receiver) -> None:
+def test_retries_are_bounded(receiver: WebhookReceiver) -> None:
     with FakeAzureOpenAI(webhook_retries=2, webhook_backoff_seconds=0.01) as server:
         server.register_webhook(receiver.url)
         receiver.statuses = [500] * 10
@@ -431,7 +386,7 @@ def test_retries_are_bounded(receiver: Receiver) -> None:
         assert [(d.attempt, d.status) for d in server.webhook_deliveries()] == [(1, 500), (2, 500), (3, 500)]
 
 
-def test_a_redirect_is_a_failed_delivery(server: FakeAzureOpenAI, receiver: Receiver) -> None:
+def test_a_redirect_is_a_failed_delivery(server: FakeAzureOpenAI, receiver: WebhookReceiver) -> None:
     server.register_webhook(receiver.url)
     receiver.statuses = [307]
 
@@ -443,7 +398,7 @@ def test_a_redirect_is_a_failed_delivery(server: FakeAzureOpenAI, receiver: Rece
 
 
 def test_an_unreachable_receiver_is_recorded_not_raised() -> None:
-    receiver = Receiver()
+    receiver = WebhookReceiver()
     url = receiver.url
     receiver.close()  # nothing listens there now
     with FakeAzureOpenAI(webhook_retries=1, webhook_backoff_seconds=0.01) as server:
@@ -470,7 +425,7 @@ def test_ending_a_run_from_inside_the_receiver_does_not_deadlock(server: FakeAzu
                 ).status_code
             )
 
-    receiver = Receiver(threaded=False, on_receive=cancel_second)
+    receiver = WebhookReceiver(threaded=False, on_receive=cancel_second)
     try:
         _, secret = server.register_webhook(receiver.url)
         first = start_run(server, running(), "first")
@@ -483,7 +438,7 @@ def test_ending_a_run_from_inside_the_receiver_does_not_deadlock(server: FakeAzu
         receiver.close()
 
 
-def test_clear_webhooks_forgets_endpoints_and_records(server: FakeAzureOpenAI, receiver: Receiver) -> None:
+def test_clear_webhooks_forgets_endpoints_and_records(server: FakeAzureOpenAI, receiver: WebhookReceiver) -> None:
     server.register_webhook(receiver.url)
     start_run(server, running(polls_before_done=0))
     server.wait_for_webhooks_settled()
@@ -513,7 +468,7 @@ def test_the_registration_helper_validates_like_the_route(server: FakeAzureOpenA
 # -- hand-made deliveries --------------------------------------------------------------------
 
 
-def good_or_bad(server: FakeAzureOpenAI, receiver: Receiver, secret: str, **spoil: Any) -> Received:
+def good_or_bad(server: FakeAzureOpenAI, receiver: WebhookReceiver, secret: str, **spoil: Any) -> Received:
     before = len(receiver.received)
     event_type = spoil.pop("event_type", "response.completed")
     status = server.send_webhook(receiver.url, event_type, "resp_1", secret=secret, **spoil)
@@ -521,7 +476,7 @@ def good_or_bad(server: FakeAzureOpenAI, receiver: Receiver, secret: str, **spoi
     return receiver.wait(before + 1)[before]
 
 
-def test_a_hand_made_delivery_is_good_by_default(server: FakeAzureOpenAI, receiver: Receiver) -> None:
+def test_a_hand_made_delivery_is_good_by_default(server: FakeAzureOpenAI, receiver: WebhookReceiver) -> None:
     _, secret = server.register_webhook(receiver.url)
 
     got = good_or_bad(server, receiver, secret)
@@ -544,7 +499,7 @@ def test_a_hand_made_delivery_is_good_by_default(server: FakeAzureOpenAI, receiv
     ],
 )
 def test_bad_deliveries_fail_the_sdk_signature_check(
-    server: FakeAzureOpenAI, receiver: Receiver, spoil: dict[str, Any]
+    server: FakeAzureOpenAI, receiver: WebhookReceiver, spoil: dict[str, Any]
 ) -> None:
     _, secret = server.register_webhook(receiver.url)
 
@@ -554,7 +509,7 @@ def test_bad_deliveries_fail_the_sdk_signature_check(
         unwrap(secret, got)
 
 
-def test_a_duplicate_id_is_sent_twice_and_verifies_twice(server: FakeAzureOpenAI, receiver: Receiver) -> None:
+def test_a_duplicate_id_is_sent_twice_and_verifies_twice(server: FakeAzureOpenAI, receiver: WebhookReceiver) -> None:
     _, secret = server.register_webhook(receiver.url)
 
     first = good_or_bad(server, receiver, secret, webhook_id="wh_same")
@@ -565,7 +520,7 @@ def test_a_duplicate_id_is_sent_twice_and_verifies_twice(server: FakeAzureOpenAI
 
 
 def test_a_signed_non_json_body_passes_the_signature_and_fails_parsing(
-    server: FakeAzureOpenAI, receiver: Receiver
+    server: FakeAzureOpenAI, receiver: WebhookReceiver
 ) -> None:
     _, secret = server.register_webhook(receiver.url)
 
@@ -576,7 +531,9 @@ def test_a_signed_non_json_body_passes_the_signature_and_fails_parsing(
         unwrap(secret, got)
 
 
-def test_an_unknown_event_type_verifies_but_is_no_response_event(server: FakeAzureOpenAI, receiver: Receiver) -> None:
+def test_an_unknown_event_type_verifies_but_is_no_response_event(
+    server: FakeAzureOpenAI, receiver: WebhookReceiver
+) -> None:
     _, secret = server.register_webhook(receiver.url)
 
     got = good_or_bad(server, receiver, secret, event_type="batch.completed")
@@ -587,7 +544,7 @@ def test_an_unknown_event_type_verifies_but_is_no_response_event(server: FakeAzu
 
 
 def test_send_webhook_raises_when_nothing_listens(server: FakeAzureOpenAI) -> None:
-    receiver = Receiver()
+    receiver = WebhookReceiver()
     url = receiver.url
     receiver.close()
 
@@ -600,7 +557,7 @@ def test_send_webhook_raises_when_nothing_listens(server: FakeAzureOpenAI) -> No
 # -- from another process ---------------------------------------------------------------------
 
 
-def test_seeding_routes_for_benchmarks(server: FakeAzureOpenAI, http: httpx.Client, receiver: Receiver) -> None:
+def test_seeding_routes_for_benchmarks(server: FakeAzureOpenAI, http: httpx.Client, receiver: WebhookReceiver) -> None:
     created = create_endpoint(http, receiver.url)  # the real route returns the secret: no seeding needed
     seeded = http.post(
         "/_fake/scenarios",

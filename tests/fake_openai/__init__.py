@@ -1,6 +1,7 @@
 """A fake Azure OpenAI v1 endpoint for tests: real HTTP on loopback, standard library only."""
 
 from tests.fake_openai.deliveries import WebhookDelivery
+from tests.fake_openai.receiver import Received, WebhookReceiver
 from tests.fake_openai.server import (
     FakeApiError,
     FakeAzureOpenAI,
@@ -19,9 +20,11 @@ __all__ = [
     "FakeAzureOpenAI",
     "FakeContainer",
     "FakeFile",
+    "Received",
     "RecordedRequest",
     "Scenario",
     "WebhookDelivery",
+    "WebhookReceiver",
     "demo_scenario",
     "event_body",
     "png_bytes",
