@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# azd postdeploy hook (azure.yaml): registers the deployed app's webhook on the Azure OpenAI resource
+# and stores its secret in Key Vault (scripts/register_webhook.py, with the azd environment's values).
+# Does nothing, and says so, unless the azd environment has ARTIFACTS_REGISTER_WEBHOOK=true, so
+# `azd up` stays the same for deployments that do not use webhooks. Extra arguments go to the script.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+case "${ARTIFACTS_REGISTER_WEBHOOK:-}" in
+  true | True | TRUE | 1) ;;
+  *)
+    echo "Webhook registration skipped: ARTIFACTS_REGISTER_WEBHOOK is not true" \
+      "(to register: azd env set ARTIFACTS_REGISTER_WEBHOOK true && azd deploy)."
+    exit 0
+    ;;
+esac
+
+# The script needs only the app's runtime packages (httpx, azure-identity): the dev environment
+# when there is one, else a small one of its own (.venv-hook, never deployed: .funcignore drops .venv*).
+python=.venv/bin/python
+if [ ! -x "$python" ]; then
+  python=.venv-hook/bin/python
+  if [ ! -f .venv-hook/.installed ] || [ requirements.txt -nt .venv-hook/.installed ]; then
+    echo "==> preparing .venv-hook for the webhook registration"
+    [ -x "$python" ] || "${PYTHON:-python3}" -m venv .venv-hook
+    "$python" -m pip install --quiet --disable-pip-version-check -r requirements.txt
+    touch .venv-hook/.installed
+  fi
+fi
+exec "$python" -m scripts.register_webhook "$@"
