@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # azd postdeploy hook (azure.yaml): registers the deployed app's webhook on the Azure OpenAI resource
 # and stores its secret in Key Vault (scripts/register_webhook.py, with the azd environment's values).
-# Does nothing, and says so, unless the azd environment has ARTIFACTS_REGISTER_WEBHOOK=true, so
-# `azd up` stays the same for deployments that do not use webhooks. Extra arguments go to the script.
+# Does nothing, and says so, unless the azd environment has ARTIFACTS_REGISTER_WEBHOOK=true (an infra
+# output, true when ARTIFACTS_WEBHOOK_ENABLED is), so `azd up` stays the same for deployments that
+# do not use webhooks. Extra arguments go to the script.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -10,7 +11,7 @@ case "${ARTIFACTS_REGISTER_WEBHOOK:-}" in
   true | True | TRUE | 1) ;;
   *)
     echo "Webhook registration skipped: ARTIFACTS_REGISTER_WEBHOOK is not true" \
-      "(to register: azd env set ARTIFACTS_REGISTER_WEBHOOK true && azd deploy)."
+      "(infra sets it when webhooks are on: azd env set ARTIFACTS_WEBHOOK_ENABLED true && azd up)."
     exit 0
     ;;
 esac
