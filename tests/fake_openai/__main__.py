@@ -2,8 +2,9 @@
 
 Every prompt gets the demo scenario (a PNG chart, a cited CSV, an uncited summary.md and
 a user input file that must not be persisted). A ``background: true`` run answers
-``queued`` and its final object on the first ``GET /openai/v1/responses/{id}``. Serves
-until Ctrl-C.
+``queued`` and its final object on the first ``GET /openai/v1/responses/{id}``, and sends its
+signed ``response.*`` webhook to every registered endpoint (plain http is accepted for loopback,
+so ``func start`` can take them without a tunnel). Serves until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  AZURE_OPENAI_ENDPOINT={fake.endpoint}", flush=True)
         print("  authenticate with 'api-key: <the --api-key value>' or 'Authorization: Bearer <token>'", flush=True)
         print("  every prompt gets the demo scenario; Ctrl-C stops", flush=True)
+        print(
+            "  webhooks to func start: python -m scripts.register_webhook --url http://127.0.0.1:7071"
+            " --local-settings local.settings.json",
+            flush=True,
+        )
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
