@@ -12,6 +12,7 @@ A contract for downstream consumers (documented in the README)::
 ``url`` is a read-only download link that expires at ``url_expires_at`` (ARTIFACTS_LINK_MINUTES); a
 consumer that needs a fresh one asks the status API.
 
+It also carries the run's W3C ``traceparent`` (and ``tracestate``) when the app is traced.
 ``event_id`` is the same for every copy of one run's event (a consumer drops duplicates by it).
 When the list would not fit in a queue message, ``artifacts`` is left out, ``artifacts_truncated``
 is true and ``details_blob`` names the status-container blob holding the whole event.
@@ -27,6 +28,7 @@ from shared.messages import MAX_MESSAGE_BYTES, SCHEMA_VERSION
 from shared.progress import artifact_states, count_states, with_links
 from shared.run_record import RunRecord
 from shared.runtime import Runtime
+from shared.telemetry import current_trace_fields
 
 EVENT_TYPE = "artifacts.completed"
 _EVENT_FIELDS = (
@@ -53,6 +55,7 @@ def build_event(runtime: Runtime, record: RunRecord) -> dict[str, Any]:
         "artifacts": [
             {key: entry[key] for key in _EVENT_FIELDS if key in entry} for entry in with_links(runtime, states)
         ],
+        **current_trace_fields(),  # a consumer can continue the run's trace
     }
 
 

@@ -12,11 +12,13 @@ from urllib.parse import urlsplit
 import azure.functions as func
 import httpx
 from azure.core.exceptions import ClientAuthenticationError
+from opentelemetry.trace import SpanKind
 
 from shared.config import ConfigError
 from shared.ids import is_valid_id
 from shared.openai_client import TransientUpstreamError, UpstreamError
 from shared.runtime import Runtime, get_runtime
+from shared.telemetry import annotate, fail, step_span
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +51,19 @@ Handler = Callable[[func.HttpRequest], func.HttpResponse]
 
 
 def json_errors(handler: Handler) -> Handler:
-    """A refusal becomes its answer; anything unexpected a JSON 500, never a stack trace."""
+    """A refusal becomes its answer; anything unexpected a JSON 500, never a stack trace. Each
+    request is a span (under the host's request span, in Azure) with its answer's status."""
 
     @functools.wraps(handler)
     def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        with step_span(handler.__name__, kind=SpanKind.SERVER, response_id=req.route_params.get("response_id")) as span:
+            answer = _answer(req)
+            annotate(span, http_status=answer.status_code)
+            if answer.status_code >= 500:
+                fail(span, "server_error")
+            return answer
+
+    def _answer(req: func.HttpRequest) -> func.HttpResponse:
         try:
             return handler(req)
         except Refusal as refusal:
@@ -107,7 +118,7 @@ def upstream_refusal(error: Exception) -> Refusal:
     """An Azure OpenAI call that failed, as the caller should see it (no secrets: details are scrubbed)."""
     if isinstance(error, UpstreamError):
         log.warning("Azure OpenAI refused: %s", error)
-        return Refusal(502, "upstream_error", "Azure OpenAI answered with an error", upstream=error.detail)
+        return _refused_upstream(error)
     if isinstance(error, TransientUpstreamError):
         if error.detail.get("route_not_found"):
             return Refusal(502, "upstream_route_not_found",
@@ -123,6 +134,16 @@ def upstream_refusal(error: Exception) -> Refusal:
         log.error("could not get an Entra ID token for Azure OpenAI: %s", type(error).__name__)
         return Refusal(500, "credential_unavailable", "the app could not authenticate to Azure OpenAI")
     raise error
+
+
+def _refused_upstream(error: UpstreamError) -> Refusal:
+    param = error.detail.get("param")
+    if error.status == 400 and isinstance(param, str) and param:
+        # A field of the caller's request the model refuses (temperature on a reasoning model):
+        # named, as any other bad field is.
+        return Refusal(400, "invalid_request", f"{param}: Azure OpenAI refused it: {error.detail.get('message')}",
+                       field=param, upstream=error.detail)
+    return Refusal(502, "upstream_error", "Azure OpenAI answered with an error", upstream=error.detail)
 
 
 UPSTREAM_FAILURES = (UpstreamError, TransientUpstreamError, httpx.TransportError, ClientAuthenticationError)

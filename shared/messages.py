@@ -17,20 +17,24 @@ The artifact message (queue ``ARTIFACTS_QUEUE``), one per file::
      "mime_type": "image/png" | null, "size": 1234 | null}
 
 Only the three ids are required; ``v`` defaults to 1, ``filename`` to the file id and
-``blob_name`` to the one derived from the ids and the filename.
+``blob_name`` to the one derived from the ids and the filename. ``"auth_waits": 2`` appears only
+on a message the app sent again while Storage or Azure OpenAI refused it access (see
+``shared.persist``): how many times it has waited so far.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared.ids import require_id
 from shared.naming import MAX_DISPLAY_NAME_CHARS, blob_name, safe_filename, valid_mime_type
+from shared.telemetry import TRACE_FIELDS, current_trace_fields
 
 SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 48 * 1024  # a Storage queue message is at most 64 KiB after base64
+_MAX_COUNT = 1000  # far above any count the app writes
 _MAX_TEXT_BYTES = 4 * MAX_DISPLAY_NAME_CHARS + 64  # a bounded name (<= 4 UTF-8 bytes per char) or blob name
 
 
@@ -44,9 +48,12 @@ class WatchMessage:
     seq: int | None = None
     token: str | None = None
     capture: bool = False
+    trace: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # the sender's W3C context
 
     def to_json(self) -> str:
-        return json.dumps({"v": SCHEMA_VERSION, **asdict(self)}, separators=(",", ":"))
+        data = {"v": SCHEMA_VERSION, "response_id": self.response_id, "seq": self.seq, "token": self.token,
+                "capture": self.capture}
+        return json.dumps({**data, **current_trace_fields()}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, body: bytes | str) -> WatchMessage:
@@ -63,6 +70,7 @@ class WatchMessage:
                 seq=seq,
                 token=_optional_text(data, "token"),
                 capture=capture,
+                trace=_trace(data),
             )
         except ValueError as error:
             raise InvalidMessage(str(error)) from None
@@ -77,13 +85,31 @@ class ArtifactMessage:
     blob_name: str
     mime_type: str | None = None
     size: int | None = None
+    auth_waits: int = 0  # waits so far for access to be granted (role assignments propagating)
+    # False when the message left out its blob name (a hand-written one with the ids): the artifact
+    # may be stored under another name, so it is looked up by ids before anything is downloaded.
+    names_blob: bool = field(default=True, compare=False)
+    trace: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # the sender's W3C context
 
     def to_json(self) -> str:
-        return json.dumps({"v": SCHEMA_VERSION, **asdict(self)}, ensure_ascii=False, separators=(",", ":"))
+        data: dict[str, Any] = {"v": SCHEMA_VERSION, **self.describe(), "response_id": self.response_id}
+        if not self.names_blob:
+            del data["blob_name"]  # still derived from the ids when read, and still looked up by them
+        if self.auth_waits:
+            data["auth_waits"] = self.auth_waits
+        data.update(current_trace_fields())
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
     def describe(self) -> dict[str, Any]:
         """The artifact as the status API, the run record and the event name it."""
-        return {key: value for key, value in asdict(self).items() if key != "response_id"}
+        return {
+            "container_id": self.container_id,
+            "file_id": self.file_id,
+            "filename": self.filename,
+            "blob_name": self.blob_name,
+            "mime_type": self.mime_type,
+            "size": self.size,
+        }
 
     @classmethod
     def from_json(cls, body: bytes | str) -> ArtifactMessage:
@@ -106,6 +132,9 @@ class ArtifactMessage:
                 ),
                 mime_type=valid_mime_type(_optional_text(data, "mime_type")),
                 size=_optional_size(data),
+                auth_waits=_count(data, "auth_waits"),
+                names_blob=data.get("blob_name") is not None,
+                trace=_trace(data),
             )
         except ValueError as error:
             raise InvalidMessage(str(error)) from None
@@ -147,6 +176,18 @@ def _optional_text(data: dict[str, Any], key: str) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > 255:
         raise ValueError(f"{key} must be a short string or null")
+    return value
+
+
+def _trace(data: dict[str, Any]) -> dict[str, str]:
+    """The W3C trace context a message carries (ignored if malformed: it only links telemetry)."""
+    return {key: value[:512] for key in TRACE_FIELDS if isinstance(value := data.get(key), str)}
+
+
+def _count(data: dict[str, Any], key: str) -> int:
+    value = data.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_COUNT:
+        raise ValueError(f"{key} must be an integer from 0 to {_MAX_COUNT}")
     return value
 
 

@@ -19,6 +19,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.storage.blob import ContentSettings
 
 from shared.blob_store import ContainerGuard, utc_timestamp
+from shared.telemetry import current_trace_fields
 
 RUN_RECORD = "_run.json"
 MAX_OUTPUT_TEXT_CHARS = 32 * 1024  # the record and the status answer stay bounded
@@ -57,11 +58,13 @@ class RunRecord:
     event_id: str | None = None
     event_sent: bool = False
     owner: str | None = None  # the caller who started or imported it (Easy Auth); None: every key holder
+    trace: dict[str, str] = field(default_factory=dict)  # the run's W3C trace context: every step continues it
 
     @classmethod
     def start(cls, response_id: str, started_via: str, **known: Any) -> RunRecord:
+        """A new record, its trace the current span's (the POST's, the import's, the capture's)."""
         return cls(response_id=response_id, started_via=started_via, created_at=utc_timestamp(),
-                   followed_since=time.time(), **known)
+                   followed_since=time.time(), trace=current_trace_fields(), **known)
 
     def restart(self) -> None:
         """Follow the run again from the start (an import): re-discover, re-queue, a new event."""
@@ -75,6 +78,7 @@ class RunRecord:
         self.given_up = None
         self.event_id = None
         self.event_sent = False
+        self.trace = current_trace_fields()  # the new generation is the import's trace
 
     def set_output_text(self, text: str) -> None:
         self.output_text = text[:MAX_OUTPUT_TEXT_CHARS]

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import azure.functions as func
+from opentelemetry import trace
 
 from shared.callers import Caller, caller_of
 from shared.discovery import output_text
@@ -35,6 +36,7 @@ from shared.messages import WatchMessage
 from shared.run_record import RUNNING_STATUSES, RunRecord
 from shared.run_request import InvalidRequest, RunRequest, parse_run_request
 from shared.runtime import Runtime
+from shared.telemetry import annotate
 from shared.watcher import new_step_token, poll_delay
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ def start_run(req: func.HttpRequest) -> func.HttpResponse:
     response_id = response.get("id")
     if not is_valid_id(response_id):
         raise Refusal(502, "upstream_error", "Azure OpenAI answered without a usable response id")
+    annotate(trace.get_current_span(), response_id=response_id)
     if claim is not None:
         _note_started(runtime, claim, digest, response_id)
     _record_and_watch(req, runtime, run, response, caller)

@@ -21,6 +21,7 @@ import logging
 import math
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -37,6 +38,7 @@ from shared.progress import artifact_states, count_states
 from shared.run_record import RUNNING_STATUSES, RecordConflict, RunRecord, Stored
 from shared.runtime import Runtime
 from shared.status_store import Failure
+from shared.telemetry import annotate, context_from, run_polls, runs_given_up, step_span, time_to_last_artifact
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +89,12 @@ class Watcher:
     def handle(self, message: WatchMessage) -> None:
         response: dict[str, Any] | None = None
         if message.capture:
-            captured = self._capture(message.response_id)
+            captured = self._capture(message)
             if captured is None:
                 return
             stored, response = captured
         else:
-            stored = self._load_or_start(message.response_id)
+            stored = self._load_or_start(message)
         record = stored.record
         if message.seq is not None and not _is_current_step(message, record):
             if message.seq == record.seq + 1 and record.phase != "complete":
@@ -103,20 +105,24 @@ class Watcher:
                 log.info("run %s: dropping a duplicate watch message (seq %s, now %s)",
                          message.response_id, message.seq, record.seq)
             return
-        try:
-            if record.phase == "running":
-                self._follow_run(stored, response)
-            elif record.phase == "persisting":
-                self._follow_artifacts(stored)
-            elif not record.event_sent:
-                self._send_event(stored)
-        except RecordConflict:
-            log.info("run %s: another instance took this step first", message.response_id)
+        woken_by = context_from(message.trace)
+        with step_span("watch_run", parent=context_from(record.trace) or woken_by, link_to=[woken_by],
+                       response_id=record.response_id, phase=record.phase, seq=record.seq) as span:
+            try:
+                if record.phase == "running":
+                    self._follow_run(stored, response)
+                elif record.phase == "persisting":
+                    self._follow_artifacts(stored)
+                elif not record.event_sent:
+                    self._send_event(stored)
+            except RecordConflict:
+                annotate(span, outcome="duplicate_step")
+                log.info("run %s: another instance took this step first", message.response_id)
 
     def give_up(self, message: WatchMessage, reason: str) -> None:
         """Stop following a run (its watcher kept failing): record why and send its event."""
         response_id = message.response_id
-        stored = self._load_or_start(response_id)
+        stored = self._load_or_start(message)
         if message.seq is not None and not _is_current_step(message, stored.record):
             return  # a duplicate of a step that has since been taken: the run is being followed
         if stored.record.phase == "complete":
@@ -212,7 +218,9 @@ class Watcher:
         record.phase = "complete"
         record.event_id = record.event_id_for_generation()
         record.event_sent = False
-        self._send_event(self.runtime.status.runs.replace(record, stored.etag))
+        completed = self.runtime.status.runs.replace(record, stored.etag)
+        _measure_run(record)
+        self._send_event(completed)
 
     def _send_event(self, stored: Stored) -> None:
         event = send_event(self.runtime, stored.record)
@@ -225,9 +233,10 @@ class Watcher:
     def _send(self, message: WatchMessage, delay: int) -> None:
         self.runtime.queues.send(self.runtime.settings.queues.runs, message.to_json(), delay_seconds=delay)
 
-    def _capture(self, response_id: str) -> tuple[Stored, dict[str, Any] | None] | None:
+    def _capture(self, message: WatchMessage) -> tuple[Stored, dict[str, Any] | None] | None:
         """A run a webhook announced (capture ``all``): its record, made now if the run used the
         code interpreter; None if it did not (one GET, nothing recorded) or no longer exists."""
+        response_id = message.response_id
         stored = self.runtime.status.runs.read(response_id)
         if stored is not None:
             return stored, None
@@ -240,26 +249,43 @@ class Watcher:
             log.info("run %s: used no code interpreter; nothing to persist", response_id)
             return None
         created = response.get("created_at")
-        record = RunRecord.start(
-            response_id,
-            "webhook",
-            response_created_at=created if isinstance(created, int) and not isinstance(created, bool) else None,
-        )
+        with step_span("capture_run", parent=context_from(message.trace), response_id=response_id):
+            record = RunRecord.start(
+                response_id,
+                "webhook",
+                response_created_at=created if isinstance(created, int) and not isinstance(created, bool) else None,
+            )
         made = self.runtime.status.runs.create(record)
-        return (made, response) if made is not None else (self._load_or_start(response_id), None)
+        return (made, response) if made is not None else (self._load_or_start(message), None)
 
-    def _load_or_start(self, response_id: str) -> Stored:
+    def _load_or_start(self, message: WatchMessage) -> Stored:
         """The run's record; a watch message for a run never recorded starts following it."""
+        response_id = message.response_id
         stored = self.runtime.status.runs.read(response_id)
         if stored is not None:
             return stored
-        created = self.runtime.status.runs.create(RunRecord.start(response_id, "watch"))
+        with step_span("follow_run", parent=context_from(message.trace), response_id=response_id):
+            started = RunRecord.start(response_id, "watch")
+        created = self.runtime.status.runs.create(started)
         if created is not None:
             return created
         again = self.runtime.status.runs.read(response_id)
         if again is None:
             raise RecordConflict(response_id)
         return again
+
+
+def _measure_run(record: RunRecord) -> None:
+    """A run's figures, once: only the instance whose write completed it gets here."""
+    run_polls.record(record.polls)
+    if record.given_up is not None:
+        runs_given_up.add(1)
+    if record.ended_at is not None:
+        ended = datetime.fromisoformat(record.ended_at.replace("Z", "+00:00"))
+        time_to_last_artifact.record(max(0.0, (datetime.now(UTC) - ended).total_seconds()))
+    log.info("run %s complete: %d file(s), given up: %s", record.response_id, len(record.artifacts),
+             record.given_up is not None,
+             extra={"response_id": record.response_id, "outcome": "given_up" if record.given_up else "complete"})
 
 
 def new_step_token() -> str:

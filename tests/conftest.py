@@ -38,6 +38,7 @@ def _no_leftover_faults(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "fake" in request.fixturenames:
         request.getfixturevalue("fake").clear_faults()
+        request.getfixturevalue("fake").clear_webhooks()  # no later test's run reaches this test's receiver
 
 
 @dataclass

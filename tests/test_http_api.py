@@ -110,6 +110,21 @@ def test_upstream_error_becomes_502_without_secrets(host: FunctionsHost, fake: F
     assert call.queued == {}
 
 
+def test_an_upstream_400_naming_a_field_names_it_to_the_caller(host: FunctionsHost, fake: FakeAzureOpenAI) -> None:
+    # What Azure answers a reasoning model given a temperature.
+    fake.fail_next("/openai/v1/responses", 400, {"error": {
+        "code": "unsupported_parameter", "type": "invalid_request_error", "param": "temperature",
+        "message": "Unsupported parameter: 'temperature' is not supported with this model.",
+    }})
+    call = host.http("POST", "responses", body=b'{"input": "hello", "temperature": 0.2}')
+    assert call.response.status_code == 400
+    error = call.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert error["field"] == "temperature"
+    assert error["message"].startswith("temperature: ")
+    assert error["upstream"]["code"] == "unsupported_parameter"
+
+
 def test_throttled_run_is_retried(host: FunctionsHost, fake: FakeAzureOpenAI) -> None:
     fake.fail_next("/openai/v1/responses", 429, {"error": {"code": "429", "message": "slow down"}},
                    headers={"retry-after-ms": "10"})
