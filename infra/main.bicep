@@ -2,8 +2,10 @@
 // its storage, monitoring and identity, and (unless an existing one is named) an Azure OpenAI
 // account with a model deployment that can run the code_interpreter tool.
 //
-// No secret is created or stored anywhere: every connection authenticates with the app's
+// No secret is created by the templates: every connection authenticates with the app's
 // user-assigned managed identity, and key-based access is disabled where a resource allows it.
+// The one secret the app needs when webhooks are on (the signing secret Azure OpenAI shows once)
+// is written to Key Vault by scripts/register_webhook.py and read through a Key Vault reference.
 
 targetScope = 'subscription'
 
@@ -25,7 +27,7 @@ param location string
 param resourceGroupName string = ''
 
 // ---------------------------------------------------------------------------------------------
-// Scale: the two knobs Flex Consumption exposes per app
+// Scale: what Flex Consumption lets an app set, pinned so the README's in-flight numbers hold
 // ---------------------------------------------------------------------------------------------
 
 @minValue(1)
@@ -33,9 +35,16 @@ param resourceGroupName string = ''
 @description('Upper bound on instances the platform may add; raising it needs no code change.')
 param maximumInstanceCount int = 100
 
-@allowed([512, 2048, 4096])
+// 512 MB is left out: an instance runs up to 24 downloads at once (host.json batchSize +
+// newBatchThreshold), each holding up to ~20 MiB of blocks, beside the host and the worker.
+@allowed([2048, 4096])
 @description('Memory per instance in MB; CPU and network are allocated in proportion.')
 param instanceMemoryMB int = 2048
+
+@minValue(1)
+@maxValue(1000)
+@description('HTTP requests one instance serves at once; without it a Python app gets 1 per instance.')
+param httpPerInstanceConcurrency int = 16
 
 @allowed(['Standard_LRS', 'Standard_ZRS', 'Standard_GRS', 'Standard_GZRS'])
 @description('Redundancy of the storage account holding the artifacts (ZRS/GZRS are not offered in every region).')
@@ -105,6 +114,55 @@ param pollMinSeconds int = 2
 @description('ARTIFACTS_POLL_MAX_SECONDS: the longest delay between two looks at a run; not less than pollMinSeconds.')
 param pollMaxSeconds int = 30
 
+@minValue(1)
+@maxValue(10080) // a user delegation key, and so every link signed with it, lives at most 7 days
+@description('ARTIFACTS_LINK_MINUTES: lifetime of the read-only download links in the status API and the event.')
+param linkMinutes int = 60
+
+// ---------------------------------------------------------------------------------------------
+// Webhooks: Azure OpenAI calls the app when a response ends
+// ---------------------------------------------------------------------------------------------
+
+@description('Create a Key Vault for the webhook signing secret and have the postprovision hook register the webhook.')
+param webhookEnabled bool = false
+
+@allowed(['started', 'all'])
+@description('ARTIFACTS_WEBHOOK_CAPTURE: started = only runs the app started or imported; all = every ended response on the resource.')
+param webhookCapture string = 'started'
+
+// ---------------------------------------------------------------------------------------------
+// Caller identity: App Service Authentication (Easy Auth) with Microsoft Entra ID
+// ---------------------------------------------------------------------------------------------
+
+@description('Require an Entra token on every route but the webhook (401 without one); the app then scopes runs to their owner.')
+param easyAuthEnabled bool = false
+
+@description('Application (client) ID of the Entra app registration representing this API; required when easyAuthEnabled.')
+param easyAuthClientId string = ''
+
+@description('Comma-separated audiences a token may carry. Empty: api://<easyAuthClientId> and <easyAuthClientId>.')
+param easyAuthAllowedAudiences string = ''
+
+@description('Comma-separated client application IDs allowed to call. Empty: any application in the tenant.')
+param easyAuthAllowedClientApplications string = ''
+
+@description('Tenant issuing the tokens. Empty: the tenant of the deployment.')
+param easyAuthTenantId string = ''
+
+// ---------------------------------------------------------------------------------------------
+// Alerts: off unless someone is told
+// ---------------------------------------------------------------------------------------------
+
+@description('Email address for the alerts (an action group is created for it). Empty: none.')
+param alertEmail string = ''
+
+@description('Resource ID of an existing action group for the alerts. Empty: none.')
+param alertActionGroupId string = ''
+
+@minValue(0)
+@description('Alert when more artifacts than this fail for good within 15 minutes.')
+param alertFailedArtifactsThreshold int = 5
+
 // ---------------------------------------------------------------------------------------------
 // Azure OpenAI: reuse one, or create one
 // ---------------------------------------------------------------------------------------------
@@ -113,16 +171,18 @@ param pollMaxSeconds int = 30
 param existingOpenAiResourceId string = ''
 
 @description('Deployment the app calls (AZURE_OPENAI_DEPLOYMENT): an existing one when reusing an account, else the one created.')
-param openAiDeploymentName string = 'gpt-4.1'
+param openAiDeploymentName string = 'gpt-5.6-terra'
 
 @description('Region of a created Azure OpenAI account; model availability differs by region. Default: location.')
 param openAiLocation string = ''
 
+// gpt-5.6-terra (2026-07-09): GA, Responses API with tools, GlobalStandard; retirement not before
+// 2028-01-11 (Foundry model retirement schedule). gpt-4.1 2025-04-14 is Legacy, retiring 2027-04-14.
 @description('Model of a created deployment; it must support the code_interpreter tool in the Responses API.')
-param openAiModelName string = 'gpt-4.1'
+param openAiModelName string = 'gpt-5.6-terra'
 
 @description('Model version of a created deployment.')
-param openAiModelVersion string = '2025-04-14'
+param openAiModelVersion string = '2026-07-09'
 
 @allowed(['GlobalStandard', 'DataZoneStandard', 'Standard'])
 @description('Deployment type of a created deployment; all three are billed per token, nothing at rest.')
@@ -153,6 +213,12 @@ var rgName = !empty(resourceGroupName) ? resourceGroupName : 'rg-${environmentNa
 var openAiAccountName = createOpenAi ? 'oai-${resourceToken}' : last(split(existingOpenAiResourceId, '/'))
 var openAiSubscriptionId = createOpenAi ? subscription().subscriptionId : split(existingOpenAiResourceId, '/')[2]
 var openAiResourceGroup = createOpenAi ? rgName : split(existingOpenAiResourceId, '/')[4]
+var keyVaultName = 'kv-${resourceToken}'
+var webhookSecretName = 'azure-openai-webhook-secret' // scripts/register_webhook.py writes it here
+var webhookSecretReference = webhookEnabled ? '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${webhookSecretName})' : ''
+// Azure OpenAI signs its webhook calls instead of sending a token: Easy Auth must let this route by.
+var webhookPath = '/api/webhooks/azure-openai'
+var alertsEnabled = !(empty(alertEmail) && empty(alertActionGroupId))
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: rgName
@@ -213,6 +279,19 @@ module access 'modules/access.bicep' = {
   }
 }
 
+module keyVault 'modules/keyvault.bicep' = if (webhookEnabled) {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: keyVaultName
+    appPrincipalId: identity.outputs.principalId
+    developerPrincipalId: developerPrincipalId
+    developerPrincipalType: developerPrincipalType
+  }
+}
+
 module newOpenAi 'modules/openai.bicep' = if (createOpenAi) {
   name: 'openai'
   scope: rg
@@ -259,6 +338,7 @@ module app 'modules/functionapp.bicep' = {
     appInsightsConnectionString: monitoring.outputs.connectionString
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    httpPerInstanceConcurrency: httpPerInstanceConcurrency
     openAiEndpoint: openAiAccess.outputs.endpoint
     openAiDeploymentName: openAiDeploymentName
     openAiTimeoutSeconds: openAiTimeoutSeconds
@@ -274,13 +354,56 @@ module app 'modules/functionapp.bicep' = {
     eventsQueueName: eventsQueueName
     artifactsContainerName: artifactsContainerName
     statusContainerName: statusContainerName
+    linkMinutes: linkMinutes
+    webhookCapture: webhookCapture
+    webhookSecretReference: webhookSecretReference
   }
-  // The host starts as soon as the app exists: grant its roles first so it never starts unauthorised.
-  dependsOn: [access]
+  // The host starts as soon as the app exists: grant its roles first so it never starts unauthorised
+  // (and the Key Vault role, so the webhook secret's reference resolves from the start).
+  dependsOn: [access, keyVault]
+}
+
+module easyAuth 'modules/easyauth.bicep' = if (easyAuthEnabled) {
+  name: 'easyauth'
+  scope: rg
+  params: {
+    appName: app.outputs.name
+    clientId: easyAuthClientId
+    tenantId: empty(easyAuthTenantId) ? tenant().tenantId : easyAuthTenantId
+    allowedAudiences: empty(easyAuthAllowedAudiences) ? [] : split(easyAuthAllowedAudiences, ',')
+    allowedClientApplications: empty(easyAuthAllowedClientApplications) ? [] : split(easyAuthAllowedClientApplications, ',')
+    excludedPaths: [webhookPath]
+  }
+}
+
+module alerts 'modules/alerts.bicep' = if (alertsEnabled) {
+  name: 'alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    appInsightsId: monitoring.outputs.appInsightsId
+    alertEmail: alertEmail
+    alertActionGroupId: alertActionGroupId
+    failedArtifactsThreshold: alertFailedArtifactsThreshold
+    namePrefix: 'alert-${resourceToken}'
+  }
+}
+
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    appInsightsId: monitoring.outputs.appInsightsId
+    displayName: 'Code interpreter artifacts: where is run X (${environmentName})'
+  }
 }
 
 // azd stores these in .azure/<env>/.env (read them with `azd env get-value NAME`).
 output AZURE_LOCATION string = location
+output AZURE_SUBSCRIPTION_ID string = subscription().subscriptionId
 output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_FUNCTION_APP_NAME string = app.outputs.name
@@ -295,3 +418,9 @@ output ARTIFACTS_STATUS_CONTAINER string = statusContainerName
 output AZURE_OPENAI_ENDPOINT string = openAiAccess.outputs.endpoint
 output AZURE_OPENAI_DEPLOYMENT string = openAiDeploymentName
 output AZURE_FUNCTION_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output AZURE_APPLICATION_INSIGHTS_NAME string = monitoring.outputs.appInsightsName
+// For the azd postprovision hook (scripts/register_webhook.py): whether to register the webhook,
+// and where to store its secret.
+output ARTIFACTS_REGISTER_WEBHOOK bool = webhookEnabled
+output AZURE_KEY_VAULT_NAME string = webhookEnabled ? keyVaultName : ''
+output AZURE_KEY_VAULT_ENDPOINT string = webhookEnabled ? 'https://${keyVaultName}${environment().suffixes.keyvaultDns}/' : ''

@@ -2,7 +2,9 @@
 # Deployment checks, each in its own environment (created on first run, reused after):
 #   1. checkov scans infra/ (Bicep): no failed check, and every skip carries its reason.
 #   2. The app settings infra/ writes are the ones shared/config.py reads, in a form it accepts;
-#      infra/ creates the queues the app uses and grants, queue by queue, the role each needs.
+#      infra/ creates the queues the app uses and grants, queue by queue, the role each needs;
+#      host.json, infra/ and README.md agree on telemetry, concurrency, Easy Auth, the webhook's
+#      Key Vault, download links and alerts (tests/infra/operability.py).
 #   3. The real Azure Functions Python worker (Python 3.13) indexes function_app.py as the host
 #      makes it do, with those settings and others, and reports the expected functions/bindings.
 # Exits non-zero if any of them fails; every step runs either way, so one run shows everything.
@@ -95,7 +97,7 @@ result $((scan || audit)) "checkov"
 
 echo "==> app settings written by infra/ vs shared/config.py"
 set +e
-.venv-checkov/bin/python tests/infra/settings_check.py --write-env "$REPORTS/cloud-settings.json" \
+.venv-checkov/bin/python -m tests.infra.settings_check --write-env "$REPORTS/cloud-settings.json" \
   | tee "$REPORTS/settings.log"
 result "${PIPESTATUS[0]}" "settings check" "$REPORTS/settings.log"
 

@@ -1,5 +1,6 @@
 // The Function App on a Flex Consumption plan (Linux, Python 3.11), running as the user-assigned
-// identity. No app setting holds a secret: storage, telemetry and Azure OpenAI all use the identity.
+// identity. No app setting holds a secret: storage, telemetry and Azure OpenAI all use the identity,
+// and the webhook secret (when webhooks are on) is a Key Vault reference the platform resolves.
 
 param location string
 param tags object
@@ -15,6 +16,8 @@ param deploymentContainerName string
 param appInsightsConnectionString string
 param maximumInstanceCount int
 param instanceMemoryMB int
+@description('HTTP invocations one instance runs at once (the HTTP scale group).')
+param httpPerInstanceConcurrency int
 param openAiEndpoint string
 param openAiDeploymentName string
 param openAiTimeoutSeconds int
@@ -30,6 +33,24 @@ param runsQueueName string
 param eventsQueueName string
 param artifactsContainerName string
 param statusContainerName string
+param linkMinutes int
+@allowed(['started', 'all'])
+param webhookCapture string
+@description('AZURE_OPENAI_WEBHOOK_SECRET as a Key Vault reference; empty when webhooks are off.')
+param webhookSecretReference string = ''
+
+// Per-function scaling: the HTTP functions share instances, and each queue-triggered function runs
+// on instances of its own, so one instance runs either the HTTP group or one queue function.
+// host.json is the one place the queue concurrency is set; it is read here rather than repeated.
+var hostJson = loadJsonContent('../../host.json')
+var queueSettings = hostJson.extensions.queues
+var queueBatchSize = queueSettings.batchSize
+var queueNewBatchThreshold = queueSettings.newBatchThreshold
+// A queue function fetches a new batch once fewer than newBatchThreshold messages are in flight.
+var queueConcurrency = queueBatchSize + queueNewBatchThreshold
+// Sync handlers run on the Python worker's thread pool: one thread per invocation the instance can
+// run at once, or invocations wait inside the worker (its default is min(32, CPUs + 4)).
+var workerThreads = max(httpPerInstanceConcurrency, queueConcurrency)
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName
@@ -78,10 +99,24 @@ var appSettings = {
   ARTIFACTS_MAX_FILE_BYTES: string(artifactsMaxFileBytes)
   ARTIFACTS_DOWNLOAD_ATTEMPTS: string(downloadAttempts)
   ARTIFACTS_MAX_FILES_PER_RUN: string(maxFilesPerRun)
+  // Download links: user delegation SAS signed with the identity (Storage Blob Data Owner covers
+  // generateUserDelegationKey; shared keys stay off).
+  ARTIFACTS_LINK_MINUTES: string(linkMinutes)
+  ARTIFACTS_WEBHOOK_CAPTURE: webhookCapture
+  // host.json telemetryMode OpenTelemetry: the worker streams its own OpenTelemetry logs and continues
+  // the host's trace context; the app configures the exporters (APPLICATIONINSIGHTS_* above, and
+  // OTEL_EXPORTER_OTLP_ENDPOINT when one is set by hand).
+  PYTHON_ENABLE_OPENTELEMETRY: 'true'
+  PYTHON_THREADPOOL_THREAD_COUNT: string(workerThreads)
 }
 
+// The webhook signing secret lives in Key Vault, written by scripts/register_webhook.py; a reference
+// (not a value) keeps provisioning again from wiping it.
+var webhookSettings = empty(webhookSecretReference) ? {} : { AZURE_OPENAI_WEBHOOK_SECRET: webhookSecretReference }
+var allSettings = union(appSettings, webhookSettings)
+
 resource app 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_222:Public network access is how callers reach the HTTP API (POST /api/responses, GET /api/responses/{id}, POST .../{id}/import and .../{id}/cancel); every route needs a function key (authLevel FUNCTION).
+  // checkov:skip=CKV_AZURE_222:Public network access is how callers reach the HTTP API (POST /api/responses, GET /api/responses/{id}, POST .../{id}/import and .../{id}/cancel) and how Azure OpenAI delivers webhooks (POST /api/webhooks/azure-openai); every route needs a function key (authLevel FUNCTION), and Easy Auth (easyAuthEnabled) can require an Entra token too.
   // checkov:skip=CKV_AZURE_17:Callers authenticate with the function key; requiring client certificates would lock out every ordinary HTTP client.
   // checkov:skip=CKV_AZURE_212:Scaling to zero is the point of Flex Consumption: a standing minimum instance would be billed around the clock. The platform starts instances on demand (up to maximumInstanceCount) and replaces failed ones.
   // checkov:skip=CKV_AZURE_213:Health check pings a path on standing instances; this app scales to zero and has no anonymous health endpoint (every route needs a function key). The platform replaces failed instances itself.
@@ -98,11 +133,12 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
     httpsOnly: true
     publicNetworkAccess: 'Enabled'
     clientCertEnabled: false
+    keyVaultReferenceIdentity: identityId // Key Vault references resolve with the app's identity
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
-      appSettings: [for setting in items(appSettings): { name: setting.key, value: setting.value }]
+      appSettings: [for setting in items(allSettings): { name: setting.key, value: setting.value }]
     }
     functionAppConfig: {
       // azd uploads the package here; the platform reads it with the app's identity (no keys).
@@ -119,6 +155,11 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        triggers: {
+          http: {
+            perInstanceConcurrency: httpPerInstanceConcurrency // Python apps would otherwise get 1
+          }
+        }
       }
       runtime: {
         name: 'python'
@@ -130,3 +171,5 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
 
 output name string = app.name
 output url string = 'https://${app.properties.defaultHostName}'
+output queueConcurrency int = queueConcurrency
+output workerThreads int = workerThreads

@@ -33,5 +33,6 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
 }
 
 output appInsightsName string = appInsights.name
+output appInsightsId string = appInsights.id
 // Not a secret: it identifies the component; with local auth disabled it grants nothing by itself.
 output connectionString string = appInsights.properties.ConnectionString

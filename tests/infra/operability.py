@@ -1,0 +1,339 @@
+"""Deployment checks for running the app in production: telemetry, concurrency, identity, secrets.
+
+Each check reads the facts from where they are set (host.json, the Bicep templates, function_app.py,
+shared/, README.md) and fails when two of them disagree:
+
+- host.json keeps OpenTelemetry mode and complete request telemetry (no ``Host.Results`` filter, no
+  sampling of requests), and infra/ and local.settings.json.example give the Python worker what it
+  needs for OpenTelemetry;
+- the in-flight numbers in README.md are what host.json and infra/ set, the worker has a thread for
+  each of them, and the downloads they allow fit every instance size infra/ offers;
+- Easy Auth, when on, requires a token everywhere but on the webhook route function_app.py serves;
+- the webhook secret is only a Key Vault reference resolved with the app's identity, in a vault with
+  RBAC, soft delete and purge protection; the postprovision hook gets the outputs it reads;
+- the app's identity can sign user delegation keys (download links) with shared keys still off;
+- the alerts and the workbook query only the metrics the app emits, and only when asked to alert.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tests.infra.bicep_model import (
+    IDENTITY_ID,
+    MODULES,
+    ROOT,
+    Infra,
+    Resolver,
+    parse_bicep,
+    role_assignments,
+)
+
+Check = tuple[str, Callable[[], list[str]]]
+
+# The scenarios every check runs over: a plain ``azd up``, and every option turned on.
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "every option on": {
+        "webhookEnabled": True,
+        "easyAuthEnabled": True,
+        "easyAuthClientId": "3f0c6a52-7d1e-4b8a-9c2f-5e6d7a8b9c0d",
+        "alertEmail": "operator@example.com",
+        "developerPrincipalId": "8e2b1c4d-5f6a-4b7c-8d9e-0f1a2b3c4d5e",
+    },
+}
+
+# The OpenTelemetry metrics the app emits (the contract with shared/; README "Operating it").
+METRICS = {
+    "artifacts.files.persisted",
+    "artifacts.files.failed",
+    "artifacts.bytes.persisted",
+    "artifacts.download.duration",
+    "artifacts.run.time_to_last_artifact",
+    "artifacts.run.polls",
+    "artifacts.runs.given_up",
+    "artifacts.queue.depth",
+    "artifacts.queue.oldest_age_seconds",
+}
+METRIC_NAME = re.compile(r"'(artifacts\.[a-z_.]+)'")
+
+# The host's log levels, lowest first.
+LOG_LEVELS = ["trace", "debug", "information", "warning", "error", "critical", "none"]
+
+# What the host and the Python worker hold beside the downloads, per instance (MiB): the .NET host,
+# the worker with its SDKs, OpenTelemetry's buffers. Measured idle RSS is well below this.
+INSTANCE_BASELINE_MIB = 512
+
+# Built-in storage data roles whose actions include blobServices/generateUserDelegationKey/action.
+DELEGATION_ROLES = {
+    "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
+    "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
+    "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1": "Storage Blob Data Reader",
+    "db58b8e5-c6ad-4a2a-8342-4190687cbf4a": "Storage Blob Delegator",
+}
+KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
+
+# What the azd postprovision hook (scripts/register_webhook.py) reads from the azd environment;
+# azd stores main.bicep's outputs there.
+HOOK_OUTPUTS = {
+    "ARTIFACTS_REGISTER_WEBHOOK", "AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZURE_FUNCTION_APP_NAME",
+    "FUNCTION_APP_URL", "AZURE_OPENAI_ENDPOINT", "AZURE_KEY_VAULT_ENDPOINT", "AZURE_KEY_VAULT_NAME",
+}
+
+# The README's table of what runs at once on one instance: first cell -> which figure it states.
+README_CONCURRENCY_HEADER = "| on one instance of"
+README_CONCURRENCY_ROWS = {
+    "the HTTP functions": "http",
+    "one queue function": "queue",
+    "the Python worker": "threads",
+}
+
+
+def get_ci(node: Any, *path: str) -> Any:
+    """A value of a JSON object by path, keys matched case-insensitively (as the host reads host.json)."""
+    for key in path:
+        if not isinstance(node, dict):
+            return None
+        node = next((value for name, value in node.items() if name.lower() == key.lower()), None)
+    return node
+
+
+def host_json() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
+    return document
+
+
+def log_level(levels: Mapping[str, str], category: str) -> str:
+    """The level the host applies to a category: the longest configured prefix, else ``default``."""
+    best, level = -1, str(levels.get("default", "Information"))
+    for name, value in levels.items():
+        if (category == name or category.startswith(name + ".")) and len(name) > best:
+            best, level = len(name), str(value)
+    return level.lower()
+
+
+def int_constant(module: str, name: str) -> int:
+    """An integer constant of a module in shared/, read without importing it (``4 * 1024 * 1024``)."""
+    tree = ast.parse((ROOT / "shared" / f"{module}.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return _int_expression(node.value)
+    raise KeyError(f"shared/{module}.py has no constant {name}")
+
+
+def _int_expression(node: ast.expr) -> int:
+    if isinstance(node, ast.Constant) and isinstance(node.value, int):
+        return node.value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.Add, ast.Pow)):
+        left, right = _int_expression(node.left), _int_expression(node.right)
+        if isinstance(node.op, ast.Mult):
+            return left * right
+        return left + right if isinstance(node.op, ast.Add) else int(left**right)
+    raise ValueError(f"not an integer expression: {ast.unparse(node)}")
+
+
+def webhook_paths() -> list[str]:
+    """The URL paths of function_app.py's webhook routes (``webhooks/...``), under host.json's prefix."""
+    prefix = str(get_ci(host_json(), "extensions", "http", "routePrefix") or "api").strip("/")
+    tree = ast.parse((ROOT / "function_app.py").read_text(encoding="utf-8"))
+    paths = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "route":
+            for keyword in node.keywords:
+                route = keyword.value.value if isinstance(keyword.value, ast.Constant) else None
+                if keyword.arg == "route" and isinstance(route, str) and route.startswith("webhooks/"):
+                    paths.append(f"/{prefix}/{route}")
+    return sorted(paths)
+
+
+def readme_concurrency() -> dict[str, int]:
+    """The figures in README.md's table of what runs at once on one instance."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(README_CONCURRENCY_HEADER)), None)
+    if start is None:
+        return {}
+    figures = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        for prefix, key in README_CONCURRENCY_ROWS.items():
+            if cells[0].startswith(prefix) and re.fullmatch(r"\d+", cells[1]):
+                figures[key] = int(cells[1])
+    return figures
+
+
+def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
+    infra, full = scenarios["defaults"], scenarios["every option on"]
+    settings = infra.settings
+    host = host_json()
+
+    def telemetry_is_complete() -> list[str]:
+        problems = []
+        if str(get_ci(host, "telemetryMode")) != "OpenTelemetry":
+            problems.append('host.json must keep "telemetryMode": "OpenTelemetry" (one trace from host to worker)')
+        levels = get_ci(host, "logging", "logLevel") or {}
+        for category in ("Host.Results", "Function"):
+            level = log_level(levels, category)
+            if LOG_LEVELS.index(level) > LOG_LEVELS.index("information"):
+                problems.append(f"host.json logs {category} only at {level}: successful invocations would be "
+                                "missing from the request telemetry")
+        sampling = get_ci(host, "logging", "applicationInsights", "samplingSettings") or {}
+        excluded = {kind.strip().lower() for kind in str(sampling.get("excludedTypes", "")).split(";")}
+        if sampling.get("isEnabled", True) and "request" not in excluded:
+            problems.append("host.json samples requests: turn sampling off or exclude Request from it")
+        for name, value in (("PYTHON_ENABLE_OPENTELEMETRY", "true"),):
+            if settings.get(name) != value:
+                problems.append(f"infra/ must set {name}={value} for the Python worker (OpenTelemetry mode)")
+        if not settings.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
+            problems.append("infra/ must set APPLICATIONINSIGHTS_CONNECTION_STRING")
+        overrides = [name for name in settings if name.lower().startswith(("azurefunctionsjobhost__logging",
+                                                                           "azurefunctionsjobhost__telemetrymode"))]
+        problems += [f"{name} overrides host.json's telemetry settings" for name in overrides]
+        example = json.loads((ROOT / "local.settings.json.example").read_text(encoding="utf-8"))["Values"]
+        if example.get("PYTHON_ENABLE_OPENTELEMETRY") != "true":
+            problems.append("local.settings.json.example must set PYTHON_ENABLE_OPENTELEMETRY=true, as in Azure")
+        return problems
+
+    def concurrency_is_pinned() -> list[str]:
+        batch = get_ci(host, "extensions", "queues", "batchSize")
+        threshold = get_ci(host, "extensions", "queues", "newBatchThreshold")
+        if not isinstance(batch, int) or not isinstance(threshold, int):
+            return ["host.json must set extensions.queues.batchSize and newBatchThreshold (the queue concurrency)"]
+        queue = batch + threshold
+        http = infra.site("properties.functionAppConfig.scaleAndConcurrency.triggers.http.perInstanceConcurrency")
+        threads = int(settings.get("PYTHON_THREADPOOL_THREAD_COUNT", "0"))
+        problems = []
+        if not isinstance(http, int):
+            problems.append("infra/ must set the HTTP perInstanceConcurrency (functionAppConfig.scaleAndConcurrency)")
+            http = 1  # Flex Consumption's default for Python apps
+        # Per-function scaling: an instance runs the HTTP group or one queue function, never both.
+        if threads < max(http, queue):
+            problems.append(f"PYTHON_THREADPOOL_THREAD_COUNT={threads} is below what one instance runs at once "
+                            f"(HTTP {http}, a queue function {queue}): invocations would wait inside the worker")
+        problems += [f"{name} overrides host.json's queue concurrency" for name in settings
+                     if name.lower().startswith("azurefunctionsjobhost__extensions__queues__")
+                     and name.lower().endswith(("batchsize", "newbatchthreshold"))]
+        stated = readme_concurrency()
+        actual = {"http": http, "queue": queue, "threads": threads}
+        for key, value in actual.items():
+            if stated.get(key) != value:
+                problems.append(f"README.md's concurrency table says {key} = {stated.get(key)}, infra/host.json "
+                                f"set {value} (table header {README_CONCURRENCY_HEADER!r})")
+        download_mib = (int_constant("blob_store", "DEFAULT_BLOCK_CONCURRENCY") + 1) \
+            * int_constant("blob_store", "DEFAULT_BLOCK_SIZE") // 2**20
+        allowed: list[int] = next((d["argument"] for d in infra.main["parameters"]["instanceMemoryMB"]["decorators"]
+                                   if d["type"] == "allowed"), [])
+        need = queue * download_mib + INSTANCE_BASELINE_MIB
+        problems += [f"instanceMemoryMB {size} is allowed, but {queue} downloads of ~{download_mib} MiB plus "
+                     f"{INSTANCE_BASELINE_MIB} MiB for host and worker need {need} MiB"
+                     for size in allowed if size < need]
+        return problems
+
+    def easy_auth_spares_only_the_webhook() -> list[str]:
+        problems = []
+        if infra.module_enabled("easyAuth"):
+            problems.append("Easy Auth must be off by default (easyAuthEnabled)")
+        if not full.module_enabled("easyAuth"):
+            return [*problems, "easyAuthEnabled=true does not deploy the easyAuth module"]
+        paths = webhook_paths()
+        if not paths:
+            problems.append("found no webhooks/ route in function_app.py")
+        excluded = full.module_params("easyAuth").get("excludedPaths")
+        if excluded != paths:
+            problems.append(f"Easy Auth excludes {excluded}; function_app.py's webhook routes are {paths}")
+        auth = parse_bicep(MODULES / "easyauth.bicep")["resources"]["auth"]["config"]
+        validation = auth["properties"]["globalValidation"]
+        expected = {"requireAuthentication": True, "unauthenticatedClientAction": "Return401",
+                    "excludedPaths": "excludedPaths"}
+        problems += [f"authsettingsV2 globalValidation.{key} is {validation.get(key)!r}, expected {value!r}"
+                     for key, value in expected.items() if validation.get(key) != value]
+        if auth["name"] != "authsettingsV2" or auth["properties"]["platform"].get("enabled") is not True:
+            problems.append("the Easy Auth module must enable authsettingsV2 (platform.enabled)")
+        if not auth["properties"]["identityProviders"]["azureActiveDirectory"].get("enabled"):
+            problems.append("the Easy Auth module must enable the Microsoft Entra ID provider")
+        return problems
+
+    def webhook_secret_stays_in_key_vault() -> list[str]:
+        problems = []
+        if "AZURE_OPENAI_WEBHOOK_SECRET" in settings or infra.module_enabled("keyVault"):
+            problems.append("with webhooks off (the default) there must be no Key Vault and no webhook secret setting")
+        vault = full.module_params("keyVault").get("name")
+        expected = f"@Microsoft.KeyVault(VaultName={vault};SecretName=azure-openai-webhook-secret)"
+        if full.settings.get("AZURE_OPENAI_WEBHOOK_SECRET") != expected:
+            problems.append(f"AZURE_OPENAI_WEBHOOK_SECRET is {full.settings.get('AZURE_OPENAI_WEBHOOK_SECRET')!r}, "
+                            f"expected the Key Vault reference {expected!r}")
+        try:
+            reference_identity = full.site("properties.keyVaultReferenceIdentity")
+        except KeyError:
+            reference_identity = None
+        if reference_identity != IDENTITY_ID:
+            problems.append("keyVaultReferenceIdentity must be the app's user-assigned identity")
+        template = parse_bicep(MODULES / "keyvault.bicep")
+        properties = template["resources"]["vault"]["config"]["properties"]
+        for key in ("enableRbacAuthorization", "enableSoftDelete", "enablePurgeProtection"):
+            if properties.get(key) is not True:
+                problems.append(f"the Key Vault must set {key}: true")
+        granted: dict[str, set[str]] = {}
+        for role, body, _ in role_assignments(template):
+            granted.setdefault(str(body["properties"]["principalId"]), set()).add(role)
+        wanted = {"appPrincipalId": {KEY_VAULT_SECRETS_USER}, "developerPrincipalId": {KEY_VAULT_SECRETS_OFFICER}}
+        if granted != wanted:
+            problems.append(f"Key Vault roles are {granted}; expected the app Secrets User and the developer "
+                            "Secrets Officer, nothing else")
+        missing = HOOK_OUTPUTS - set(infra.main["outputs"])
+        problems += [f"main.bicep has no output {name} (the postprovision hook reads it)" for name in sorted(missing)]
+        return problems
+
+    def links_are_signed_by_identity() -> list[str]:
+        problems = []
+        account = parse_bicep(MODULES / "storage.bicep")["resources"]["account"]["config"]["properties"]
+        if account.get("allowSharedKeyAccess") is not False:
+            problems.append("the storage account must keep shared keys off (links are user delegation SAS)")
+        roles = infra.account_roles().get("appPrincipalId", set())
+        if not roles & set(DELEGATION_ROLES):
+            problems.append("the app's identity holds no role on the storage account that allows "
+                            "generateUserDelegationKey (e.g. Storage Blob Delegator)")
+        limit = next((d["argument"] for d in infra.main["parameters"]["linkMinutes"]["decorators"]
+                      if d["type"] == "max_value"), None)
+        if limit != config.MAX_LINK_MINUTES:
+            problems.append(f"linkMinutes allows up to {limit}, the code {config.MAX_LINK_MINUTES}")
+        return problems
+
+    def alerts_watch_the_app_metrics() -> list[str]:
+        problems = []
+        if infra.module_enabled("alerts"):
+            problems.append("alerts must be off unless an email or an action group is given")
+        if not full.module_enabled("alerts"):
+            problems.append("alertEmail does not turn the alerts on")
+        queried = set()
+        for module in ("alerts.bicep", "workbook.bicep"):
+            queried |= set(METRIC_NAME.findall((MODULES / module).read_text(encoding="utf-8")))
+        problems += [f"{name} is queried by infra/ but is not a metric the app emits"
+                     for name in sorted(queried - METRICS)]
+        rules_expression = parse_bicep(MODULES / "alerts.bicep")["variables"]["rules"]["value"]
+        rules = {rule["name"] for rule in Resolver({"failedArtifactsThreshold": 5})(rules_expression)}
+        for rule in ("poison-queue", "failed-artifacts", "runs-given-up"):
+            if rule not in rules:
+                problems.append(f"no alert rule {rule}")
+        return problems
+
+    return [
+        ("host.json keeps OpenTelemetry mode and complete request telemetry; the worker is set up for it",
+         telemetry_is_complete),
+        ("the README's in-flight numbers are what host.json and infra/ set; threads and memory cover them",
+         concurrency_is_pinned),
+        ("Easy Auth (off by default) requires a token everywhere but on the webhook route",
+         easy_auth_spares_only_the_webhook),
+        ("the webhook secret is a Key Vault reference resolved by the app's identity; the hook gets its outputs",
+         webhook_secret_stays_in_key_vault),
+        ("download links: the app's identity can sign user delegation keys, shared keys stay off",
+         links_are_signed_by_identity),
+        ("alerts are off unless asked for, and query only the metrics the app emits", alerts_watch_the_app_metrics),
+    ]
+
