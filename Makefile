@@ -6,7 +6,7 @@ start:  ## set everything up and run the app locally (Azurite, fake Azure OpenAI
 test:   ## lint, type-check and run the test suite
 	bash scripts/test.sh
 
-demo:   ## push one prompt through both functions against Azurite and the fake (or a real endpoint)
+demo:   ## push one prompt through the pipeline: Azurite, and the fake or the endpoint in the environment / local.settings.json
 	bash scripts/setup.sh && .venv/bin/python -m scripts.demo
 
 bench:  ## run the benchmarks and write bench/RESULTS.md
@@ -15,5 +15,7 @@ bench:  ## run the benchmarks and write bench/RESULTS.md
 setup:  ## only install the Python environment and Azurite
 	bash scripts/setup.sh
 
-clean:
-	rm -rf .venv node_modules .azurite .pytest_cache .mypy_cache .ruff_cache
+clean:  ## remove everything setup, start, demo, bench, test and the checks create; keeps local.settings.json
+	rm -rf .venv .venv-checkov .venv-worker .venv-* .checks node_modules package-lock.json .azurite \
+		.pytest_cache .mypy_cache .ruff_cache .python_packages bench/.tmp
+	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

@@ -1,8 +1,11 @@
 """Smoke demo: one prompt through the whole pipeline, the way the host calls the functions.
 
-Uses the Azurite on 127.0.0.1:10000 if one is running (``make start``), else a throwaway one;
-uses AZURE_OPENAI_ENDPOINT if set, else the project's fake Azure OpenAI. Prints where each
-file landed, with its size and SHA-256 checked against the blob's bytes.
+Settings come from the environment, then from local.settings.json's ``Values`` (as Core Tools
+would set them; the environment wins), except storage and the queue names: the demo always uses
+Azurite (the one on 127.0.0.1:10000 if ``make start`` runs it, else a throwaway one) and queues of
+its own, so a running ``func start`` doesn't take its messages. With no AZURE_OPENAI_ENDPOINT
+it uses the project's fake Azure OpenAI. Prints where each file landed, with its size and SHA-256
+checked against the blob's bytes; never a setting's value.
 """
 
 from __future__ import annotations
@@ -21,11 +24,17 @@ from urllib.parse import unquote
 
 from azure.storage.blob import BlobServiceClient
 
+from scripts import local_settings
 from shared.config import load_settings
 from tests.fake_openai import FakeAzureOpenAI, demo_scenario
 from tests.support.azurite import port_open, start_azurite
 from tests.support.host import FunctionsHost
 
+# Settings the demo sets itself, whatever local.settings.json says (a trailing "__" covers a prefix).
+DEMO_OWNS = (
+    "AzureWebJobsStorage", "AzureWebJobsStorage__", "ARTIFACTS_STORAGE_CONNECTION",
+    "ARTIFACTS_QUEUE", "ARTIFACTS_RUNS_QUEUE", "ARTIFACTS_EVENTS_QUEUE",
+)
 DEFAULT_PROMPT = (
     "Make a bar chart of quarterly sales (Q1 120, Q2 135, Q3 160, Q4 190) as a PNG, "
     "and save the numbers as a CSV."
@@ -36,6 +45,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
     args = parser.parse_args()
+
+    try:
+        taken = local_settings.apply(local_settings.read_values(), os.environ, skip=DEMO_OWNS)
+    except local_settings.LocalSettingsError as error:
+        print(f"local.settings.json: {error}", file=sys.stderr)
+        return 2
+    print(local_settings.describe(taken))
 
     with ExitStack() as stack:
         if not port_open(10000):
@@ -53,7 +69,7 @@ def main() -> int:
             fake.register(args.prompt, replace(demo_scenario(), polls_before_done=3))
             os.environ.update(AZURE_OPENAI_ENDPOINT=fake.endpoint, AZURE_OPENAI_API_KEY="demo-key")
             print(f"no AZURE_OPENAI_ENDPOINT: using the fake Azure OpenAI at {fake.endpoint}")
-        os.environ.setdefault("AZURE_OPENAI_DEPLOYMENT", "gpt-4.1")
+        os.environ.setdefault("AZURE_OPENAI_DEPLOYMENT", "gpt-5.6-terra")
         demo = uuid.uuid4().hex[:8]
         os.environ.setdefault("ARTIFACTS_QUEUE", f"demo-{demo}")
         os.environ.setdefault("ARTIFACTS_RUNS_QUEUE", f"demo-runs-{demo}")

@@ -5,7 +5,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PYTHON="${PYTHON:-python3.11}"
-command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+  PYTHON=python3
+  [ -x .venv/bin/python ] || echo "python3.11 not found: using $(python3 --version 2>&1); the app targets 3.11 (README: Prerequisites)" >&2
+fi
 
 if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv with $($PYTHON --version)"
@@ -19,7 +22,7 @@ if [ ! -f "$stamp" ] || [ requirements.txt -nt "$stamp" ] || [ requirements-dev.
   touch "$stamp"
 fi
 if [ ! -x node_modules/.bin/azurite ]; then
-  command -v npm >/dev/null 2>&1 || { echo "npm is required for Azurite (install Node.js 18+)" >&2; exit 1; }
+  command -v npm >/dev/null 2>&1 || { echo "npm is required for Azurite: install Node.js 22 LTS (README: Prerequisites)" >&2; exit 1; }
   echo "==> installing Azurite"
   npm install --no-audit --no-fund --loglevel=error
 fi

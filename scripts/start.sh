@@ -24,8 +24,8 @@ else
   for _ in $(seq 1 100); do port_open 10001 && break; sleep 0.1; done
 fi
 
-endpoint="${AZURE_OPENAI_ENDPOINT:-$(.venv/bin/python -c 'import json;print(json.load(open("local.settings.json"))["Values"].get("AZURE_OPENAI_ENDPOINT",""))')}"
-if [ -z "$endpoint" ]; then
+# The environment wins over local.settings.json, as for the app (scripts/local_settings.py).
+if ! .venv/bin/python -m scripts.local_settings has AZURE_OPENAI_ENDPOINT; then
   export AZURE_OPENAI_ENDPOINT="http://127.0.0.1:8089"
   export AZURE_OPENAI_API_KEY="local-fake-key"
   echo "==> no AZURE_OPENAI_ENDPOINT configured: starting the fake Azure OpenAI at $AZURE_OPENAI_ENDPOINT"
@@ -41,7 +41,7 @@ else
   cat <<'MSG'
 
 Azure Functions Core Tools (func) is not installed, so the app itself is not running.
-Get Core Tools v4 (https://learn.microsoft.com/azure/azure-functions/functions-run-local):
+Get Core Tools v4 (README: Prerequisites; https://learn.microsoft.com/azure/azure-functions/functions-run-local):
   npm:     npm install -g azure-functions-core-tools@4 --unsafe-perm true
   macOS:   brew tap azure/functions && brew install azure-functions-core-tools@4
   Windows: winget install Microsoft.Azure.FunctionsCoreTools
