@@ -8,17 +8,21 @@ knows whether each send succeeded before it answers.
 import azure.functions as func
 
 from shared import config
-from shared.persist import persist_message, record_poisoned_artifact
+from shared.persist import record_poisoned_artifact
+from shared.persist_step import handle_artifact_message
+from shared.queue_monitor import MONITOR_SCHEDULE, report_queue_depths
 from shared.run_actions import cancel_response, import_response
 from shared.runtime import check_settings_at_startup, get_runtime
 from shared.start_run import start_run
 from shared.status_api import response_status
+from shared.telemetry import configure_from_environment
 from shared.watcher import give_up_poisoned_run, handle_watch_message
 from shared.webhooks import receive_webhook
 
 QUEUES = config.queue_names()
 STORAGE_CONNECTION = "AzureWebJobsStorage"
 
+configure_from_environment()  # before the first invocation, as the Functions OpenTelemetry docs ask
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 check_settings_at_startup()
 
@@ -62,7 +66,7 @@ def watch_run_queue(msg: func.QueueMessage) -> None:
 @app.function_name("persist_artifact")
 @app.queue_trigger(arg_name="msg", queue_name=QUEUES.artifacts, connection=STORAGE_CONNECTION)
 def persist_artifact_queue(msg: func.QueueMessage) -> None:
-    persist_message(get_runtime(), msg.get_body(), message_id=msg.id, dequeue_count=msg.dequeue_count)
+    handle_artifact_message(get_runtime(), msg.get_body(), message_id=msg.id, dequeue_count=msg.dequeue_count)
 
 
 @app.function_name("record_failed_artifact")
@@ -75,3 +79,9 @@ def record_failed_artifact_queue(msg: func.QueueMessage) -> None:
 @app.queue_trigger(arg_name="msg", queue_name=QUEUES.poison(QUEUES.runs), connection=STORAGE_CONNECTION)
 def give_up_run_queue(msg: func.QueueMessage) -> None:
     give_up_poisoned_run(get_runtime(), msg.get_body(), message_id=msg.id)
+
+
+@app.function_name("monitor_queues")
+@app.timer_trigger(arg_name="timer", schedule=MONITOR_SCHEDULE, run_on_startup=False, use_monitor=False)
+def monitor_queues_timer(timer: func.TimerRequest) -> None:
+    report_queue_depths(get_runtime())

@@ -45,6 +45,10 @@ class QueueSender:
             for future in [pool.submit(self.send, queue, text) for text in texts]:
                 future.result()
 
+    def client(self, queue: str) -> QueueClient:
+        """The queue's client, encoding as the host's triggers decode (for reads too: the monitor)."""
+        return self._client(queue)
+
     def _client(self, queue: str) -> QueueClient:
         client = self._clients.get(queue)
         if client is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,9 @@ from shared.blob_store import ContainerGuard, utc_timestamp
 from shared.idempotency import IdempotencyClaims
 from shared.ids import is_valid_id
 from shared.run_record import RunStore
+from shared.telemetry import files_failed
+
+log = logging.getLogger(__name__)
 
 EVENT_DOCUMENT = "_event.json"
 _JSON = ContentSettings(content_type="application/json")
@@ -55,7 +59,14 @@ class StatusStore:
         record (more precise: written by the delivery that failed) is kept; returns whether written."""
         name = f"{artifact['response_id']}/{artifact['file_id']}.json"
         document = _failure_document(failure, artifact, message_id)
-        return self._put(name, document, metadata=_failure_metadata(document), overwrite=not keep_existing)
+        written = self._put(name, document, metadata=_failure_metadata(document), overwrite=not keep_existing)
+        if written:
+            files_failed.add(1, {"code": failure.code})
+            log.warning("artifact %s failed for good (%s)", artifact["file_id"], failure.code,
+                        extra={"response_id": artifact["response_id"], "file_id": artifact["file_id"],
+                               "container_id": artifact.get("container_id"), "outcome": "failed",
+                               "code": failure.code})
+        return written
 
     def failures(self, response_id: str) -> dict[str, dict[str, Any]]:
         """Every failure record of a run, by file id, from one listing (facts in metadata)."""

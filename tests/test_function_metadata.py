@@ -13,6 +13,7 @@ from typing import Any
 import azure.functions as func
 from azure.functions.http import HttpRequestConverter, HttpResponseConverter
 from azure.functions.queue import QueueMessageInConverter, QueueMessageOutConverter
+from azure.functions.timer import TimerRequestConverter
 
 from tests.conftest import AppEnv
 from tests.support.host import FunctionsHost
@@ -38,7 +39,11 @@ def test_functions_and_bindings(host: FunctionsHost, app_env: AppEnv) -> None:
         "record_failed_artifact": f"{app_env.queue}-poison",
         "give_up_run": f"{app_env.runs_queue}-poison",
     }
-    assert set(host.functions) == set(HTTP_ROUTES) | set(queue_triggers)
+    assert set(host.functions) == set(HTTP_ROUTES) | set(queue_triggers) | {"monitor_queues"}
+    assert _bindings(host, "monitor_queues") == {
+        "timer": {"direction": "IN", "type": "timerTrigger", "name": "timer", "schedule": "0 */1 * * * *",
+                  "runOnStartup": False, "useMonitor": False},
+    }
 
     for name, (route, method) in HTTP_ROUTES.items():
         bindings = _bindings(host, name)
@@ -67,6 +72,8 @@ def test_annotations_pass_the_worker_converters(host: FunctionsHost) -> None:
                 assert HttpResponseConverter.check_output_type_annotation(hints["return"])
             elif binding.type == "queueTrigger":
                 assert QueueMessageInConverter.check_input_type_annotation(hints[binding.name])
+            elif binding.type == "timerTrigger":
+                assert TimerRequestConverter.check_input_type_annotation(hints[binding.name])
             elif binding.type == "queue":
                 out = hints[binding.name]
                 assert typing.get_origin(out) is func.Out

@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_QUEUE = "artifact-downloads"  # ARTIFACTS_QUEUE
 DEFAULT_RUNS_QUEUE = "artifact-runs"  # ARTIFACTS_RUNS_QUEUE
 POISON_SUFFIX = "-poison"  # the host's: where a message goes after maxDequeueCount failed deliveries
+MONITOR_SCHEDULE = "0 */1 * * * *"  # the queue monitor's timer, as function_app binds it
 CONNECTION = "AzureWebJobsStorage"
 DIRECTIONS = {"IN": 0, "OUT": 1}  # BindingInfo.Direction in FunctionRpc.proto
 
@@ -222,6 +223,10 @@ def expected_bindings(artifacts_queue: str, runs_queue: str) -> dict[str, dict[s
             "msg": {"name": "msg", "type": "queueTrigger", "direction": "IN",
                     "queueName": queue, "connection": CONNECTION},
         }
+    expected["monitor_queues"] = {
+        "timer": {"name": "timer", "type": "timerTrigger", "direction": "IN", "schedule": MONITOR_SCHEDULE,
+                  "runOnStartup": False, "useMonitor": False},
+    }
     return expected
 
 
