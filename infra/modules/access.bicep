@@ -5,7 +5,7 @@
 param storageAccountName string
 @description('Queues the functions trigger on (the app also sends to some): Queue Data Contributor on each.')
 param triggerQueueNames array
-@description('Queues the app only sends to: Queue Data Message Sender on each.')
+@description('Queues the app only sends to: Queue Data Message Sender on each, and Queue Data Reader for its queue monitor.')
 param sendOnlyQueueNames array
 param appInsightsName string
 param appPrincipalId string
@@ -26,6 +26,9 @@ var roles = {
   // A queue the app only writes to (the events queue): adding messages and nothing else. The
   // app creates a queue only when it is missing, which cannot happen to one created here.
   storageQueueDataMessageSender: 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
+  // The app's queue monitor (a timer) reads each queue's depth and peeks at its oldest message
+  // for the metrics the alerts use; on a send-only queue that needs this, and cannot consume.
+  storageQueueDataReader: '19e7f393-937e-4f77-808e-94535e297925'
   // Entra-authenticated telemetry ingestion into Application Insights.
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
 }
@@ -96,6 +99,18 @@ resource appQueueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
   }
 ]
 
+resource appQueueReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for (queue, i) in sendOnlyQueueNames: {
+    name: guid(sendOnlyQueues[i].id, appPrincipalId, roles.storageQueueDataReader)
+    scope: sendOnlyQueues[i]
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataReader)
+      principalId: appPrincipalId
+      principalType: 'ServicePrincipal'
+    }
+  }
+]
+
 resource appMetricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(appInsights.id, appPrincipalId, roles.monitoringMetricsPublisher)
   scope: appInsights
@@ -136,6 +151,18 @@ resource developerQueueSender 'Microsoft.Authorization/roleAssignments@2022-04-0
     scope: sendOnlyQueues[i]
     properties: {
       roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataMessageSender)
+      principalId: developerPrincipalId
+      principalType: developerPrincipalType
+    }
+  }
+]
+
+resource developerQueueReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for (queue, i) in sendOnlyQueueNames: if (withDeveloper) {
+    name: guid(sendOnlyQueues[i].id, developerPrincipalId, roles.storageQueueDataReader)
+    scope: sendOnlyQueues[i]
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataReader)
       principalId: developerPrincipalId
       principalType: developerPrincipalType
     }

@@ -48,10 +48,11 @@ SAMPLE_FUNCTIONS = {  # what ARM's own functions return, as far as the templates
 # Built-in role definition IDs (the same in every tenant).
 QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
 QUEUE_DATA_MESSAGE_SENDER = "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a"
+QUEUE_DATA_READER = "19e7f393-937e-4f77-808e-94535e297925"
 QUEUE_ROLES = {
     QUEUE_DATA_CONTRIBUTOR: "Storage Queue Data Contributor",
     QUEUE_DATA_MESSAGE_SENDER: "Storage Queue Data Message Sender",
-    "19e7f393-937e-4f77-808e-94535e297925": "Storage Queue Data Reader",
+    QUEUE_DATA_READER: "Storage Queue Data Reader",
     "8a0f0c08-91a1-4084-bc3d-661d67233fed": "Storage Queue Data Message Processor",
 }
 # The principals access.bicep grants roles to: the app's identity, and optionally a developer

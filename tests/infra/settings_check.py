@@ -44,6 +44,7 @@ from tests.infra.bicep_model import (
     PRINCIPALS,
     QUEUE_DATA_CONTRIBUTOR,
     QUEUE_DATA_MESSAGE_SENDER,
+    QUEUE_DATA_READER,
     QUEUE_ROLES,
     ROOT,
     SAMPLE_OUTPUTS,
@@ -96,6 +97,8 @@ FALLBACK_FIELDS = {
 }
 # A queue send in shared/: ``<...>.queues.send(<...>.queues.<field>, ...)`` or ``send_many``.
 QUEUE_SEND = re.compile(r"\.send(?:_many)?\(\s*[\w.]*?\bqueues\.(\w+)\b")
+# A queue read in shared/ that a send-only role does not allow.
+QUEUE_READ = re.compile(r"\.(?:get_queue_properties|peek_messages)\(")
 AZD_PARAMETERS = {"environmentName", "location"}  # supplied by azd itself
 INFRA = ROOT / "infra"
 
@@ -149,6 +152,11 @@ def app_queue_sends(queues: Any) -> set[str]:
     for path in sorted((ROOT / "shared").glob("*.py")):
         fields |= set(QUEUE_SEND.findall(path.read_text(encoding="utf-8")))
     return {str(getattr(queues, field)) for field in fields}
+
+
+def app_reads_queue_depth() -> bool:
+    """Whether shared/ reads queue properties or peeks at messages (the queue monitor does)."""
+    return any(QUEUE_READ.search(path.read_text(encoding="utf-8")) for path in (ROOT / "shared").glob("*.py"))
 
 
 def checks(scenarios: dict[str, Infra], config: ModuleType) -> list[tuple[str, Callable[[], list[str]]]]:
@@ -219,8 +227,10 @@ def checks(scenarios: dict[str, Infra], config: ModuleType) -> list[tuple[str, C
             return [f"found no queue triggers ({triggers}) or no queue sends ({sorted(sends)}) in the code; "
                     "update app_queue_bindings / QUEUE_SEND"]
         # The host's trigger reads, deletes and re-times messages and moves poison ones: Contributor.
-        # A queue the app only writes to (a send or an output binding) needs only Message Sender.
-        needed = {queue: {QUEUE_DATA_MESSAGE_SENDER} for queue in sends | set(outputs.values())}
+        # A queue the app only writes to (a send or an output binding) needs only Message Sender,
+        # and Reader too when the app reads the depth of its queues (the queue monitor).
+        sender = {QUEUE_DATA_MESSAGE_SENDER} | ({QUEUE_DATA_READER} if app_reads_queue_depth() else set())
+        needed = {queue: set(sender) for queue in sends | set(outputs.values())}
         needed |= {queue: {QUEUE_DATA_CONTRIBUTOR} for queue in triggers.values()}
         created, grants, problems = infra.queue_access()
         problems += [f"queue {queue} is created more than once" for queue in sorted(set(created))
