@@ -1,11 +1,15 @@
-"""Benchmarks: memory, throughput, fan-out, per-message overhead and cold start.
+"""Benchmarks: memory, throughput, fan-out at cloud latency, requests and CPU per file, the durable
+pipeline end to end, per-message overhead and cold start.
 
-    .venv/bin/python -m bench.run [--repeat 3] [--large-mib 1024]
+    .venv/bin/python -m bench.run [--repeat 3] [--delay-ms 20] [--quick] [--only fanout]
 
-Starts its own Azurite (on disk) and the fake Azure OpenAI (each in its own process, so the
-measured process holds only the app), runs each figure ``--repeat`` times, prints a table of
-medians and writes it, with the machine's description, to bench/RESULTS.md. Timings are
-measured here and never asserted in tests; the tests check the same paths for correctness.
+Starts its own Azurite (on disk), the fake Azure OpenAI and the latency proxy (bench/latency_proxy.py),
+each in its own process so the measured process holds only the app (and the host's stand-in,
+bench/queue_host.py). Fan-out and the pipeline run behind the proxy, with its delay off and on;
+requests are counted there, per upstream. Each figure runs ``--repeat`` times in a fresh
+interpreter; the medians are printed and written, with the machine and its load, to
+bench/RESULTS.md. Timings are measured here and never asserted in tests; the tests check the same
+paths for correctness.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support.azurite import free_port, port_open, start_azurite
+import httpx
+
+from tests.support.azurite import ACCOUNT, free_port, port_open, start_azurite
 
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 1024 * 1024
@@ -57,7 +63,8 @@ def child(mode: str, env: dict[str, str], *args: str) -> dict[str, Any]:
 def start_fake(api_key: str) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_openai", "--port", str(port), "--api-key", api_key],
+        # Pages of 100, as the real service serves them (the fake's default of 2 exercises paging in tests).
+        [sys.executable, "-m", "tests.fake_openai", "--port", str(port), "--api-key", api_key, "--page-size", "100"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     endpoint = f"http://127.0.0.1:{port}"
@@ -88,145 +95,228 @@ def machine() -> str:
     return f"{system}, {os.cpu_count()} cores ({cpu}){memory}, Python {platform.python_version()}"
 
 
+def start_proxy(upstreams: dict[str, int]) -> tuple[subprocess.Popen[str], dict[str, int]]:
+    routes = [arg for name, port in upstreams.items() for arg in ("--route", f"{name}=127.0.0.1:{port}")]
+    process = subprocess.Popen([sys.executable, "-m", "bench.latency_proxy", *routes, "--delay-ms", "0"],
+                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    ports: dict[str, int] = json.loads(process.stdout.readline())
+    return process, ports
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--large-mib", type=int, default=1024)
-    parser.add_argument("--fanout-files", type=int, default=200)
+    parser.add_argument("--large-mib", type=int, default=256)
+    parser.add_argument("--fanout-files", type=int, default=500)
+    parser.add_argument("--delay-ms", type=float, default=20.0, help="the latency proxy's delay when on")
+    parser.add_argument("--quick", action="store_true", help="one run each, 100 files, 64 MiB: a first look")
+    parser.add_argument("--only", choices=("files", "fanout", "pipeline", "other"), action="append",
+                        help="only these groups of figures (repeatable)")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args()
+    if args.quick:
+        args.repeat, args.large_mib, args.fanout_files = 1, 64, 100
+    groups = set(args.only or ("files", "fanout", "pipeline", "other"))
+    load_before = os.getloadavg()
+    started = time.monotonic()
 
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-azurite-") as location:
         azurite = start_azurite(Path(location))
         fake, endpoint = start_fake("bench-key")
+        proxy, ports = start_proxy({"blob": azurite.blob_port, "queue": azurite.queue_port,
+                                    "host-queue": azurite.queue_port, "openai": int(endpoint.rsplit(":", 1)[1])})
+        control = f"http://127.0.0.1:{ports['control']}"
         try:
-            env = {
+            direct = {
                 **os.environ,
                 "AZURE_OPENAI_ENDPOINT": endpoint,
                 "AZURE_OPENAI_API_KEY": "bench-key",
                 "AZURE_OPENAI_DEPLOYMENT": "bench",
                 "AzureWebJobsStorage": azurite.connection_string,
                 "ARTIFACTS_CONTAINER": "bench-artifacts",
+                "ARTIFACTS_STATUS_CONTAINER": "bench-status",
                 "PYTHONPATH": str(ROOT),
             }
-            size = str(args.large_mib * MiB)
-            print(f"large file: {args.large_mib} MiB, {args.repeat} runs each")
+            proxied = {
+                **direct,
+                "AZURE_OPENAI_ENDPOINT": f"http://127.0.0.1:{ports['openai']}",
+                "AzureWebJobsStorage": _through(azurite.connection_string, ports["blob"], ports["queue"]),
+                "BENCH_HOST_STORAGE": _through(azurite.connection_string, ports["blob"], ports["host-queue"]),
+                "BENCH_DIRECT_STORAGE": azurite.connection_string,
+                "BENCH_DIRECT_OPENAI": endpoint,
+                "BENCH_PROXY_CONTROL": control,
+                "BENCH_SERVER_PIDS": f"azurite:{azurite.process.pid},fake:{fake.pid},proxy:{proxy.pid}",
+            }
 
-            results = {mode: [child(mode, env, size) for _ in range(args.repeat)]
-                       for mode in ("raw-download", "raw-upload", "persist", "buffered")}
-            med = {mode: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for mode, runs in results.items()}
-            raw_limit = min(med["raw-download"]["mib_per_s"], med["raw-upload"]["mib_per_s"])
-            rows += [
-                Row("raw download, fake -> nowhere (httpx)", med["raw-download"]["mib_per_s"], "MiB/s"),
-                Row("raw upload, memory -> Azurite (SDK, 4 MiB blocks, 4 parallel)",
-                    med["raw-upload"]["mib_per_s"], "MiB/s"),
-                Row("persist (streaming)", med["persist"]["mib_per_s"], "MiB/s",
-                    f"{med['persist']['mib_per_s'] / raw_limit:.0%} of the raw limit"),
-                Row("persist (streaming): peak RSS above idle", med["persist"]["peak_above_idle_mib"], "MiB"),
-                Row("buffered (whole file in memory): peak RSS above idle",
-                    med["buffered"]["peak_above_idle_mib"], "MiB", "for comparison"),
-                Row("buffered: throughput", med["buffered"]["mib_per_s"], "MiB/s", "for comparison"),
-            ]
+            def delay(ms: float) -> None:
+                httpx.put(f"{control}/delay", params={"ms": str(ms)}, timeout=10).raise_for_status()
 
-            files = str(args.fanout_files)
-            fan: dict[int, list[dict[str, Any]]] = {1: [], 24: []}
-            servers_cpu: list[float] = []
-            for workers in (1, 24):
-                for _ in range(args.repeat):
-                    before = _cpu_of(azurite.process.pid) + _cpu_of(fake.pid)
-                    fan[workers].append(child("fanout", env, files, str(workers)))
-                    if workers == 24:
-                        used = _cpu_of(azurite.process.pid) + _cpu_of(fake.pid) - before
-                        servers_cpu.append(used / int(files) * 1000)
-            one = statistics.median(r["files_per_s"] for r in fan[1])
-            many = statistics.median(r["files_per_s"] for r in fan[24])
-            app_cpu = statistics.median(r["app_cpu_ms_per_file"] for r in fan[24])
-            # Includes the seeding of the fake, so it is an upper bound for the servers' share.
-            server_cpu = statistics.median(servers_cpu)
-            ceiling = (os.cpu_count() or 1) * 1000 / (app_cpu + server_cpu)
-            rows += [
-                Row(f"fan-out: {files} x 64 KiB, one by one", one, "files/s"),
-                Row(f"fan-out: {files} x 64 KiB, 24 concurrent (batchSize 16 + newBatchThreshold 8)", many,
-                    "files/s", f"{many / one:.1f}x one by one"),
-                Row("fan-out: app CPU per file", app_cpu, "ms"),
-                Row("fan-out: Azurite + fake CPU per file (upper bound)", server_cpu, "ms"),
-                Row("fan-out: CPU ceiling on this machine", ceiling, "files/s",
-                    "all cores busy: the app, Azurite and the fake share them"),
-            ]
-
-            overhead = [child("overhead", env) for _ in range(args.repeat)]
-            rows.append(Row("per message, without I/O (parse, runtime lookup, names, metadata)",
-                            statistics.median(r["us_per_message"] for r in overhead), "µs"))
-            rows.append(Row("runtime lookup (clients reused)",
-                            statistics.median(r["us_per_runtime_lookup"] for r in overhead), "µs"))
-
-            rows += pipeline_rows(env, args.repeat)
-
-            deps = median_of(max(args.repeat, 5), lambda: child("import", env, "deps")["ms"])
-            app = median_of(max(args.repeat, 5), lambda: child("import", env, "app")["ms"])
-            rows += [
-                Row("cold start: import dependencies alone", deps, "ms"),
-                Row("cold start: import function_app", app, "ms", f"+{app - deps:.0f} ms for the app itself"),
-            ]
+            if "files" in groups:
+                rows += file_rows(direct, args)
+            if "fanout" in groups:
+                for ms in (0.0, args.delay_ms):
+                    delay(ms)
+                    rows += fanout_rows(proxied, args, ms)
+            if "pipeline" in groups:
+                delay(args.delay_ms)
+                rows += pipeline_rows(proxied, args.repeat, args.delay_ms)
+            if "other" in groups:
+                rows += other_rows(direct, args.repeat)
         finally:
-            fake.terminate()
-            fake.wait(timeout=10)
+            for process in (proxy, fake):
+                process.terminate()
+                process.wait(timeout=10)
             azurite.stop()
 
-    table = render(rows, args)
+    minutes = (time.monotonic() - started) / 60
+    table = render(rows, args, load_before, os.getloadavg(), minutes)
     print(table)
     args.output.write_text(table, encoding="utf-8")
     print(f"written to {args.output}")
     return 0
 
 
-def pipeline_rows(env: dict[str, str], repeat: int) -> list[Row]:
-    """The durable pipeline: the POST's answer time, polls per run, and run end -> event."""
+def _through(connection_string: str, blob_port: int, queue_port: int) -> str:
+    """The same account, its blob and queue endpoints on the proxy's ports."""
+    moved = {"BlobEndpoint": blob_port, "QueueEndpoint": queue_port}
+    parts = []
+    for part in connection_string.split(";"):
+        name = part.partition("=")[0]
+        parts.append(f"{name}=http://127.0.0.1:{moved[name]}/{ACCOUNT}" if name in moved else part)
+    return ";".join(parts)
+
+
+def file_rows(env: dict[str, str], args: argparse.Namespace) -> list[Row]:
+    """One large file: throughput and memory, on loopback (no proxy)."""
+    size = str(args.large_mib * MiB)
+    print(f"large file: {args.large_mib} MiB, {args.repeat} runs each", flush=True)
+    results = {mode: [child(mode, env, size) for _ in range(args.repeat)]
+               for mode in ("raw-download", "raw-upload", "persist", "buffered")}
+    med = {mode: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for mode, runs in results.items()}
+    raw_limit = min(med["raw-download"]["mib_per_s"], med["raw-upload"]["mib_per_s"])
+    mib = args.large_mib
+    return [
+        Row("raw download, fake -> nowhere (httpx)", med["raw-download"]["mib_per_s"], "MiB/s"),
+        Row("raw upload, memory -> Azurite (SDK, 4 MiB blocks, 4 parallel)", med["raw-upload"]["mib_per_s"], "MiB/s"),
+        Row(f"persist {mib} MiB (streaming)", med["persist"]["mib_per_s"], "MiB/s",
+            f"{med['persist']['mib_per_s'] / raw_limit:.0%} of the raw limit"),
+        Row("persist (streaming): peak RSS above idle", med["persist"]["peak_above_idle_mib"], "MiB"),
+        Row("buffered (whole file in memory): peak RSS above idle",
+            med["buffered"]["peak_above_idle_mib"], "MiB", "for comparison"),
+        Row("buffered: throughput", med["buffered"]["mib_per_s"], "MiB/s", "for comparison"),
+    ]
+
+
+def fanout_rows(env: dict[str, str], args: argparse.Namespace, delay_ms: float) -> list[Row]:
+    """Files through the queue function, as the host delivers them: one by one, then at its concurrency."""
+    files = str(args.fanout_files)
+    latency = f"{delay_ms:g} ms"
+    print(f"fan-out: {files} x 64 KiB at {latency}, {args.repeat} runs each", flush=True)
+    one = [child("fanout", env, files, "one") for _ in range(args.repeat)]
+    many = [child("fanout", env, files, "host") for _ in range(args.repeat)]
+    one_rate = statistics.median(r["files_per_s"] for r in one)
+    rate = statistics.median(r["files_per_s"] for r in many)
+    concurrency = many[0]["concurrency"]
+
+    def per_file(route: str, results: list[dict[str, Any]] = many) -> float:
+        return float(statistics.median(r["per_file"].get(route, {}).get("requests", 0.0) for r in results))
+
+    def methods(route: str) -> str:
+        found = many[len(many) // 2]["per_file"].get(route, {}).get("methods", {})
+        return ", ".join(f"{name} {count:.2f}" for name, count in found.items())
+
+    def cpu(key: str, server: str | None = None) -> float:
+        if server is None:
+            return float(statistics.median(r[key] for r in many))
+        return float(statistics.median(r[key][server] for r in many))
+
+    return [
+        Row(f"fan-out at {latency}: {files} x 64 KiB, one by one", one_rate, "files/s", "through the queue function"),
+        Row(f"fan-out at {latency}: {files} x 64 KiB, host concurrency ({concurrency} in flight)", rate, "files/s",
+            f"{rate / one_rate:.1f}x one by one"),
+        Row(f"requests per file at {latency}: Storage blob (the app)", per_file("blob"), "requests", methods("blob")),
+        Row(f"requests per file at {latency}: Storage queue (the app)", per_file("queue"), "requests",
+            methods("queue")),
+        Row(f"requests per file at {latency}: Azure OpenAI (the app)", per_file("openai"), "requests",
+            methods("openai")),
+        Row(f"requests per file at {latency}: Storage queue (the host: receive, delete)", per_file("host-queue"),
+            "requests", methods("host-queue")),
+        Row(f"app CPU per file at {latency} (its invocations' threads)", cpu("app_cpu_ms_per_file"), "ms"),
+        Row(f"process CPU per file at {latency} (app + host stand-in)", cpu("process_cpu_ms_per_file"), "ms"),
+        Row(f"Azurite CPU per file at {latency}", cpu("servers_cpu_ms_per_file", "azurite"), "ms"),
+        Row(f"fake Azure OpenAI CPU per file at {latency}", cpu("servers_cpu_ms_per_file", "fake"), "ms"),
+        Row(f"latency proxy CPU per file at {latency}", cpu("servers_cpu_ms_per_file", "proxy"), "ms"),
+    ]
+
+
+def other_rows(env: dict[str, str], repeat: int) -> list[Row]:
+    overhead = [child("overhead", env) for _ in range(repeat)]
+    deps = median_of(max(repeat, 5), lambda: child("import", env, "deps")["ms"])
+    app = median_of(max(repeat, 5), lambda: child("import", env, "app")["ms"])
+    return [
+        Row("per message, without I/O (parse, runtime lookup, names, metadata)",
+            statistics.median(r["us_per_message"] for r in overhead), "µs"),
+        Row("runtime lookup (clients reused)", statistics.median(r["us_per_runtime_lookup"] for r in overhead), "µs"),
+        Row("cold start: import dependencies alone", deps, "ms"),
+        Row("cold start: import function_app", app, "ms", f"+{app - deps:.0f} ms for the app itself"),
+    ]
+
+
+def pipeline_rows(env: dict[str, str], repeat: int, delay_ms: float) -> list[Row]:
+    """The durable pipeline at cloud latency: the POST's answer time, polls per run, and run end -> event."""
     from shared.config import load_settings  # noqa: PLC0415
     from shared.watcher import poll_delay  # noqa: PLC0415
 
-    run_env = {**env, "ARTIFACTS_STATUS_CONTAINER": "bench-status"}
-    posts = [child("post-latency", run_env, "50") for _ in range(repeat)]
+    latency = f"{delay_ms:g} ms"
+    print(f"pipeline at {latency}, {repeat} runs each", flush=True)
+    posts = [child("post-latency", env, "50") for _ in range(repeat)]
+    per_post = posts[len(posts) // 2]["per_post"]
+    requests = ", ".join(f"{route} {c['requests']:.1f}" for route, c in per_post.items() if c["requests"])
     rows = [
-        Row("POST /api/responses, background on: answer time (median of 50)",
-            statistics.median(r["median_ms"] for r in posts), "ms"),
-        Row("POST /api/responses, background on: answer time (p95 of 50)",
+        Row(f"POST /api/responses at {latency}, background on: answer time (median of 50)",
+            statistics.median(r["median_ms"] for r in posts), "ms", f"requests per POST: {requests}"),
+        Row(f"POST /api/responses at {latency}, background on: answer time (p95 of 50)",
             statistics.median(r["p95_ms"] for r in posts), "ms"),
     ]
     # Polls follow the schedule, not the machine: counted with the app's own schedule function.
-    settings = load_settings(run_env)
+    settings = load_settings(env)
     elapsed, looks = 0, 0
     while elapsed < 600:
         looks += 1
         elapsed += poll_delay(settings, looks)
     rows.append(Row("watcher looks at a 10-minute run (default schedule 2 s doubling to 30 s)", looks, "GETs"))
     for files in (1, 50, 500):
-        seconds = statistics.median(child("end-to-event", run_env, str(files))["seconds"] for _ in range(repeat))
-        rows.append(Row(f"run ended -> completion event, {files} x 64 KiB", seconds, "s",
-                        "default schedule; 24 invocations in flight"))
+        seconds = statistics.median(child("end-to-event", env, str(files))["seconds"] for _ in range(repeat))
+        rows.append(Row(f"run ended -> completion event at {latency}, {files} x 64 KiB", seconds, "s",
+                        "from the watcher's look that finds it ended; default schedule, host.json concurrency"))
     return rows
 
 
-def render(rows: list[Row], args: argparse.Namespace) -> str:
+def render(rows: list[Row], args: argparse.Namespace, load_before: tuple[float, float, float],
+           load_after: tuple[float, float, float], minutes: float) -> str:
     lines = [
         "# Benchmark results",
         "",
-        f"Machine: {machine()}. Loopback; Azurite (on disk) and the fake Azure OpenAI in their own processes.",
-        f"Medians of {args.repeat} runs (imports: of at least 5). Command: `.venv/bin/python -m bench.run`.",
+        f"Machine: {machine()}. Loopback; Azurite (on disk), the fake Azure OpenAI and the latency proxy in "
+        "their own processes.",
+        f"Medians of {args.repeat} runs (imports: of at least 5). Command: `make bench` "
+        f"(`.venv/bin/python -m bench.run`); took {minutes:.1f} min.",
+        f"Load average (1, 5, 15 min) before: {_load(load_before)}; after: {_load(load_after)} "
+        f"({os.cpu_count()} cores; what else ran is in the README's performance section).",
+        f"Latency: the proxy adds {args.delay_ms:g} ms to every request and every new connection "
+        "(\"at 0 ms\": the same path, no delay).",
         "",
         "| figure | median | unit | note |",
         "|---|---:|---|---|",
     ]
-    lines += [f"| {r.figure} | {r.value:,.1f} | {r.unit} | {r.note} |" for r in rows]
+    lines += [f"| {r.figure} | {r.value:,.{2 if abs(r.value) < 10 else 1}f} | {r.unit} | {r.note} |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
-def _cpu_of(pid: int) -> float:
-    """CPU seconds (user + system) a process has used so far, children included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
+def _load(load: tuple[float, float, float]) -> str:
+    return ", ".join(f"{value:.2f}" for value in load)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -11,12 +13,21 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 MiB = 1024 * 1024
 KEY = {"api-key": os.environ.get("AZURE_OPENAI_API_KEY", "")}
 STORAGE = os.environ.get("AzureWebJobsStorage", "")  # noqa: SIM112 - the host's own name
+# Behind the latency proxy, the set-up (seeding the fake, queueing messages) goes around it: only
+# what the app and the host do is delayed and counted.
+DIRECT_STORAGE = os.environ.get("BENCH_DIRECT_STORAGE", STORAGE)
+DIRECT_OPENAI = os.environ.get("BENCH_DIRECT_OPENAI", os.environ.get("AZURE_OPENAI_ENDPOINT", ""))
+HOST_STORAGE = os.environ.get("BENCH_HOST_STORAGE", STORAGE)  # the host's own requests (its own route)
+PROXY_CONTROL = os.environ.get("BENCH_PROXY_CONTROL")  # the latency proxy's control URL, when there is one
 
 
 def rss_mib() -> float:
@@ -32,7 +43,7 @@ def seed(files: list[tuple[str, int]]) -> dict[str, Any]:
     import httpx  # noqa: PLC0415
 
     answer = httpx.post(
-        f"{os.environ['AZURE_OPENAI_ENDPOINT']}/_fake/containers",
+        f"{DIRECT_OPENAI}/_fake/containers",
         json={"files": [{"path": path, "size": size} for path, size in files]},
         headers=KEY,
         timeout=120,
@@ -53,6 +64,7 @@ def message(container: dict[str, Any], file: dict[str, Any]) -> bytes:
         file_id=file["file_id"],
         filename=name,
         blob_name=f"{response_id}/{file['file_id']}/{name}",
+        size=file.get("bytes"),  # as the fan-out's messages carry the listing's size
     ).to_json().encode()
 
 
@@ -129,22 +141,100 @@ def buffered(size: int) -> dict[str, Any]:
     return {"mib_per_s": size / MiB / elapsed, "peak_above_idle_mib": peak_rss_mib() - idle}
 
 
-def fanout(count: int, workers: int) -> dict[str, Any]:
+def fanout(count: int, how: str) -> dict[str, Any]:
+    """``count`` x 64 KiB through the queue function, as the host delivers them: at host.json's
+    concurrency (``how="host"``) or one at a time (``how="one"``)."""
+
+    from bench.queue_host import QueueSettings, host_queues, listeners  # noqa: PLC0415
     from shared.persist import persist_message  # noqa: PLC0415
     from shared.runtime import get_runtime  # noqa: PLC0415
 
-    runtime = get_runtime()
-    container = seed([(f"/mnt/data/f{i}.bin", 64 * 1024) for i in range(count)])
-    bodies = [message(container, file) for file in container["files"]]
-    persist_message(runtime, message(container, container["files"][0]))  # warm-up, not counted
-    cpu_before = _cpu_seconds()
-    start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        stored = list(pool.map(lambda body: persist_message(runtime, body), bodies))
-    elapsed = time.perf_counter() - start
-    cpu = _cpu_seconds() - cpu_before
-    assert all(s is not None and s.size == 64 * 1024 for s in stored)
-    return {"files_per_s": count / elapsed, "app_cpu_ms_per_file": cpu / count * 1000}
+    host = _app_host()
+    container = seed([(f"/mnt/data/f{i}.bin", 64 * 1024) for i in range(count + 1)])
+    warm, *files = container["files"]
+    persist_message(get_runtime(), message(container, warm))  # clients and the container made first
+    _queue_directly(os.environ["ARTIFACTS_QUEUE"], [message(container, file) for file in files])
+    settings = QueueSettings.from_host_json()
+    settings = settings if how == "host" else settings.one_by_one()
+    listener = listeners(host.functions, host_queues(HOST_STORAGE), settings,
+                         only=("persist_artifact",))["persist_artifact"]
+    before = _Snapshot.take()
+    listener.start()
+    _wait_for(lambda: listener.tally.succeeded + listener.tally.failed >= count, timeout=1200)
+    after = _Snapshot.take()
+    listener.stop()
+    assert listener.tally.failed == 0 and listener.tally.succeeded == count
+    return {
+        "files_per_s": count / (after.wall - before.wall),
+        "concurrency": settings.concurrency,
+        "app_cpu_ms_per_file": listener.tally.invocation_cpu_seconds / count * 1000,
+        "invocation_ms": listener.tally.invocation_seconds / count * 1000,
+        # Little's law: invocations running on average, over the whole measurement.
+        "mean_in_flight": listener.tally.invocation_seconds / (after.wall - before.wall),
+        "process_cpu_ms_per_file": (after.cpu - before.cpu) / count * 1000,
+        "servers_cpu_ms_per_file": {name: (after.servers[name] - cpu) / count * 1000
+                                    for name, cpu in before.servers.items()},
+        "per_file": _per_file(after.proxy, count),
+    }
+
+
+class _Snapshot:
+    """The clocks, this process's CPU, the servers' CPU and the proxy's counts, at one moment."""
+
+    def __init__(self, wall: float, cpu: float, servers: dict[str, float], proxy: dict[str, Any]) -> None:
+        self.wall, self.cpu, self.servers, self.proxy = wall, cpu, servers, proxy
+
+    @classmethod
+    def take(cls) -> _Snapshot:
+        proxy = _proxy("GET", "/counts")["routes"] if PROXY_CONTROL else {}
+        servers = {name: _cpu_of(int(pid)) for name, pid in
+                   (item.split(":") for item in os.environ.get("BENCH_SERVER_PIDS", "").split(",") if item)}
+        if PROXY_CONTROL:
+            _proxy("POST", "/reset")  # what follows is counted from zero
+        return cls(time.perf_counter(), _cpu_seconds(), servers, proxy)
+
+
+def _per_file(counts: dict[str, Any], files: int) -> dict[str, Any]:
+    return {route: {"requests": c["requests"] / files, "connections": c["connections"],
+                    "methods": {m: n / files for m, n in sorted(c["methods"].items())}}
+            for route, c in counts.items()}
+
+
+def _proxy(method: str, path: str) -> dict[str, Any]:
+    import httpx  # noqa: PLC0415
+
+    answer = httpx.request(method, f"{PROXY_CONTROL}{path}", timeout=30)
+    answer.raise_for_status()
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def _queue_directly(queue_name: str, bodies: list[bytes]) -> None:
+    """Set-up: the messages a fan-out would send, queued around the proxy."""
+    from azure.storage.queue import QueueServiceClient, TextBase64EncodePolicy  # noqa: PLC0415
+
+    queue = QueueServiceClient.from_connection_string(DIRECT_STORAGE).get_queue_client(
+        queue_name, message_encode_policy=TextBase64EncodePolicy()
+    )
+    with contextlib.suppress(ResourceExistsError):
+        queue.create_queue()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(lambda body: queue.send_message(body.decode("utf-8")), bodies))
+
+
+def _wait_for(condition: Callable[[], bool], *, timeout: float, every: float = 0.01) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not done within {timeout} s")
+        time.sleep(every)  # polling a condition, with a deadline
+
+
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, children included."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
 
 
 def _cpu_seconds() -> float:
@@ -177,7 +267,7 @@ def overhead() -> dict[str, Any]:
 
 
 def _app_host() -> Any:
-    """The app under a host stand-in that moves messages through Azurite as the host does, on
+    """The app under the tests' host stand-in (for its function metadata and HTTP calls), on
     queues of its own (a measurement never picks up another's messages)."""
     tag = uuid.uuid4().hex[:8]
     for name, prefix in (("ARTIFACTS_QUEUE", "bench-downloads"), ("ARTIFACTS_RUNS_QUEUE", "bench-runs"),
@@ -186,7 +276,7 @@ def _app_host() -> Any:
     import function_app  # noqa: PLC0415
     from tests.support.host import FunctionsHost  # noqa: PLC0415
 
-    return FunctionsHost(function_app.app, STORAGE)
+    return FunctionsHost(function_app.app, HOST_STORAGE)
 
 
 def post_latency(count: int) -> dict[str, Any]:
@@ -194,39 +284,60 @@ def post_latency(count: int) -> dict[str, Any]:
     host = _app_host()
     host.http("POST", "responses", body=b'{"input": "warm-up"}')  # connections and queues made
     times: list[float] = []
+    _Snapshot.take()
     for _ in range(count):
         start = time.perf_counter()
         call = host.http("POST", "responses", body=json.dumps({"input": f"bench {uuid.uuid4().hex}"}).encode())
         times.append((time.perf_counter() - start) * 1000)
         assert call.response.status_code == 202
+    after = _Snapshot.take()
     times.sort()
-    return {"median_ms": times[len(times) // 2], "p95_ms": times[int(len(times) * 0.95) - 1]}
+    return {
+        "median_ms": times[len(times) // 2],
+        "p95_ms": times[int(len(times) * 0.95) - 1],
+        "per_post": _per_file(after.proxy, count),
+    }
 
 
 def end_to_event(files: int) -> dict[str, Any]:
-    """From the run's end to its completion event, ``files`` x 64 KiB, the host's concurrency."""
+    """A run of ``files`` x 64 KiB through every queue function at the host's concurrency: from
+    the watcher's look that finds the run ended to its completion event on the queue."""
     import httpx  # noqa: PLC0415
+    from azure.storage.queue import QueueServiceClient  # noqa: PLC0415
+
+    from bench.queue_host import QueueSettings, host_queues, listeners  # noqa: PLC0415
 
     host = _app_host()
     prompt = f"bench {uuid.uuid4().hex}"
     spec = {"prompt": prompt, "files": [{"path": f"/mnt/data/f{i}.bin", "size": 64 * 1024} for i in range(files)]}
-    httpx.post(f"{os.environ['AZURE_OPENAI_ENDPOINT']}/_fake/scenarios", json=spec, headers=KEY, timeout=60)
-    call = host.http("POST", "responses", body=json.dumps({"input": prompt}).encode())
-    response_id = call.json()["response_id"]
-    # The fake's run ends at its first GET: the watcher's first look is the run's end.
-    ended: list[float] = []
+    httpx.post(f"{DIRECT_OPENAI}/_fake/scenarios", json=spec, headers=KEY, timeout=60).raise_for_status()
+    events = QueueServiceClient.from_connection_string(DIRECT_STORAGE).get_queue_client(
+        os.environ["ARTIFACTS_EVENTS_QUEUE"]
+    )
+    running = listeners(host.functions, host_queues(HOST_STORAGE),
+                        QueueSettings.from_host_json())
+    for listener in running.values():
+        listener.start()
+    try:
+        _Snapshot.take()
+        response_id = host.http("POST", "responses", body=json.dumps({"input": prompt}).encode()).json()["response_id"]
 
-    def done() -> bool:
-        progress = host.http("GET", f"responses/{response_id}").json()
-        if not ended and progress["phase"] != "running":
-            ended.append(time.perf_counter())
-        return bool(progress["event_id"])
+        def event_sent() -> bool:
+            with contextlib.suppress(ResourceNotFoundError):
+                return bool(events.peek_messages(max_messages=1))
+            return False
 
-    host.run_until(done, timeout=600, workers=24)
-    elapsed = time.perf_counter() - ended[0]
-    events = host.messages(os.environ["ARTIFACTS_EVENTS_QUEUE"])
-    assert len(events) == 1 and json.loads(events[0])["counts"]["persisted"] == files
-    return {"seconds": elapsed}
+        _wait_for(event_sent, timeout=600, every=0.02)
+        sent = time.monotonic()
+    finally:
+        for listener in running.values():
+            listener.stop()
+    # The fake ends a background run at its first GET: the watcher's look that found it ended.
+    looks = [at for at, route, method, path in _proxy("GET", "/log")["requests"]
+             if route == "openai" and method == "GET" and path.endswith(f"/responses/{response_id}")]
+    event = json.loads(base64.b64decode(events.peek_messages(max_messages=1)[0].content))
+    assert event["counts"]["persisted"] == files, event["counts"]
+    return {"seconds": sent - looks[0], "looks": len(looks)}
 
 
 def import_time(what: str) -> dict[str, Any]:
@@ -246,7 +357,7 @@ def main() -> None:
         "raw-upload": lambda: raw_upload(int(args[0])),
         "persist": lambda: persist(int(args[0])),
         "buffered": lambda: buffered(int(args[0])),
-        "fanout": lambda: fanout(int(args[0]), int(args[1])),
+        "fanout": lambda: fanout(int(args[0]), args[1]),
         "overhead": overhead,
         "post-latency": lambda: post_latency(int(args[0])),
         "end-to-event": lambda: end_to_event(int(args[0])),
