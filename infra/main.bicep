@@ -123,7 +123,7 @@ param linkMinutes int = 60
 // Webhooks: Azure OpenAI calls the app when a response ends
 // ---------------------------------------------------------------------------------------------
 
-@description('Create a Key Vault for the webhook signing secret and have the postprovision hook register the webhook.')
+@description('Create a Key Vault for the webhook signing secret and have the postdeploy hook register the webhook.')
 param webhookEnabled bool = false
 
 @allowed(['started', 'all'])
@@ -419,7 +419,7 @@ output AZURE_OPENAI_ENDPOINT string = openAiAccess.outputs.endpoint
 output AZURE_OPENAI_DEPLOYMENT string = openAiDeploymentName
 output AZURE_FUNCTION_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output AZURE_APPLICATION_INSIGHTS_NAME string = monitoring.outputs.appInsightsName
-// For the azd postprovision hook (scripts/register_webhook.py): whether to register the webhook,
+// For the azd postdeploy hook (scripts/register_webhook.py): whether to register the webhook,
 // and where to store its secret.
 output ARTIFACTS_REGISTER_WEBHOOK bool = webhookEnabled
 output AZURE_KEY_VAULT_NAME string = webhookEnabled ? keyVaultName : ''

@@ -22,8 +22,10 @@ MONITOR_SCHEDULE = "0 */1 * * * *"  # every minute (NCRONTAB, with seconds)
 
 
 def monitored_queues(queues: QueueNames) -> list[str]:
-    main = [queues.artifacts, queues.runs, queues.events]
-    return main + [QueueNames.poison(name) for name in main]
+    """The app's queues, and the poison queues of the two it triggers on (the events queue is
+    read by consumers, not by the app: the host never makes a poison queue for it)."""
+    return [queues.artifacts, queues.runs, queues.events,
+            QueueNames.poison(queues.artifacts), QueueNames.poison(queues.runs)]
 
 
 def report_queue_depths(runtime: Runtime) -> dict[str, tuple[int, float | None]]:
