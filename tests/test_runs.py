@@ -23,7 +23,7 @@ from shared.watcher import Watcher
 from tests.conftest import AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
 from tests.support.azurite import Azurite
-from tests.support.flow import events, finished, post_run, status
+from tests.support.flow import events, finished, landed, post_run, status
 from tests.support.host import FunctionsHost
 
 CODE_INTERPRETER = {"type": "code_interpreter", "container": {"type": "auto"}}
@@ -31,17 +31,6 @@ CODE_INTERPRETER = {"type": "code_interpreter", "container": {"type": "auto"}}
 
 def files(count: int, tag: str = "f") -> list[FakeFile]:
     return [FakeFile(os.urandom(2000), f"/mnt/data/{tag}{i}.bin", cite="real" if i % 2 else None) for i in range(count)]
-
-
-def landed(env: AppEnv, response_id: str) -> dict[str, bytes]:
-    """The artifact blobs of one run, by file id."""
-    container = env.artifacts()
-    if not container.exists():
-        return {}
-    return {
-        blob.name.split("/")[1]: container.get_blob_client(blob.name).download_blob().readall()
-        for blob in container.list_blobs(name_starts_with=f"{response_id}/")
-    }
 
 
 def downloads(fake: FakeAzureOpenAI) -> int:

@@ -17,7 +17,7 @@ from standardwebhooks import Webhook
 
 from tests.conftest import DEPLOYMENT, AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
-from tests.support.flow import post_run, status
+from tests.support.flow import landed, post_run, status
 from tests.support.host import FunctionsHost
 from tests.support.http_front import FUNCTION_KEY, serve_http
 
@@ -44,16 +44,6 @@ def webhook(
 
 def files(count: int) -> list[FakeFile]:
     return [FakeFile(uuid.uuid4().bytes * 100, f"/mnt/data/w{i}.csv", cite="real") for i in range(count)]
-
-
-def landed(env: AppEnv, response_id: str) -> dict[str, bytes]:
-    container = env.artifacts()
-    if not container.exists():
-        return {}
-    return {
-        blob.name.split("/")[1]: container.get_blob_client(blob.name).download_blob().readall()
-        for blob in container.list_blobs(name_starts_with=f"{response_id}/")
-    }
 
 
 def visible_watch_messages(host: FunctionsHost, env: AppEnv) -> list[dict[str, Any]]:

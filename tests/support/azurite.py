@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,8 +64,10 @@ class Azurite:
             self.process.wait()
 
 
-def start_azurite(location: Path | None = None, ports: tuple[int, int, int] | None = None) -> Azurite:
-    """Start Azurite and return once all three services accept connections."""
+def start_azurite(
+    location: Path | None = None, ports: tuple[int, int, int] | None = None, extra: Sequence[str] = ()
+) -> Azurite:
+    """Start Azurite (with ``extra`` options) and return once all three services accept connections."""
     blob, queue, table = ports or (free_port(), free_port(), free_port())
     storage = ["--location", str(location)] if location else ["--inMemoryPersistence"]
     process = subprocess.Popen(
@@ -77,6 +80,7 @@ def start_azurite(location: Path | None = None, ports: tuple[int, int, int] | No
             "--queueHost", "127.0.0.1", "--queuePort", str(queue),
             "--tableHost", "127.0.0.1", "--tablePort", str(table),
             *storage,
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

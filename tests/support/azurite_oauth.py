@@ -26,7 +26,7 @@ from typing import Any
 
 from azure.core.credentials import AccessToken
 
-from tests.support.azurite import ACCOUNT, azurite_command, free_port, port_open
+from tests.support.azurite import ACCOUNT, start_azurite
 
 STORAGE_AUDIENCE = "https://storage.azure.com"
 TENANT_ID = str(uuid.uuid4())
@@ -117,33 +117,8 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
 
 
 def start_oauth_azurite(directory: Path) -> OAuthAzurite:
-    """Blob service only, on HTTPS, with basic OAuth; returns once it accepts connections."""
+    """Azurite on HTTPS with basic OAuth (the tests use its blob service); returns once it accepts connections."""
     certificate, key = self_signed_certificate(directory)
-    blob, queue, table = free_port(), free_port(), free_port()
-    process = subprocess.Popen(
-        [
-            azurite_command(),
-            "--silent",
-            "--skipApiVersionCheck",
-            "--disableTelemetry",
-            "--inMemoryPersistence",
-            "--oauth", "basic",
-            "--cert", str(certificate), "--key", str(key),
-            "--blobHost", "127.0.0.1", "--blobPort", str(blob),
-            "--queueHost", "127.0.0.1", "--queuePort", str(queue),
-            "--tableHost", "127.0.0.1", "--tablePort", str(table),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    azurite = OAuthAzurite(process, blob, certificate)
-    deadline = time.monotonic() + 60
-    while not port_open(blob):
-        if process.poll() is not None:
-            error = process.stderr.read().decode(errors="replace") if process.stderr else ""
-            raise RuntimeError(f"Azurite (OAuth) exited early: {error.strip()[:2000]}")
-        if time.monotonic() > deadline:
-            azurite.stop()
-            raise RuntimeError("Azurite (OAuth) did not start within 60 s")
-        time.sleep(0.05)  # polling for readiness, with a deadline
+    started = start_azurite(extra=["--oauth", "basic", "--cert", str(certificate), "--key", str(key)])
+    azurite = OAuthAzurite(started.process, started.blob_port, certificate)
     return azurite

@@ -51,6 +51,17 @@ def finished(
     return status(host, response_id, headers)
 
 
+def landed(env: AppEnv, response_id: str) -> dict[str, bytes]:
+    """The artifact blobs of one run, by file id."""
+    container = env.artifacts()
+    if not container.exists():
+        return {}
+    return {
+        blob.name.split("/")[1]: container.get_blob_client(blob.name).download_blob().readall()
+        for blob in container.list_blobs(name_starts_with=f"{response_id}/")
+    }
+
+
 def events(host: FunctionsHost, env: AppEnv) -> list[dict[str, Any]]:
     """Take the completion events off the events queue."""
     return [json.loads(text) for text in host.messages(env.events_queue)]
