@@ -4,7 +4,8 @@ Large files are staged block by block while they download (a bounded number of b
 flight, so memory stays at about ``(concurrency + 1) * block_size``) and appear only when the
 block list is committed, with the size and SHA-256 measured on the way in as metadata. A
 download that breaks leaves uncommitted blocks, which Storage discards, never a partial blob.
-Small files take a single Put Blob.
+Small files take a single Put Blob, which can be made conditional (``If-None-Match: *``): the
+request that writes the file also proves, when it is refused, that the blob is already there.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import contextlib
 import hashlib
 import threading
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from azure.storage.blob import BlobBlock, BlobClient, BlobServiceClient, Content
 
 DEFAULT_BLOCK_SIZE = 4 * 1024 * 1024
 DEFAULT_BLOCK_CONCURRENCY = 4
+RECENT_ARTIFACTS = 4096  # artifacts a process remembers storing: a duplicate message for one is checked first
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,22 @@ class ArtifactStore:
         self._container = ContainerGuard(service, container)
         self.block_size = block_size
         self._block_concurrency = block_concurrency
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._recent_lock = threading.Lock()
+
+    def stored_here(self, response_id: str, file_id: str) -> bool:
+        """Whether this process stored the artifact lately: a hint that a message is a duplicate,
+        to be checked in Storage (the blob may have been deleted since), never trusted alone."""
+        with self._recent_lock:
+            return f"{response_id}/{file_id}/" in self._recent
+
+    def _remember(self, blob_name: str) -> None:
+        key = blob_name[: blob_name.rfind("/") + 1]  # "{response_id}/{file_id}/"
+        with self._recent_lock:
+            self._recent[key] = None
+            self._recent.move_to_end(key)
+            if len(self._recent) > RECENT_ARTIFACTS:
+                self._recent.popitem(last=False)
 
     def find_whole(self, blob_name: str) -> StoredBlob | None:
         """The blob, if an earlier pass already stored it whole (its metadata proves it)."""
@@ -125,8 +143,13 @@ class ArtifactStore:
         content_disposition: str,
         expected_size: int | None = None,
         max_size: int | None = None,
+        if_absent: bool = False,
     ) -> StoredBlob:
-        """Store ``chunks`` (each about ``block_size``) as one blob, adding size/sha256/downloaded_at."""
+        """Store ``chunks`` (each about ``block_size``) as one blob, adding size/sha256/downloaded_at.
+
+        With ``if_absent`` a single-block file is created only if no blob has its name; if one
+        does and is whole, it is the result (``already_present``), and nothing is written.
+        """
         with self._remade_if_missing(blob_name):
             if expected_size is not None:
                 _check_limit(expected_size, max_size)
@@ -139,18 +162,28 @@ class ArtifactStore:
             if second is None:  # one block's worth: a single Put Blob
                 _check_limit(len(first), max_size)
                 _check_size(len(first), expected_size)
-                digest = hashlib.sha256(first).hexdigest()
-                blob.upload_blob(
-                    first,
-                    overwrite=True,
-                    length=len(first),
-                    content_settings=settings,
-                    metadata=_final_metadata(metadata, len(first), digest),
-                )
-                return StoredBlob(blob_name, len(first), digest)
-            size, digest, block_ids = self._stage_blocks(blob, _limited(_chain(first, second, stream), max_size))
-            _check_size(size, expected_size)
-            return self._commit(blob, block_ids, settings, _final_metadata(metadata, size, digest))
+                stored = self._put(blob, first, settings, metadata, if_absent=if_absent)
+            else:
+                size, digest, block_ids = self._stage_blocks(blob, _limited(_chain(first, second, stream), max_size))
+                _check_size(size, expected_size)
+                stored = self._commit(blob, block_ids, settings, _final_metadata(metadata, size, digest))
+        self._remember(blob_name)
+        return stored
+
+    def _put(
+        self, blob: BlobClient, data: bytes, settings: ContentSettings, metadata: dict[str, str], *, if_absent: bool
+    ) -> StoredBlob:
+        digest = hashlib.sha256(data).hexdigest()
+        final = _final_metadata(metadata, len(data), digest)
+        try:
+            blob.upload_blob(data, overwrite=not if_absent, length=len(data), content_settings=settings, metadata=final)
+        except ResourceExistsError:  # only when if_absent: the blob is there already
+            existing = self.find_whole(blob.blob_name)
+            if existing is not None:
+                return existing
+            # A blob the app did not write whole (no size and hash of its own): replace it.
+            blob.upload_blob(data, overwrite=True, length=len(data), content_settings=settings, metadata=final)
+        return StoredBlob(blob.blob_name, len(data), digest)
 
     def _commit(
         self, blob: BlobClient, block_ids: list[str], settings: ContentSettings, metadata: dict[str, str]

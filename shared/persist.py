@@ -1,7 +1,14 @@
 """The queue function's work: download one container file, streaming, into Blob Storage.
 
 Outcomes, so that every file either lands whole or is recorded:
-- stored (or already stored whole by an earlier delivery: nothing is downloaded again);
+- stored (or already stored whole by an earlier delivery: a redelivery, a message naming only
+  the ids, or one for a file this process stored looks it up first and downloads nothing again;
+  a first delivery of a small file skips that request, and its conditional write finds the
+  blob instead);
+- access refused (401/403: role assignments still propagating after a deployment): retried
+  like any transient failure, but the last delivery, instead of failing into the poison queue,
+  sends the message again to wait (a delay growing from a minute, AUTH_WAIT_SECONDS in all) and
+  completes; once those waits are spent, a refusal ends like any transient failure below;
 - permanent failure (file or container gone, over the size limit, an unusable message, an
   upstream 4xx): recorded in the status container, and the message completes;
 - transient failure (429, 5xx, a timeout, a body cut short, 401/403 until the credentials are
@@ -15,12 +22,14 @@ Outcomes, so that every file either lands whole or is recorded:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
 from shared.blob_store import (
     ConcurrentWriteError,
@@ -40,6 +49,11 @@ from shared.status_store import Failure
 log = logging.getLogger(__name__)
 
 DELIVERY_SHARE_OF_TIMEOUT = 0.5  # a delivery ends well inside functionTimeout, or the host restarts the worker
+# Right after a deployment, role assignments take minutes to reach Storage and Azure OpenAI, which
+# refuse the app (401/403) meanwhile. When the host's deliveries are spent on that, the message
+# waits it out on the queue, this long each time (30 minutes in all), instead of going to the
+# poison queue.
+AUTH_WAIT_SECONDS = (60, 120, 240, 480, 900)
 
 
 class DeliveryTimeUp(TransientError):
@@ -72,7 +86,8 @@ def persist_message(
     message_id: str | None = None,
     dequeue_count: int | None = None,
 ) -> StoredBlob | None:
-    """Store the artifact a queue message names; None when it was recorded as failed."""
+    """Store the artifact a queue message names; None when it was recorded as failed, or sent again
+    to wait for access."""
     deliveries = dequeue_count or 1
     try:
         message = ArtifactMessage.from_json(body)
@@ -83,26 +98,58 @@ def persist_message(
         )
         return None
 
-    last_delivery = deliveries >= runtime.max_dequeue_count
     try:
-        # By ids, not by name: a message naming only the ids of a stored file finds it too.
-        existing = runtime.store.find_artifact(message.response_id, message.file_id)
-        if existing is not None:
-            log.info("%s is already stored whole; nothing to do", existing.blob_name)
-            return existing
-        stored = _download_with_retries(runtime, message, runtime.download_retry)
+        return _persist(runtime, message, message_id, deliveries)
+    except Exception as error:
+        if deliveries < runtime.max_dequeue_count:
+            raise  # the host delivers it again
+        if _refused(error) and _wait_for_access(runtime, message, error):
+            return None
+        # Over now: the message goes to the poison queue next.
+        reason = f"gave up after {deliveries} deliveries: {_describe(error)}{_waited(message)}"
+        with contextlib.suppress(Exception):  # the poison queue's trigger records it then
+            _record(runtime, message, message_id, Failure("retries_exhausted", reason, deliveries), None)
+        raise
+
+
+def _persist(runtime: Runtime, message: ArtifactMessage, message_id: str | None, deliveries: int) -> StoredBlob | None:
+    try:
+        look_first = _may_be_stored(runtime, message, deliveries)
+        if look_first:
+            # By ids, not by name: a message naming only the ids of a stored file finds it too.
+            existing = runtime.store.find_artifact(message.response_id, message.file_id)
+            if existing is not None:
+                log.info("%s is already stored whole; nothing to do", existing.blob_name)
+                return existing
+        stored = _download_with_retries(runtime, message, runtime.download_retry, if_absent=not look_first)
     except _Permanent as failure:
         failed = Failure(failure.code, failure.reason, deliveries)
         _record(runtime, message, message_id, failed, failure.upstream_status)
         return None
-    except Exception as error:
-        if last_delivery:  # over now: the message goes to the poison queue next
-            reason = f"gave up after {deliveries} deliveries: {_describe(error)}"
-            with contextlib.suppress(Exception):  # the poison queue's trigger records it then
-                _record(runtime, message, message_id, Failure("retries_exhausted", reason, deliveries), None)
-        raise
-    log.info("stored %s (%d bytes, sha256 %s)", stored.blob_name, stored.size, stored.sha256)
+    if stored.already_present:
+        log.info("%s was already stored whole; nothing written", stored.blob_name)
+    else:
+        log.info("stored %s (%d bytes, sha256 %s)", stored.blob_name, stored.size, stored.sha256)
     return stored
+
+
+def _may_be_stored(runtime: Runtime, message: ArtifactMessage, deliveries: int) -> bool:
+    """Whether to look the artifact up before downloading it, at the cost of one request.
+
+    A first delivery of a small file skips the look: the fan-out queued it because it was not
+    stored, and the write that follows is conditional, so a duplicate still writes nothing. A
+    redelivery looks (an earlier delivery may have stored it), as does a message without its
+    blob name (the artifact may be stored under another), one for a file this process stored
+    (a duplicate, most likely), and a large or unsized file (a needless download would cost
+    far more than the look).
+    """
+    return (
+        deliveries > 1
+        or not message.names_blob
+        or message.size is None
+        or message.size > runtime.store.block_size
+        or runtime.store.stored_here(message.response_id, message.file_id)
+    )
 
 
 def record_poisoned_artifact(runtime: Runtime, body: bytes, *, message_id: str | None) -> None:
@@ -122,7 +169,9 @@ def record_poisoned_artifact(runtime: Runtime, body: bytes, *, message_id: str |
     _record(runtime, message, message_id, Failure("retries_exhausted", reason, deliveries), None, keep_existing=True)
 
 
-def _download_with_retries(runtime: Runtime, message: ArtifactMessage, retry: RetryPolicy) -> StoredBlob:
+def _download_with_retries(
+    runtime: Runtime, message: ArtifactMessage, retry: RetryPolicy, *, if_absent: bool
+) -> StoredBlob:
     limit = runtime.settings.max_file_bytes
     if message.size is not None and message.size > limit:
         raise _Permanent("too_large", f"the file has {message.size} bytes, over the limit of {limit}")
@@ -133,7 +182,7 @@ def _download_with_retries(runtime: Runtime, message: ArtifactMessage, retry: Re
     try:
         for attempt in retry.retrying(*_RETRYABLE, deadline=deadline):
             with attempt:
-                return _download(runtime, message, deadline)
+                return _download(runtime, message, deadline, if_absent=if_absent)
     except FileGoneError as error:
         raise _Permanent("file_gone", _upstream_reason(error), error.status) from error
     except TooLargeError as error:
@@ -159,7 +208,7 @@ def _until(chunks: Iterator[bytes], deadline: float) -> Iterator[bytes]:
         yield chunk
 
 
-def _download(runtime: Runtime, message: ArtifactMessage, deadline: float) -> StoredBlob:
+def _download(runtime: Runtime, message: ArtifactMessage, deadline: float, *, if_absent: bool) -> StoredBlob:
     metadata = {
         "response_id": message.response_id,
         "container_id": message.container_id,
@@ -177,6 +226,7 @@ def _download(runtime: Runtime, message: ArtifactMessage, deadline: float) -> St
             content_disposition=content_disposition(message.filename),
             expected_size=_expected_size(answer, message.size),
             max_size=runtime.settings.max_file_bytes,
+            if_absent=if_absent,
         )
 
 
@@ -206,10 +256,52 @@ def _upstream_reason(error: UpstreamError | TransientUpstreamError) -> str:
     return f"Azure OpenAI answered {error.status}: {error.detail.get('message', '')}"
 
 
+def _refused(error: BaseException) -> bool:
+    """Access refused: Azure OpenAI's or Storage's 401/403, or no token for the managed identity."""
+    if isinstance(error, UpstreamError):
+        return error.status in (401, 403)
+    if isinstance(error, HttpResponseError) and error.status_code in (401, 403):
+        return True
+    return isinstance(error, ClientAuthenticationError)  # a token that could not be had: no response at all
+
+
+def _wait_for_access(runtime: Runtime, message: ArtifactMessage, error: BaseException) -> bool:
+    """Send the message again to be delivered after the next wait; False when the waits are
+    spent or the message cannot be sent (then the delivery fails as usual)."""
+    waits = message.auth_waits
+    if waits >= len(AUTH_WAIT_SECONDS):
+        return False
+    again = dataclasses.replace(message, auth_waits=waits + 1)
+    try:  # sent before returning: completing the delivery deletes the message it replaces
+        runtime.queues.send(runtime.settings.queues.artifacts, again.to_json(), delay_seconds=AUTH_WAIT_SECONDS[waits])
+    except Exception as send_error:
+        log.warning("%s: could not queue a wait for access (%s); the delivery fails instead",
+                    message.blob_name, _describe(send_error))
+        return False
+    log.warning("%s: %s; waiting %d s for access (wait %d of %d: role assignments may still be propagating)",
+                message.blob_name, _describe(error), AUTH_WAIT_SECONDS[waits], waits + 1, len(AUTH_WAIT_SECONDS))
+    return True
+
+
+def _waited(message: ArtifactMessage) -> str:
+    if not message.auth_waits:
+        return ""
+    minutes = sum(AUTH_WAIT_SECONDS[: message.auth_waits]) / 60
+    return f" (after waiting {minutes:g} min for access: check the app's role assignments and key)"
+
+
 def _describe(error: BaseException) -> str:
     """A failure's kind and message, for a record: our own errors carry no secrets."""
     if isinstance(error, (UpstreamError, TransientUpstreamError)):
         return _upstream_reason(error)
+    if isinstance(error, HttpResponseError) and error.status_code in (401, 403):
+        # The code (AuthorizationPermissionMismatch, AuthenticationFailed...) names the cause; the
+        # message may quote request details, so it stays out.
+        code = getattr(error, "error_code", None)  # set by the storage SDK: a StorageErrorCode, text or None
+        code = getattr(code, "value", code)
+        return f"Storage refused access ({error.status_code}{f' {code}' if code else ''})"
+    if isinstance(error, ClientAuthenticationError):
+        return "no access token for the managed identity (ClientAuthenticationError)"
     if isinstance(error, (SizeMismatchError, httpx.TransportError)):
         return f"{type(error).__name__}: {error}"
     return type(error).__name__  # e.g. a Storage error, whose text may name request details
