@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import resource
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -71,15 +72,19 @@ class Tally:
 
     succeeded: int = 0
     failed: int = 0
-    invocation_cpu_seconds: float = 0.0
+    user_seconds: float = 0.0  # the invocations' own threads' CPU, in user mode...
+    system_seconds: float = 0.0  # ...and in the kernel (sockets, and waits for the GIL)
+    switches: int = 0  # the invocations' threads' context switches (each wait for the GIL is one)
     invocation_seconds: float = 0.0  # wall time inside the function, summed
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, ok: bool, cpu: float, wall: float) -> None:
+    def add(self, ok: bool, before: resource.struct_rusage, after: resource.struct_rusage, wall: float) -> None:
         with self.lock:
             self.succeeded += ok
             self.failed += not ok
-            self.invocation_cpu_seconds += cpu
+            self.user_seconds += after.ru_utime - before.ru_utime
+            self.system_seconds += after.ru_stime - before.ru_stime
+            self.switches += (after.ru_nvcsw - before.ru_nvcsw) + (after.ru_nivcsw - before.ru_nivcsw)
             self.invocation_seconds += wall
 
 
@@ -148,13 +153,13 @@ class QueueListener:
             message = WorkerQueueMessage(  # type: ignore[no-untyped-call]
                 id=received.id, body=body, dequeue_count=received.dequeue_count, pop_receipt=received.pop_receipt
             )
-            start, cpu = time.perf_counter(), time.thread_time()
+            start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_THREAD)
             try:
                 self.function.call(**{self.argument: message})
                 ok = True
             except Exception:  # the host logs it and lets the message come back
                 ok = False
-            self.tally.add(ok, time.thread_time() - cpu, time.perf_counter() - start)
+            self.tally.add(ok, before, resource.getrusage(resource.RUSAGE_THREAD), time.perf_counter() - start)
             if ok:
                 self.queue.delete_message(received)
             elif received.dequeue_count >= self.settings.max_dequeue_count:

@@ -216,39 +216,41 @@ def fanout_rows(env: dict[str, str], args: argparse.Namespace, delay_ms: float) 
     print(f"fan-out: {files} x 64 KiB at {latency}, {args.repeat} runs each", flush=True)
     one = [child("fanout", env, files, "one") for _ in range(args.repeat)]
     many = [child("fanout", env, files, "host") for _ in range(args.repeat)]
-    one_rate = statistics.median(r["files_per_s"] for r in one)
-    rate = statistics.median(r["files_per_s"] for r in many)
+
+    def med(results: list[dict[str, Any]], key: str, server: str | None = None) -> float:
+        return float(statistics.median(r[key] if server is None else r[key][server] for r in results))
+
+    def requests(route: str) -> tuple[float, str]:
+        count = float(statistics.median(r["per_file"].get(route, {}).get("requests", 0.0) for r in many))
+        methods = many[len(many) // 2]["per_file"].get(route, {}).get("methods", {})
+        return count, ", ".join(f"{name} {n:.2f}" for name, n in methods.items())
+
+    one_rate, rate = med(one, "files_per_s"), med(many, "files_per_s")
     concurrency = many[0]["concurrency"]
-
-    def per_file(route: str, results: list[dict[str, Any]] = many) -> float:
-        return float(statistics.median(r["per_file"].get(route, {}).get("requests", 0.0) for r in results))
-
-    def methods(route: str) -> str:
-        found = many[len(many) // 2]["per_file"].get(route, {}).get("methods", {})
-        return ", ".join(f"{name} {count:.2f}" for name, count in found.items())
-
-    def cpu(key: str, server: str | None = None) -> float:
-        if server is None:
-            return float(statistics.median(r[key] for r in many))
-        return float(statistics.median(r[key][server] for r in many))
-
-    return [
+    rows = [
         Row(f"fan-out at {latency}: {files} x 64 KiB, one by one", one_rate, "files/s", "through the queue function"),
-        Row(f"fan-out at {latency}: {files} x 64 KiB, host concurrency ({concurrency} in flight)", rate, "files/s",
-            f"{rate / one_rate:.1f}x one by one"),
-        Row(f"requests per file at {latency}: Storage blob (the app)", per_file("blob"), "requests", methods("blob")),
-        Row(f"requests per file at {latency}: Storage queue (the app)", per_file("queue"), "requests",
-            methods("queue")),
-        Row(f"requests per file at {latency}: Azure OpenAI (the app)", per_file("openai"), "requests",
-            methods("openai")),
-        Row(f"requests per file at {latency}: Storage queue (the host: receive, delete)", per_file("host-queue"),
-            "requests", methods("host-queue")),
-        Row(f"app CPU per file at {latency} (its invocations' threads)", cpu("app_cpu_ms_per_file"), "ms"),
-        Row(f"process CPU per file at {latency} (app + host stand-in)", cpu("process_cpu_ms_per_file"), "ms"),
-        Row(f"Azurite CPU per file at {latency}", cpu("servers_cpu_ms_per_file", "azurite"), "ms"),
-        Row(f"fake Azure OpenAI CPU per file at {latency}", cpu("servers_cpu_ms_per_file", "fake"), "ms"),
-        Row(f"latency proxy CPU per file at {latency}", cpu("servers_cpu_ms_per_file", "proxy"), "ms"),
+        Row(f"fan-out at {latency}: {files} x 64 KiB, host.json concurrency (up to {concurrency})", rate, "files/s",
+            f"**{rate / one_rate:.1f}x** one by one"),
+        Row(f"fan-out at {latency}: invocations running, on average", med(many, "mean_in_flight"), "",
+            f"each {med(many, 'invocation_ms'):.0f} ms (one by one: {med(one, 'invocation_ms'):.0f} ms)"),
     ]
+    for route, label in (("blob", "Storage blob (the app)"), ("queue", "Storage queue (the app)"),
+                         ("openai", "Azure OpenAI (the app)"), ("host-queue", "Storage queue (the host: get, delete)")):
+        count, methods = requests(route)
+        rows.append(Row(f"requests per file at {latency}: {label}", count, "requests", methods))
+    rows += [
+        Row(f"app CPU per file at {latency}, host.json concurrency", med(many, "app_cpu_ms_per_file"), "ms",
+            f"its invocations' threads; of which kernel {med(many, 'app_system_ms_per_file'):.2f} ms, "
+            f"{med(many, 'app_switches_per_file'):.0f} context switches per file"),
+        Row(f"app CPU per file at {latency}, one by one", med(one, "app_cpu_ms_per_file"), "ms",
+            f"of which kernel {med(one, 'app_system_ms_per_file'):.2f} ms, "
+            f"{med(one, 'app_switches_per_file'):.0f} context switches per file"),
+        Row(f"process CPU per file at {latency} (app + host stand-in)", med(many, "process_cpu_ms_per_file"), "ms"),
+        Row(f"Azurite CPU per file at {latency}", med(many, "servers_cpu_ms_per_file", "azurite"), "ms"),
+        Row(f"fake Azure OpenAI CPU per file at {latency}", med(many, "servers_cpu_ms_per_file", "fake"), "ms"),
+        Row(f"latency proxy CPU per file at {latency}", med(many, "servers_cpu_ms_per_file", "proxy"), "ms"),
+    ]
+    return rows
 
 
 def other_rows(env: dict[str, str], repeat: int) -> list[Row]:

@@ -167,7 +167,9 @@ def fanout(count: int, how: str) -> dict[str, Any]:
     return {
         "files_per_s": count / (after.wall - before.wall),
         "concurrency": settings.concurrency,
-        "app_cpu_ms_per_file": listener.tally.invocation_cpu_seconds / count * 1000,
+        "app_cpu_ms_per_file": (listener.tally.user_seconds + listener.tally.system_seconds) / count * 1000,
+        "app_system_ms_per_file": listener.tally.system_seconds / count * 1000,
+        "app_switches_per_file": listener.tally.switches / count,
         "invocation_ms": listener.tally.invocation_seconds / count * 1000,
         # Little's law: invocations running on average, over the whole measurement.
         "mean_in_flight": listener.tally.invocation_seconds / (after.wall - before.wall),
