@@ -1,25 +1,33 @@
-"""The Functions host's queue listeners, as the benchmarks need them: concurrency as the host runs it.
+"""The Functions host and its Python worker, as the benchmarks need them: concurrency as the host runs it.
 
 The host fetches up to ``batchSize`` messages, runs each on its own invocation, and fetches the
 next batch once no more than ``newBatchThreshold`` are still running (so at most the sum runs at
 once). An empty queue is polled again after a delay that doubles from 100 ms up to
 ``maxPollingInterval``. A message is deleted when its function returns; a failure makes it
 visible again after ``visibilityTimeout``, and the ``maxDequeueCount``-th failure moves it to
-``{queue}-poison``. The tests' host stand-in (tests/support/host.py) runs whole batches in
-step, which is right for checking outcomes but not for measuring throughput: this one overlaps
-batches as the host does. It invokes the app's functions as the worker does, and measures each
-invocation's own CPU time (its thread's), so the host's work is never counted as the app's.
+``{queue}-poison``. The tests' host stand-in (tests/support/host.py) runs whole batches in step,
+which is right for checking outcomes but not for measuring throughput: this one overlaps
+batches as the host does.
+
+As in Azure, the host's own work (its queue requests) runs in another process than the app: the
+app runs in a worker process (:class:`FunctionWorker`) that receives invocations over a pipe, as
+the Python worker receives them over gRPC, runs each on a thread of its pool, and measures each
+invocation's own CPU (its thread's, user and kernel, with its context switches).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
+import json
+import multiprocessing
 import resource
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from typing import Any
 
 import requests
@@ -66,40 +74,141 @@ class QueueSettings:
         return self.batch_size + self.new_batch_threshold
 
 
+@dataclass(frozen=True)
+class Invocation:
+    ok: bool
+    user: float  # CPU seconds of the invocation's thread, in user mode...
+    system: float  # ...and in the kernel (sockets, and waits for the GIL)
+    switches: int  # the thread's context switches (each wait for the GIL is one)
+    wall: float
+
+
 @dataclass
 class Tally:
-    """What a listener has done so far."""
+    """What a listener's invocations have done so far."""
 
     succeeded: int = 0
     failed: int = 0
-    user_seconds: float = 0.0  # the invocations' own threads' CPU, in user mode...
-    system_seconds: float = 0.0  # ...and in the kernel (sockets, and waits for the GIL)
-    switches: int = 0  # the invocations' threads' context switches (each wait for the GIL is one)
+    user_seconds: float = 0.0
+    system_seconds: float = 0.0
+    switches: int = 0
     invocation_seconds: float = 0.0  # wall time inside the function, summed
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, ok: bool, before: resource.struct_rusage, after: resource.struct_rusage, wall: float) -> None:
+    def add(self, invocation: Invocation) -> None:
         with self.lock:
-            self.succeeded += ok
-            self.failed += not ok
-            self.user_seconds += after.ru_utime - before.ru_utime
-            self.system_seconds += after.ru_stime - before.ru_stime
-            self.switches += (after.ru_nvcsw - before.ru_nvcsw) + (after.ru_nivcsw - before.ru_nivcsw)
-            self.invocation_seconds += wall
+            self.succeeded += invocation.ok
+            self.failed += not invocation.ok
+            self.user_seconds += invocation.user
+            self.system_seconds += invocation.system
+            self.switches += invocation.switches
+            self.invocation_seconds += invocation.wall
+
+
+class FunctionWorker:
+    """The app's queue functions in a process of their own, with ``threads`` invocations at once."""
+
+    def __init__(self, threads: int) -> None:
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter, as the worker is
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_serve, args=(child, threads), name="function-worker", daemon=True)
+        self._process.start()
+        child.close()
+        self._send_lock = threading.Lock()
+        self._waiting: dict[int, Future[Any]] = {}
+        self._ids = itertools.count()
+        self._reader = threading.Thread(target=self._read, name="worker-replies", daemon=True)
+        self._reader.start()
+
+    def invoke(self, function: str, body: bytes, *, message_id: str, dequeue_count: int, receipt: str) -> Invocation:
+        answer: Invocation = self._call("invoke", function, message_id, body, dequeue_count, receipt)
+        return answer
+
+    def cpu_seconds(self) -> float:
+        """The worker process's CPU so far (user + kernel), every thread included."""
+        seconds: float = self._call("cpu")
+        return seconds
+
+    def close(self) -> None:
+        with self._send_lock:
+            self._conn.send(None)
+        self._process.join(timeout=30)
+        self._conn.close()
+
+    def _call(self, *request: Any) -> Any:
+        future: Future[Any] = Future()
+        with self._send_lock:
+            call = next(self._ids)
+            self._waiting[call] = future
+            self._conn.send((call, *request))
+        return future.result(timeout=600)
+
+    def _read(self) -> None:
+        with contextlib.suppress(EOFError, OSError):
+            while True:
+                call, answer = self._conn.recv()
+                self._waiting.pop(call).set_result(answer)
+
+
+def _serve(conn: Connection, threads: int) -> None:
+    """The worker process: the app loaded as the worker loads it, invocations run on a pool."""
+    import function_app  # noqa: PLC0415 - in the worker process, under the caller's environment
+
+    functions = {
+        str(fn.get_function_name()): (fn.get_user_function(), _trigger_argument(fn.get_raw_bindings()))
+        for fn in function_app.app.get_functions()
+    }
+    replies = threading.Lock()
+
+    def reply(call: int, answer: Any) -> None:
+        with replies:
+            conn.send((call, answer))
+
+    def invoke(call: int, request: list[Any]) -> None:
+        function, message_id, body, dequeue_count, receipt = request
+        user_function, argument = functions[function]
+        message = WorkerQueueMessage(  # type: ignore[no-untyped-call]
+            id=message_id, body=body, dequeue_count=dequeue_count, pop_receipt=receipt
+        )
+        start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_THREAD)
+        try:
+            user_function(**{argument: message})
+            ok = True
+        except Exception:  # the host logs it and lets the message come back
+            ok = False
+        after = resource.getrusage(resource.RUSAGE_THREAD)
+        reply(call, Invocation(ok, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime,
+                               (after.ru_nvcsw - before.ru_nvcsw) + (after.ru_nivcsw - before.ru_nivcsw),
+                               time.perf_counter() - start))
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="invocation") as pool:
+        while (request := conn.recv()) is not None:
+            call, kind, *args = request
+            if kind == "cpu":
+                usage = resource.getrusage(resource.RUSAGE_SELF)
+                reply(call, usage.ru_utime + usage.ru_stime)
+            else:
+                pool.submit(invoke, call, args)
+
+
+def _trigger_argument(raw_bindings: list[str]) -> str:
+    bindings = [json.loads(raw) for raw in raw_bindings]
+    return next((str(b["name"]) for b in bindings if b["type"] == "queueTrigger"), "")
 
 
 class QueueListener:
     """One queue-triggered function's listener; ``start()`` runs it on a thread until ``stop()``."""
 
-    def __init__(self, function: FunctionInfo, service: QueueServiceClient, settings: QueueSettings) -> None:
+    def __init__(self, function: FunctionInfo, service: QueueServiceClient, settings: QueueSettings,
+                 worker: FunctionWorker) -> None:
         trigger = function.binding("queueTrigger")
         if trigger is None:
             raise ValueError(f"{function.name} is not queue-triggered")
         self.function = function
-        self.argument = trigger.name
         self.queue: QueueClient = service.get_queue_client(trigger.raw["queueName"])
         self.poison: QueueClient = service.get_queue_client(f"{trigger.raw['queueName']}-poison")
         self.settings = settings
+        self.worker = worker
         self.tally = Tally()
         self._running = 0
         self._room = threading.Condition()
@@ -150,17 +259,10 @@ class QueueListener:
         try:
             content: str = received.content
             body = base64.b64decode(content) if self.settings.base64 else content.encode("utf-8")
-            message = WorkerQueueMessage(  # type: ignore[no-untyped-call]
-                id=received.id, body=body, dequeue_count=received.dequeue_count, pop_receipt=received.pop_receipt
-            )
-            start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_THREAD)
-            try:
-                self.function.call(**{self.argument: message})
-                ok = True
-            except Exception:  # the host logs it and lets the message come back
-                ok = False
-            self.tally.add(ok, before, resource.getrusage(resource.RUSAGE_THREAD), time.perf_counter() - start)
-            if ok:
+            invocation = self.worker.invoke(self.function.name, body, message_id=received.id,
+                                            dequeue_count=received.dequeue_count, receipt=received.pop_receipt)
+            self.tally.add(invocation)
+            if invocation.ok:
                 self.queue.delete_message(received)
             elif received.dequeue_count >= self.settings.max_dequeue_count:
                 with contextlib.suppress(ResourceExistsError):
@@ -186,11 +288,11 @@ def host_queues(connection_string: str) -> QueueServiceClient:
     return QueueServiceClient.from_connection_string(connection_string, transport=transport)
 
 
-def listeners(functions: dict[str, FunctionInfo], service: QueueServiceClient,
-              settings: QueueSettings, only: tuple[str, ...] | None = None) -> dict[str, QueueListener]:
+def listeners(functions: dict[str, FunctionInfo], service: QueueServiceClient, settings: QueueSettings,
+              worker: FunctionWorker, only: tuple[str, ...] | None = None) -> dict[str, QueueListener]:
     """A listener for every queue-triggered function (or ``only`` these), not started."""
     return {
-        name: QueueListener(info, service, settings)
+        name: QueueListener(info, service, settings, worker)
         for name, info in functions.items()
         if info.binding("queueTrigger") is not None and (only is None or name in only)
     }

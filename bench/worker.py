@@ -144,36 +144,41 @@ def buffered(size: int) -> dict[str, Any]:
 def fanout(count: int, how: str) -> dict[str, Any]:
     """``count`` x 64 KiB through the queue function, as the host delivers them: at host.json's
     concurrency (``how="host"``) or one at a time (``how="one"``)."""
-
-    from bench.queue_host import QueueSettings, host_queues, listeners  # noqa: PLC0415
-    from shared.persist import persist_message  # noqa: PLC0415
-    from shared.runtime import get_runtime  # noqa: PLC0415
+    from bench.queue_host import FunctionWorker, QueueSettings, host_queues, listeners  # noqa: PLC0415
 
     host = _app_host()
-    container = seed([(f"/mnt/data/f{i}.bin", 64 * 1024) for i in range(count + 1)])
-    warm, *files = container["files"]
-    persist_message(get_runtime(), message(container, warm))  # clients and the container made first
-    _queue_directly(os.environ["ARTIFACTS_QUEUE"], [message(container, file) for file in files])
     settings = QueueSettings.from_host_json()
     settings = settings if how == "host" else settings.one_by_one()
-    listener = listeners(host.functions, host_queues(HOST_STORAGE), settings,
-                         only=("persist_artifact",))["persist_artifact"]
-    before = _Snapshot.take()
-    listener.start()
-    _wait_for(lambda: listener.tally.succeeded + listener.tally.failed >= count, timeout=1200)
-    after = _Snapshot.take()
-    listener.stop()
-    assert listener.tally.failed == 0 and listener.tally.succeeded == count
+    container = seed([(f"/mnt/data/f{i}.bin", 64 * 1024) for i in range(count + 1)])
+    warm, *files = container["files"]
+    worker = FunctionWorker(settings.concurrency)
+    try:
+        # Clients and the container made first, in the worker, as an earlier invocation would have.
+        assert worker.invoke("persist_artifact", message(container, warm), message_id="warm-up", dequeue_count=1,
+                             receipt="").ok
+        _queue_directly(os.environ["ARTIFACTS_QUEUE"], [message(container, file) for file in files])
+        listener = listeners(host.functions, host_queues(HOST_STORAGE), settings, worker,
+                             only=("persist_artifact",))["persist_artifact"]
+        before, app_before = _Snapshot.take(), worker.cpu_seconds()
+        listener.start()
+        _wait_for(lambda: listener.tally.succeeded + listener.tally.failed >= count, timeout=1200)
+        after, app_after = _Snapshot.take(), worker.cpu_seconds()
+        listener.stop()
+    finally:
+        worker.close()
+    tally = listener.tally
+    assert tally.failed == 0 and tally.succeeded == count
+    elapsed = after.wall - before.wall
     return {
-        "files_per_s": count / (after.wall - before.wall),
+        "files_per_s": count / elapsed,
         "concurrency": settings.concurrency,
-        "app_cpu_ms_per_file": (listener.tally.user_seconds + listener.tally.system_seconds) / count * 1000,
-        "app_system_ms_per_file": listener.tally.system_seconds / count * 1000,
-        "app_switches_per_file": listener.tally.switches / count,
-        "invocation_ms": listener.tally.invocation_seconds / count * 1000,
-        # Little's law: invocations running on average, over the whole measurement.
-        "mean_in_flight": listener.tally.invocation_seconds / (after.wall - before.wall),
-        "process_cpu_ms_per_file": (after.cpu - before.cpu) / count * 1000,
+        "app_cpu_ms_per_file": (tally.user_seconds + tally.system_seconds) / count * 1000,
+        "app_system_ms_per_file": tally.system_seconds / count * 1000,
+        "app_switches_per_file": tally.switches / count,
+        "invocation_ms": tally.invocation_seconds / count * 1000,
+        "mean_in_flight": tally.invocation_seconds / elapsed,  # Little's law, over the whole measurement
+        "app_process_cpu_ms_per_file": (app_after - app_before) / count * 1000,
+        "host_cpu_ms_per_file": (after.cpu - before.cpu) / count * 1000,
         "servers_cpu_ms_per_file": {name: (after.servers[name] - cpu) / count * 1000
                                     for name, cpu in before.servers.items()},
         "per_file": _per_file(after.proxy, count),
@@ -307,17 +312,17 @@ def end_to_event(files: int) -> dict[str, Any]:
     import httpx  # noqa: PLC0415
     from azure.storage.queue import QueueServiceClient  # noqa: PLC0415
 
-    from bench.queue_host import QueueSettings, host_queues, listeners  # noqa: PLC0415
+    from bench.queue_host import FunctionWorker, QueueSettings, host_queues, listeners  # noqa: PLC0415
 
-    host = _app_host()
+    host = _app_host()  # answers the POST; the queue functions run in a worker process of their own
     prompt = f"bench {uuid.uuid4().hex}"
     spec = {"prompt": prompt, "files": [{"path": f"/mnt/data/f{i}.bin", "size": 64 * 1024} for i in range(files)]}
     httpx.post(f"{DIRECT_OPENAI}/_fake/scenarios", json=spec, headers=KEY, timeout=60).raise_for_status()
     events = QueueServiceClient.from_connection_string(DIRECT_STORAGE).get_queue_client(
         os.environ["ARTIFACTS_EVENTS_QUEUE"]
     )
-    running = listeners(host.functions, host_queues(HOST_STORAGE),
-                        QueueSettings.from_host_json())
+    worker = FunctionWorker(QueueSettings.from_host_json().concurrency)
+    running = listeners(host.functions, host_queues(HOST_STORAGE), QueueSettings.from_host_json(), worker)
     for listener in running.values():
         listener.start()
     try:
@@ -334,12 +339,14 @@ def end_to_event(files: int) -> dict[str, Any]:
     finally:
         for listener in running.values():
             listener.stop()
+        worker.close()
     # The fake ends a background run at its first GET: the watcher's look that found it ended.
+    counts = _proxy("GET", "/counts")["routes"]  # everything since the POST, the POST included
     looks = [at for at, route, method, path in _proxy("GET", "/log")["requests"]
              if route == "openai" and method == "GET" and path.endswith(f"/responses/{response_id}")]
     event = json.loads(base64.b64decode(events.peek_messages(max_messages=1)[0].content))
     assert event["counts"]["persisted"] == files, event["counts"]
-    return {"seconds": sent - looks[0], "looks": len(looks)}
+    return {"seconds": sent - looks[0], "looks": len(looks), "per_file": _per_file(counts, files)}
 
 
 def import_time(what: str) -> dict[str, Any]:
