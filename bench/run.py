@@ -121,6 +121,7 @@ def main() -> int:
         args.repeat, args.large_mib, args.fanout_files = 1, 64, 100
     groups = set(args.only or ("files", "fanout", "pipeline", "other"))
     load_before = os.getloadavg()
+    loads = [load_before[0]]  # the 1-minute load as each group of figures ends
     started = time.monotonic()
 
     rows: list[Row] = []
@@ -164,18 +165,22 @@ def main() -> int:
 
         if "files" in groups:
             rows += file_rows(direct, args)
+        on_disk.stop()  # its own housekeeping would take CPU from what follows
+        loads.append(os.getloadavg()[0])
         if "fanout" in groups:
             for ms in (0.0, args.delay_ms):
                 delay(ms)
                 rows += fanout_rows(proxied, args, ms)
+                loads.append(os.getloadavg()[0])
         if "pipeline" in groups:
             delay(args.delay_ms)
             rows += pipeline_rows(proxied, args.repeat, args.delay_ms)
+            loads.append(os.getloadavg()[0])
         if "other" in groups:
-            rows += other_rows(direct, args.repeat)
+            rows += other_rows({**direct, "AzureWebJobsStorage": remote.connection_string}, args.repeat)
 
     minutes = (time.monotonic() - started) / 60
-    table = render(rows, args, load_before, os.getloadavg(), minutes)
+    table = render(rows, args, load_before=load_before, load_after=os.getloadavg(), minutes=minutes, loads=loads)
     print(table)
     args.output.write_text(table, encoding="utf-8")
     print(f"written to {args.output}")
@@ -315,8 +320,8 @@ def pipeline_rows(env: dict[str, str], repeat: int, delay_ms: float) -> list[Row
     return rows
 
 
-def render(rows: list[Row], args: argparse.Namespace, load_before: tuple[float, float, float],
-           load_after: tuple[float, float, float], minutes: float) -> str:
+def render(rows: list[Row], args: argparse.Namespace, *, load_before: tuple[float, float, float],
+           load_after: tuple[float, float, float], minutes: float, loads: list[float]) -> str:
     lines = [
         "# Benchmark results",
         "",
@@ -324,8 +329,9 @@ def render(rows: list[Row], args: argparse.Namespace, load_before: tuple[float, 
         "fake Azure OpenAI and the latency proxy in their own processes.",
         f"Medians of {args.repeat} runs (imports: of at least 5). Command: `make bench` "
         f"(`.venv/bin/python -m bench.run`); took {minutes:.1f} min.",
-        f"Load average (1, 5, 15 min) before: {_load(load_before)}; after: {_load(load_after)} "
-        f"({os.cpu_count()} cores; what else ran is in the README's performance section).",
+        f"Load average (1, 5, 15 min) before: {_load(load_before)}; after: {_load(load_after)}; 1-minute load "
+        f"as each group ended: {', '.join(f'{load:.2f}' for load in loads)} ({os.cpu_count()} cores, shared: "
+        "what else ran is in the README's performance section).",
         f"Latency: the proxy adds {args.delay_ms:g} ms to every request and every new connection "
         "(\"at 0 ms\": the same path, no delay).",
         "",
