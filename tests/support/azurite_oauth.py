@@ -26,7 +26,7 @@ from typing import Any
 
 from azure.core.credentials import AccessToken
 
-from tests.support.azurite import ACCOUNT, start_azurite
+from tests.support.azurite import ACCOUNT, Azurite, start_azurite
 
 STORAGE_AUDIENCE = "https://storage.azure.com"
 TENANT_ID = str(uuid.uuid4())
@@ -77,9 +77,12 @@ class EntraLikeCredential:
 
 @dataclass
 class OAuthAzurite:
-    process: subprocess.Popen[bytes]
-    blob_port: int
+    emulator: Azurite
     certificate: Path
+
+    @property
+    def blob_port(self) -> int:
+        return self.emulator.blob_port
 
     @property
     def blob_url(self) -> str:
@@ -90,12 +93,7 @@ class OAuthAzurite:
         return ssl.create_default_context(cafile=str(self.certificate))
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        self.emulator.stop()
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
@@ -120,5 +118,5 @@ def start_oauth_azurite(directory: Path) -> OAuthAzurite:
     """Azurite on HTTPS with basic OAuth (the tests use its blob service); returns once it accepts connections."""
     certificate, key = self_signed_certificate(directory)
     started = start_azurite(extra=["--oauth", "basic", "--cert", str(certificate), "--key", str(key)])
-    azurite = OAuthAzurite(started.process, started.blob_port, certificate)
+    azurite = OAuthAzurite(started, certificate)
     return azurite
