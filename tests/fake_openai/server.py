@@ -68,7 +68,7 @@ from tests.fake_openai.errors import FakeApiError, object_not_found
 from tests.fake_openai.errors import azure_error as _azure_error
 from tests.fake_openai.errors import invalid_request as _invalid_request
 from tests.fake_openai.errors import not_found as _not_found
-from tests.fake_openai.webhooks import MAX_LIST_LIMIT as MAX_WEBHOOK_LIST_LIMIT
+from tests.fake_openai.paging import MAX_LIST_LIMIT, cursor_page, requested_limit
 from tests.fake_openai.webhooks import (
     RESPONSE_EVENT_TYPES,
     EndpointRegistry,
@@ -94,7 +94,6 @@ CHUNK_SIZE = 64 * 1024
 CONTAINER_API_VERSION = "preview"
 # api-version values the v1 responses route tolerates; a dated one is refused.
 RESPONSES_API_VERSIONS = frozenset({"preview", "v1"})
-MAX_LIST_LIMIT = 100
 # How a run can end; a background run is "queued", then "in_progress", before that.
 FINAL_STATUSES = frozenset({"completed", "incomplete", "failed", "cancelled"})
 # running_left of a run that polls never end: no test polls this often.
@@ -638,7 +637,7 @@ class FakeAzureOpenAI:
 
     def webhook_endpoints(self) -> list[dict[str, Any]]:
         """The registered endpoints as the list route answers them (no secrets), newest first."""
-        page: list[dict[str, Any]] = self._webhook_endpoints.list_page({"limit": str(MAX_WEBHOOK_LIST_LIMIT)})["data"]
+        page: list[dict[str, Any]] = self._webhook_endpoints.list_page({"limit": str(MAX_LIST_LIMIT)})["data"]
         return page
 
     def webhook_deliveries(self) -> list[WebhookDelivery]:
@@ -757,34 +756,16 @@ class FakeAzureOpenAI:
         order = query.get("order", "desc")
         if order not in ("asc", "desc"):
             raise _invalid_request("'order' must be 'asc' or 'desc'.", "order")
-        limit = self.page_size
-        if "limit" in query:
-            try:
-                requested = int(query["limit"])
-            except ValueError:
-                requested = 0
-            if not 1 <= requested <= MAX_LIST_LIMIT:
-                raise _invalid_request(f"'limit' must be between 1 and {MAX_LIST_LIMIT}.", "limit")
-            limit = min(limit, requested)
+        requested = requested_limit(query)
+        limit = min(self.page_size, requested) if requested is not None else self.page_size
         with self._lock:
             files = list(container.files)  # insertion order is creation order
         if order == "desc":
             files.reverse()
-        start = 0
-        after = query.get("after")
-        if after:
-            ids = [f.file_id for f in files]
-            if after not in ids:
-                raise _invalid_request(f"No file with id '{after}' in this container.", "after")
-            start = ids.index(after) + 1
-        page = files[start : start + limit]
-        return {
-            "object": "list",
-            "data": [_file_object(container, f) for f in page],
-            "first_id": page[0].file_id if page else None,
-            "last_id": page[-1].file_id if page else None,
-            "has_more": start + limit < len(files),
-        }
+        return cursor_page(
+            files, lambda f: f.file_id, lambda f: _file_object(container, f), after=query.get("after"), limit=limit,
+            unknown_cursor="No file with id '{after}' in this container.",
+        )
 
     def _poll(self, response_id: str) -> dict[str, Any]:
         """``GET /openai/v1/responses/{id}``: the response now; a running one moves on."""

@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tests.fake_openai.errors import FakeApiError, invalid_request, object_not_found
+from tests.fake_openai.paging import cursor_page, requested_limit
 
 # What a background response can end with, one event type each.
 RESPONSE_EVENT_TYPES = ("response.completed", "response.failed", "response.cancelled", "response.incomplete")
@@ -57,7 +58,6 @@ USER_AGENT = "OpenAI/1.0 (+https://platform.openai.com/docs/webhooks)"  # as Azu
 MAX_NAME_LENGTH = 256
 MAX_URL_LENGTH = 2048
 DEFAULT_LIST_LIMIT = 20
-MAX_LIST_LIMIT = 100
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _CREATE_FIELDS = frozenset({"name", "url", "event_types"})
 
@@ -236,31 +236,13 @@ class EndpointRegistry:
         return {"id": endpoint_id, "object": "webhook_endpoint.deleted", "deleted": True}
 
     def list_page(self, query: dict[str, str]) -> dict[str, Any]:
-        limit = DEFAULT_LIST_LIMIT
-        if "limit" in query:
-            try:
-                limit = int(query["limit"])
-            except ValueError:
-                limit = 0
-            if not 1 <= limit <= MAX_LIST_LIMIT:
-                raise invalid_request(f"'limit' must be between 1 and {MAX_LIST_LIMIT}.", "limit")
+        limit = requested_limit(query) or DEFAULT_LIST_LIMIT
         with self._lock:
             newest_first = list(reversed(self._endpoints.values()))
-        start = 0
-        after = query.get("after")
-        if after:
-            ids = [e.endpoint_id for e in newest_first]
-            if after not in ids:
-                raise invalid_request(f"No webhook endpoint with id '{after}'.", "after")
-            start = ids.index(after) + 1
-        page = newest_first[start : start + limit]
-        return {
-            "object": "list",
-            "data": [e.view() for e in page],
-            "first_id": page[0].endpoint_id if page else None,
-            "last_id": page[-1].endpoint_id if page else None,
-            "has_more": start + limit < len(newest_first),
-        }
+        return cursor_page(
+            newest_first, lambda e: e.endpoint_id, lambda e: e.view(), after=query.get("after"), limit=limit,
+            unknown_cursor="No webhook endpoint with id '{after}'.",
+        )
 
     def subscribed(self, event_type: str) -> list[WebhookEndpoint]:
         """Copies of the endpoints that want ``event_type``, as they are now."""
