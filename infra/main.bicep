@@ -104,12 +104,12 @@ param openAiBackground bool = true
 @description('ARTIFACTS_RUN_MAX_HOURS: a run (or its files) still unfinished after this many hours is given up.')
 param runMaxHours int = 6
 
-@minValue(0)
+@minValue(1) // 0 would poll in a hot loop (0 times any growth stays 0)
 @maxValue(604800) // a queue message can be delayed by at most 7 days
 @description('ARTIFACTS_POLL_MIN_SECONDS: the first delay of the run watcher; it doubles up to pollMaxSeconds.')
 param pollMinSeconds int = 2
 
-@minValue(0)
+@minValue(1)
 @maxValue(604800) // a queue message can be delayed by at most 7 days
 @description('ARTIFACTS_POLL_MAX_SECONDS: the longest delay between two looks at a run; not less than pollMinSeconds.')
 param pollMaxSeconds int = 30

@@ -29,6 +29,7 @@ DEFAULT_RUN_MAX_HOURS = 6.0  # a run still unfinished after this is given up
 DEFAULT_POLL_MIN_SECONDS = 2  # the run watcher's first delay; it doubles up to the maximum
 DEFAULT_POLL_MAX_SECONDS = 30
 MAX_POLL_SECONDS = 7 * 24 * 3600  # a Storage queue message's visibility delay is at most 7 days
+MIN_POLL_SECONDS = 1  # 0 times any growth stays 0: the watcher would poll in a hot loop
 DEFAULT_LINK_MINUTES = 60  # download links' lifetime
 MAX_LINK_MINUTES = 7 * 24 * 60  # a user delegation key, and so a link signed with it, lives at most 7 days
 WEBHOOK_CAPTURE_MODES = ("started", "all")  # which ended responses a webhook makes the app persist
@@ -358,8 +359,8 @@ def _flag(raw: str, default: bool, name: str, problems: list[str]) -> bool:
 def _whole_seconds(raw: str, default: int, name: str, problems: list[str]) -> int:
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) > MAX_POLL_SECONDS:
-        problems.append(f"{name} must be a whole number of seconds from 0 to {MAX_POLL_SECONDS}")
+    if not raw.isdigit() or not MIN_POLL_SECONDS <= int(raw) <= MAX_POLL_SECONDS:
+        problems.append(f"{name} must be a whole number of seconds from {MIN_POLL_SECONDS} to {MAX_POLL_SECONDS}")
         return default
     return int(raw)
 

@@ -78,7 +78,7 @@ def app_env(monkeypatch: pytest.MonkeyPatch, azurite: Azurite, fake: FakeAzureOp
         "ARTIFACTS_RUNS_QUEUE": env.runs_queue,
         "ARTIFACTS_EVENTS_QUEUE": env.events_queue,
         # The watcher's schedule, shortened so a test follows many polls in moments.
-        "ARTIFACTS_POLL_MIN_SECONDS": "0",
+        "ARTIFACTS_POLL_MIN_SECONDS": "1",
         "ARTIFACTS_POLL_MAX_SECONDS": "1",
         "ARTIFACTS_CONTAINER": env.container,
         "ARTIFACTS_STATUS_CONTAINER": env.status_container,

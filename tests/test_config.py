@@ -149,6 +149,9 @@ def test_queue_name_settings() -> None:
         ({"AZURE_OPENAI_BACKGROUND": "maybe"}, "AZURE_OPENAI_BACKGROUND"),
         ({"ARTIFACTS_RUN_MAX_HOURS": "0"}, "ARTIFACTS_RUN_MAX_HOURS"),
         ({"ARTIFACTS_POLL_MIN_SECONDS": "-1"}, "ARTIFACTS_POLL_MIN_SECONDS"),
+        # 0 times any growth stays 0: the watcher would poll Azure OpenAI in a hot loop.
+        ({"ARTIFACTS_POLL_MIN_SECONDS": "0"}, "ARTIFACTS_POLL_MIN_SECONDS must be a whole number of seconds from 1"),
+        ({"ARTIFACTS_POLL_MAX_SECONDS": "0"}, "ARTIFACTS_POLL_MAX_SECONDS must be a whole number of seconds from 1"),
         ({"ARTIFACTS_POLL_MIN_SECONDS": "10", "ARTIFACTS_POLL_MAX_SECONDS": "5"}, "ARTIFACTS_POLL_MAX_SECONDS"),
     ],
 )
