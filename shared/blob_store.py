@@ -4,8 +4,10 @@ Large files are staged block by block while they download (a bounded number of b
 flight, so memory stays at about ``(concurrency + 1) * block_size``) and appear only when the
 block list is committed, with the size and SHA-256 measured on the way in as metadata. A
 download that breaks leaves uncommitted blocks, which Storage discards, never a partial blob.
-Small files take a single Put Blob, which can be made conditional (``If-None-Match: *``): the
-request that writes the file also proves, when it is refused, that the blob is already there.
+Small files take a single Put Blob. Every write is conditional (``If-None-Match: *``, on the Put
+and on the block list's commit alike): a blob once whole is never written again, whoever comes
+second (a redelivery, a duplicate message, an overlapping delivery), and a refused write is also
+the proof that the blob is already there.
 """
 
 from __future__ import annotations
@@ -15,12 +17,19 @@ import hashlib
 import threading
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.storage.blob import BlobBlock, BlobClient, BlobServiceClient, ContentSettings
 
 DEFAULT_BLOCK_SIZE = 4 * 1024 * 1024
@@ -41,7 +50,7 @@ class SizeMismatchError(Exception):
 
 
 class ConcurrentWriteError(Exception):
-    """Another delivery committed this blob while ours staged it, with other content: retried."""
+    """Another delivery wrote this blob while ours did, and it is not whole yet: retried."""
 
 
 class ContainerMissingError(Exception):
@@ -143,12 +152,11 @@ class ArtifactStore:
         content_disposition: str,
         expected_size: int | None = None,
         max_size: int | None = None,
-        if_absent: bool = False,
     ) -> StoredBlob:
         """Store ``chunks`` (each about ``block_size``) as one blob, adding size/sha256/downloaded_at.
 
-        With ``if_absent`` a single-block file is created only if no blob has its name; if one
-        does and is whole, it is the result (``already_present``), and nothing is written.
+        Nothing replaces a whole blob of that name: if one is there (stored by another delivery,
+        even one that finished while this one downloaded), it is the result (``already_present``).
         """
         with self._remade_if_missing(blob_name):
             if expected_size is not None:
@@ -162,7 +170,7 @@ class ArtifactStore:
             if second is None:  # one block's worth: a single Put Blob
                 _check_limit(len(first), max_size)
                 _check_size(len(first), expected_size)
-                stored = self._put(blob, first, settings, metadata, if_absent=if_absent)
+                stored = self._put(blob, first, settings, metadata)
             else:
                 size, digest, block_ids = self._stage_blocks(blob, _limited(_chain(first, second, stream), max_size))
                 _check_size(size, expected_size)
@@ -170,40 +178,63 @@ class ArtifactStore:
         self._remember(blob_name)
         return stored
 
-    def _put(
-        self, blob: BlobClient, data: bytes, settings: ContentSettings, metadata: dict[str, str], *, if_absent: bool
-    ) -> StoredBlob:
+    def _put(self, blob: BlobClient, data: bytes, settings: ContentSettings, metadata: dict[str, str]) -> StoredBlob:
         digest = hashlib.sha256(data).hexdigest()
         final = _final_metadata(metadata, len(data), digest)
-        try:
-            blob.upload_blob(data, overwrite=not if_absent, length=len(data), content_settings=settings, metadata=final)
-        except ResourceExistsError:  # only when if_absent: the blob is there already
-            existing = self.find_whole(blob.blob_name)
-            if existing is not None:
-                return existing
-            # A blob the app did not write whole (no size and hash of its own): replace it.
-            blob.upload_blob(data, overwrite=True, length=len(data), content_settings=settings, metadata=final)
-        return StoredBlob(blob.blob_name, len(data), digest)
+
+        def put(conditions: dict[str, Any]) -> None:
+            blob.upload_blob(data, overwrite=True, length=len(data), content_settings=settings, metadata=final,
+                             **conditions)
+
+        existing = self._write_once(blob, put)
+        return existing if existing is not None else StoredBlob(blob.blob_name, len(data), digest)
 
     def _commit(
         self, blob: BlobClient, block_ids: list[str], settings: ContentSettings, metadata: dict[str, str]
     ) -> StoredBlob:
+        blocks = [BlobBlock(block_id=block_id) for block_id in block_ids]
+
+        def commit(conditions: dict[str, Any]) -> None:
+            blob.commit_block_list(blocks, content_settings=settings, metadata=metadata, **conditions)
+
         try:
-            blob.commit_block_list(
-                [BlobBlock(block_id=block_id) for block_id in block_ids],
-                content_settings=settings,
-                metadata=metadata,
-            )
+            existing = self._write_once(blob, commit)
         except HttpResponseError as error:
             if getattr(error, "error_code", None) != "InvalidBlockList":  # set by the storage SDK
                 raise
             # A concurrent delivery committed first, and a commit discards every other
-            # uncommitted block. If it stored the same bytes, the work is done.
-            winner = self.find_whole(blob.blob_name)
-            if winner is not None and winner.sha256 == metadata["sha256"]:
-                return winner
-            raise ConcurrentWriteError(f"{blob.blob_name} was committed concurrently with other content") from error
+            # uncommitted block. If its blob is whole, the work is done.
+            existing = self.find_whole(blob.blob_name)
+            if existing is None:
+                raise ConcurrentWriteError(f"{blob.blob_name} was committed concurrently and is not whole") from error
+        if existing is not None:
+            return existing
         return StoredBlob(blob.blob_name, int(metadata["size"]), metadata["sha256"])
+
+    def _write_once(self, blob: BlobClient, write: Callable[[dict[str, Any]], None]) -> StoredBlob | None:
+        """Run ``write`` (given its access conditions) only where it replaces no whole blob.
+
+        It is made only if no blob has the name (``If-None-Match: *``); when one does, that blob
+        is the answer if it is whole, and one the app did not write whole (no size and hash of its
+        own) is replaced only while it is still that same blob (``If-Match``). None: written.
+        """
+        try:
+            write({"match_condition": MatchConditions.IfMissing})
+            return None
+        except ResourceExistsError:
+            pass
+        try:
+            properties = blob.get_blob_properties()
+        except ResourceNotFoundError as error:  # deleted in between: the next attempt writes it
+            raise ConcurrentWriteError(f"{blob.blob_name} disappeared while it was written") from error
+        existing = _whole(blob.blob_name, properties.size, properties.metadata)
+        if existing is not None:
+            return existing
+        try:
+            write({"etag": properties.etag, "match_condition": MatchConditions.IfNotModified})
+        except (ResourceModifiedError, ResourceExistsError) as error:
+            raise ConcurrentWriteError(f"{blob.blob_name} was written concurrently") from error
+        return None
 
     @contextlib.contextmanager
     def _remade_if_missing(self, blob_name: str) -> Iterator[None]:

@@ -121,7 +121,7 @@ def _persist(runtime: Runtime, message: ArtifactMessage, message_id: str | None,
             if existing is not None:
                 log.info("%s is already stored whole; nothing to do", existing.blob_name)
                 return existing
-        stored = _download_with_retries(runtime, message, runtime.download_retry, if_absent=not look_first)
+        stored = _download_with_retries(runtime, message, runtime.download_retry)
     except _Permanent as failure:
         failed = Failure(failure.code, failure.reason, deliveries)
         _record(runtime, message, message_id, failed, failure.upstream_status)
@@ -169,9 +169,7 @@ def record_poisoned_artifact(runtime: Runtime, body: bytes, *, message_id: str |
     _record(runtime, message, message_id, Failure("retries_exhausted", reason, deliveries), None, keep_existing=True)
 
 
-def _download_with_retries(
-    runtime: Runtime, message: ArtifactMessage, retry: RetryPolicy, *, if_absent: bool
-) -> StoredBlob:
+def _download_with_retries(runtime: Runtime, message: ArtifactMessage, retry: RetryPolicy) -> StoredBlob:
     limit = runtime.settings.max_file_bytes
     if message.size is not None and message.size > limit:
         raise _Permanent("too_large", f"the file has {message.size} bytes, over the limit of {limit}")
@@ -182,7 +180,7 @@ def _download_with_retries(
     try:
         for attempt in retry.retrying(*_RETRYABLE, deadline=deadline):
             with attempt:
-                return _download(runtime, message, deadline, if_absent=if_absent)
+                return _download(runtime, message, deadline)
     except FileGoneError as error:
         raise _Permanent("file_gone", _upstream_reason(error), error.status) from error
     except TooLargeError as error:
@@ -200,15 +198,26 @@ def delivery_seconds(runtime: Runtime) -> float:
     return timeout * DELIVERY_SHARE_OF_TIMEOUT
 
 
-def _until(chunks: Iterator[bytes], deadline: float) -> Iterator[bytes]:
-    """Stop a body that keeps arriving, slowly, past the delivery's deadline."""
-    for chunk in chunks:
+def _blocks_until(reads: Iterator[bytes], block_size: int, deadline: float) -> Iterator[bytes]:
+    """The body in blocks of ``block_size``, stopped at the delivery's deadline.
+
+    ``reads`` are the body's network reads as they arrive (a few KiB each): the deadline is checked
+    on every one, so a body that trickles in, a byte now and then, each read well inside the read
+    timeout, still ends by the deadline instead of when its 4 MiB block would be full.
+    """
+    block = bytearray()
+    for piece in reads:
         if time.monotonic() > deadline:
             raise DeliveryTimeUp("the delivery's share of functionTimeout ran out mid-download")
-        yield chunk
+        block += piece
+        while len(block) >= block_size:
+            yield bytes(block[:block_size])
+            del block[:block_size]
+    if block:
+        yield bytes(block)
 
 
-def _download(runtime: Runtime, message: ArtifactMessage, deadline: float, *, if_absent: bool) -> StoredBlob:
+def _download(runtime: Runtime, message: ArtifactMessage, deadline: float) -> StoredBlob:
     metadata = {
         "response_id": message.response_id,
         "container_id": message.container_id,
@@ -220,13 +229,12 @@ def _download(runtime: Runtime, message: ArtifactMessage, deadline: float, *, if
         hint = message.mime_type or (served if served not in _GENERIC_TYPES else None)
         return runtime.store.write(
             message.blob_name,
-            _until(answer.iter_bytes(runtime.store.block_size), deadline),
+            _blocks_until(answer.iter_bytes(), runtime.store.block_size, deadline),
             metadata=metadata,
             content_type=content_type_for(message.filename, hint),
             content_disposition=content_disposition(message.filename),
             expected_size=_expected_size(answer, message.size),
             max_size=runtime.settings.max_file_bytes,
-            if_absent=if_absent,
         )
 
 

@@ -9,6 +9,7 @@ from tests.fake_openai.server import (
     FakeFile,
     RecordedRequest,
     Scenario,
+    SlowBody,
     demo_scenario,
     png_bytes,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "Received",
     "RecordedRequest",
     "Scenario",
+    "SlowBody",
     "WebhookDelivery",
     "WebhookReceiver",
     "demo_scenario",

@@ -57,7 +57,7 @@ import traceback
 import uuid
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal
@@ -84,6 +84,7 @@ __all__ = [
     "FakeFile",
     "RecordedRequest",
     "Scenario",
+    "SlowBody",
     "demo_scenario",
     "png_bytes",
 ]
@@ -169,11 +170,36 @@ class _Fault:
 
 
 @dataclass
+class SlowBody:
+    """One download the fake sends slowly (a trickle, or a pause until released), as it went.
+
+    ``paused`` is set when a held body reaches its pause; ``ended`` once the body is sent whole
+    (``whole``) or the client went away first; ``sent`` counts the body bytes written.
+    """
+
+    total: int = 0
+    sent: int = 0
+    whole: bool = False
+    paused: threading.Event = field(default_factory=threading.Event)
+    resume: threading.Event = field(default_factory=threading.Event)
+    ended: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        """Let a held body go on."""
+        self.resume.set()
+
+
+HOLD_LIMIT_SECONDS = 60.0  # a held body the test never releases goes on by itself after this
+
+
+@dataclass
 class _Cut:
     after_bytes: int
     remaining: int
     stall_seconds: float | None = None  # None: close the connection; else pause, then go on
     announce_length: bool = True
+    trickle_seconds: float | None = None  # send the body one byte at a time, this far apart
+    slow: SlowBody | None = None  # a trickle's or a hold's record (a hold: no stall_seconds, no trickle)
 
 
 @dataclass(frozen=True)
@@ -437,6 +463,7 @@ class FakeAzureOpenAI:
         self._created = 0
         self._faults: list[_Fault] = []
         self._cuts: list[_Cut] = []
+        self._slow_bodies: list[SlowBody] = []  # held or trickling now: released when faults are cleared
         self._connections: set[socket.socket] = set()
         self._server: _FakeHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -561,16 +588,43 @@ class FakeAzureOpenAI:
             self._cuts.append(_Cut(after_bytes, times, announce_length=announce_length))
 
     def clear_faults(self) -> None:
-        """Forget injected failures and cuts that no request has used up yet."""
+        """Forget injected failures and cuts that no request has used up yet; let held bodies go on."""
         with self._lock:
             self._faults.clear()
+            for cut in self._cuts:
+                if cut.slow is not None:
+                    cut.slow.release()
             self._cuts.clear()
+            for slow in self._slow_bodies:
+                slow.release()
+            self._slow_bodies.clear()
 
     def stall_next_download(self, after_bytes: int, seconds: float, times: int = 1) -> None:
         """The next ``times`` content downloads pause for ``seconds`` after ``after_bytes`` bytes
         of body, then send the rest (a slow body, for read timeouts)."""
         with self._lock:
             self._cuts.append(_Cut(after_bytes, times, seconds))
+
+    def trickle_next_download(self, byte_every_seconds: float) -> SlowBody:
+        """The next content download announces its Content-Length, then sends the body one byte
+        at a time, ``byte_every_seconds`` apart: every read gets data well inside any read
+        timeout, yet the whole body takes ``size x byte_every_seconds``."""
+        if byte_every_seconds <= 0:
+            raise ValueError("byte_every_seconds must be positive")
+        slow = SlowBody()
+        with self._lock:
+            self._cuts.append(_Cut(0, 1, trickle_seconds=byte_every_seconds, slow=slow))
+        return slow
+
+    def hold_next_download(self, after_bytes: int) -> SlowBody:
+        """The next content download sends ``after_bytes`` bytes of body, then waits until the
+        test calls ``release()`` on the answer (``paused`` tells it is waiting), then the rest."""
+        if after_bytes < 0:
+            raise ValueError("after_bytes must not be negative")
+        slow = SlowBody()
+        with self._lock:
+            self._cuts.append(_Cut(after_bytes, 1, slow=slow))
+        return slow
 
     # -- responses, in-process -----------------------------------------------------------------
 
@@ -1303,6 +1357,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         # memoryview slices share the content's buffer: a 1 GiB file is never copied.
         view = memoryview(content)
+        if cut is not None and cut.slow is not None:
+            self._send_slowly(view, cut, cut.slow)
+            return
         end = len(content) if cut is None else min(cut.after_bytes, len(content))
         self._write_range(view, 0, end)
         if cut is None:
@@ -1313,6 +1370,38 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         threading.Event().wait(cut.stall_seconds)  # a slow server, as the client sees it
         self._write_range(view, end, len(content))
+
+    def _send_slowly(self, view: memoryview, cut: _Cut, slow: SlowBody) -> None:
+        """A trickle (one byte at a time) or a hold (a pause until released), recorded in ``slow``."""
+        fake = self.server.fake
+        slow.total = len(view)
+        with fake._lock:
+            fake._slow_bodies.append(slow)
+        try:
+            if cut.trickle_seconds is not None:
+                for offset in range(len(view)):
+                    self.wfile.write(view[offset : offset + 1])
+                    self.wfile.flush()
+                    slow.sent = offset + 1
+                    if offset + 1 < len(view) and slow.resume.wait(cut.trickle_seconds):
+                        self.close_connection = True  # released: the test is over, stop trickling
+                        return
+            else:
+                end = min(cut.after_bytes, len(view))
+                self._write_range(view, 0, end)
+                self.wfile.flush()
+                slow.sent = end
+                slow.paused.set()
+                slow.resume.wait(HOLD_LIMIT_SECONDS)
+                self._write_range(view, end, len(view))
+                self.wfile.flush()
+                slow.sent = len(view)
+            slow.whole = slow.sent == slow.total
+        finally:
+            slow.ended.set()  # whole, or the client went away (the write raised)
+            with fake._lock:
+                if slow in fake._slow_bodies:
+                    fake._slow_bodies.remove(slow)
 
     def _write_range(self, view: memoryview, start: int, end: int) -> None:
         for offset in range(start, end, CHUNK_SIZE):
