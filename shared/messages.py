@@ -19,7 +19,8 @@ The artifact message (queue ``ARTIFACTS_QUEUE``), one per file::
 Only the three ids are required; ``v`` defaults to 1, ``filename`` to the file id and
 ``blob_name`` to the one derived from the ids and the filename. ``"auth_waits": 2`` appears only
 on a message the app sent again while Storage or Azure OpenAI refused it access (see
-``shared.persist``): how many times it has waited so far.
+``shared.persist``): how many times it has waited so far; ``"throttle_waited": 180`` on one sent
+again while Azure OpenAI kept throttling its download: the seconds it has waited so far.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from shared.telemetry import TRACE_FIELDS, current_trace_fields
 SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 48 * 1024  # a Storage queue message is at most 64 KiB after base64
 _MAX_COUNT = 1000  # far above any count the app writes
+_MAX_WAIT_SECONDS = 7 * 24 * 3600  # a queue message's longest visibility delay
 _MAX_TEXT_BYTES = 4 * MAX_DISPLAY_NAME_CHARS + 64  # a bounded name (<= 4 UTF-8 bytes per char) or blob name
 
 
@@ -86,6 +88,7 @@ class ArtifactMessage:
     mime_type: str | None = None
     size: int | None = None
     auth_waits: int = 0  # waits so far for access to be granted (role assignments propagating)
+    throttle_waited: int = 0  # seconds waited so far on the queue for Azure OpenAI's throttling to clear
     # False when the message left out its blob name (a hand-written one with the ids): the artifact
     # may be stored under another name, so it is looked up by ids before anything is downloaded.
     names_blob: bool = field(default=True, compare=False)
@@ -97,6 +100,8 @@ class ArtifactMessage:
             del data["blob_name"]  # still derived from the ids when read, and still looked up by them
         if self.auth_waits:
             data["auth_waits"] = self.auth_waits
+        if self.throttle_waited:
+            data["throttle_waited"] = self.throttle_waited
         data.update(current_trace_fields())
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
@@ -133,6 +138,7 @@ class ArtifactMessage:
                 mime_type=valid_mime_type(_optional_text(data, "mime_type")),
                 size=_optional_size(data),
                 auth_waits=_count(data, "auth_waits"),
+                throttle_waited=_count(data, "throttle_waited", _MAX_WAIT_SECONDS),
                 names_blob=data.get("blob_name") is not None,
                 trace=_trace(data),
             )
@@ -184,10 +190,10 @@ def _trace(data: dict[str, Any]) -> dict[str, str]:
     return {key: value[:512] for key in TRACE_FIELDS if isinstance(value := data.get(key), str)}
 
 
-def _count(data: dict[str, Any], key: str) -> int:
+def _count(data: dict[str, Any], key: str, most: int = _MAX_COUNT) -> int:
     value = data.get(key, 0)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_COUNT:
-        raise ValueError(f"{key} must be an integer from 0 to {_MAX_COUNT}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+        raise ValueError(f"{key} must be an integer from 0 to {most}")
     return value
 
 

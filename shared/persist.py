@@ -9,6 +9,8 @@ Outcomes, so that every file either lands whole or is recorded:
   like any transient failure, but the last delivery, instead of failing into the poison queue,
   sends the message again to wait (a delay growing from a minute, AUTH_WAIT_SECONDS in all) and
   completes; once those waits are spent, a refusal ends like any transient failure below;
+- throttled (429) on the last delivery: likewise sent again to wait, at least as long as the
+  server's Retry-After asks, THROTTLE_WAIT_SECONDS in all, while the container still lives;
 - permanent failure (file or container gone, over the size limit, an unusable message, an
   upstream 4xx): recorded in the status container, and the message completes;
 - transient failure (429, 5xx, a timeout, a body cut short, 401/403 until the credentials are
@@ -24,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -54,6 +57,13 @@ DELIVERY_SHARE_OF_TIMEOUT = 0.5  # a delivery ends well inside functionTimeout, 
 # waits it out on the queue, this long each time (30 minutes in all), instead of going to the
 # poison queue.
 AUTH_WAIT_SECONDS = (60, 120, 240, 480, 900)
+# Sustained throttling (429) on the downloads. When the host's deliveries are spent on it, the message
+# waits on the queue: the first wait this long, then each as long as all before it (doubling the
+# total), never shorter than the server's Retry-After, THROTTLE_WAIT_SECONDS in all. A container
+# expires about 20 minutes after its last use: the deliveries before the waits take ~3-8 minutes
+# after the run ends, so the waits end while the container most likely still lives.
+THROTTLE_FIRST_WAIT_SECONDS = 60
+THROTTLE_WAIT_SECONDS = 600
 
 
 class DeliveryTimeUp(TransientError):
@@ -104,6 +114,10 @@ def persist_message(
         if deliveries < runtime.max_dequeue_count:
             raise  # the host delivers it again
         if _refused(error) and _wait_for_access(runtime, message, error):
+            return None
+        if isinstance(error, TransientUpstreamError) and error.status == 429 and _wait_out_throttling(
+            runtime, message, error
+        ):
             return None
         # Over now: the message goes to the poison queue next.
         reason = f"gave up after {deliveries} deliveries: {_describe(error)}{_waited(message)}"
@@ -280,22 +294,54 @@ def _wait_for_access(runtime: Runtime, message: ArtifactMessage, error: BaseExce
     if waits >= len(AUTH_WAIT_SECONDS):
         return False
     again = dataclasses.replace(message, auth_waits=waits + 1)
-    try:  # sent before returning: completing the delivery deletes the message it replaces
-        runtime.queues.send(runtime.settings.queues.artifacts, again.to_json(), delay_seconds=AUTH_WAIT_SECONDS[waits])
-    except Exception as send_error:
-        log.warning("%s: could not queue a wait for access (%s); the delivery fails instead",
-                    message.blob_name, _describe(send_error))
+    if not _send_again(runtime, again, AUTH_WAIT_SECONDS[waits], "access"):
         return False
     log.warning("%s: %s; waiting %d s for access (wait %d of %d: role assignments may still be propagating)",
                 message.blob_name, _describe(error), AUTH_WAIT_SECONDS[waits], waits + 1, len(AUTH_WAIT_SECONDS))
     return True
 
 
+def throttle_wait(waited: int, retry_after: float | None) -> int | None:
+    """Seconds the next throttling wait lasts, after ``waited`` in all so far; None once spent."""
+    left = THROTTLE_WAIT_SECONDS - waited
+    if left <= 0:
+        return None
+    wanted = max(THROTTLE_FIRST_WAIT_SECONDS, waited, math.ceil(retry_after or 0), 1)
+    return min(wanted, left)
+
+
+def _wait_out_throttling(runtime: Runtime, message: ArtifactMessage, error: TransientUpstreamError) -> bool:
+    """Send the message again to be delivered after the next throttling wait; False when the
+    waits are spent or the message cannot be sent (then the delivery fails as usual)."""
+    wait = throttle_wait(message.throttle_waited, error.retry_after)
+    if wait is None:
+        return False
+    waited = message.throttle_waited + wait
+    if not _send_again(runtime, dataclasses.replace(message, throttle_waited=waited), wait, "throttling to clear"):
+        return False
+    log.warning("%s: %s; waiting %d s for throttling to clear (%d of %d s)",
+                message.blob_name, _describe(error), wait, waited, THROTTLE_WAIT_SECONDS)
+    return True
+
+
+def _send_again(runtime: Runtime, message: ArtifactMessage, delay: int, waiting_for: str) -> bool:
+    try:  # sent before returning: completing the delivery deletes the message it replaces
+        runtime.queues.send(runtime.settings.queues.artifacts, message.to_json(), delay_seconds=delay)
+    except Exception as send_error:
+        log.warning("%s: could not queue a wait for %s (%s); the delivery fails instead",
+                    message.blob_name, waiting_for, _describe(send_error))
+        return False
+    return True
+
+
 def _waited(message: ArtifactMessage) -> str:
-    if not message.auth_waits:
-        return ""
-    minutes = sum(AUTH_WAIT_SECONDS[: message.auth_waits]) / 60
-    return f" (after waiting {minutes:g} min for access: check the app's role assignments and key)"
+    waits = []
+    if message.auth_waits:
+        minutes = sum(AUTH_WAIT_SECONDS[: message.auth_waits]) / 60
+        waits.append(f"after waiting {minutes:g} min for access: check the app's role assignments and key")
+    if message.throttle_waited:
+        waits.append(f"after waiting {message.throttle_waited} s for throttling to clear")
+    return "".join(f" ({wait})" for wait in waits)
 
 
 def _describe(error: BaseException) -> str:
