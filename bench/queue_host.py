@@ -9,6 +9,13 @@ visible again after ``visibilityTimeout``, and the ``maxDequeueCount``-th failur
 which is right for checking outcomes but not for measuring throughput: this one overlaps
 batches as the host does.
 
+The lease is the host's too: a received message stays invisible for ``lease_seconds`` and the
+listener renews that lease while its function runs, so a process that stops (killed, paused)
+lets its messages reappear once the lease runs out, and a message seen more than
+``maxDequeueCount`` times (its earlier deliveries died with their process) goes to the poison
+queue without being run. The fault-injection harness (tests/harness/) runs the same listener
+with a short lease and an in-process invoker; the benchmarks keep a long one.
+
 As in Azure, the host's own work (its queue requests) runs in another process than the app: the
 app runs in a worker process (:class:`FunctionWorker`) that receives invocations over a pipe, as
 the Python worker receives them over gRPC, runs each on a thread of its pool, and measures each
@@ -28,10 +35,10 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 import requests
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.functions.queue import QueueMessage as WorkerQueueMessage
 from azure.storage.queue import QueueClient, QueueServiceClient
@@ -103,6 +110,30 @@ class Tally:
             self.system_seconds += invocation.system
             self.switches += invocation.switches
             self.invocation_seconds += invocation.wall
+
+
+class Invoker(Protocol):
+    """Runs one queue-triggered function on one message: a worker process, or the app in-process."""
+
+    def invoke(self, function: str, body: bytes, *, message_id: str, dequeue_count: int,
+               receipt: str) -> Invocation: ...
+
+
+class ListenerObserver(Protocol):
+    """Told when a delivery's lease is lost: its message may be (or has been) delivered again."""
+
+    def lease_lost(self, function: str, message_id: str, dequeue_count: int, why: str) -> None: ...
+
+
+class _Lease:
+    """A received message's current pop receipt: each renewal hands out a new one."""
+
+    def __init__(self, received: Any) -> None:
+        self.message_id: str = received.id
+        self.receipt: str = received.pop_receipt
+        self.dequeue_count: int = received.dequeue_count
+        self.lost = False
+        self.lock = threading.Lock()
 
 
 class FunctionWorker:
@@ -200,7 +231,11 @@ class QueueListener:
     """One queue-triggered function's listener; ``start()`` runs it on a thread until ``stop()``."""
 
     def __init__(self, function: FunctionInfo, service: QueueServiceClient, settings: QueueSettings,
-                 worker: FunctionWorker) -> None:
+                 worker: Invoker, *, lease_seconds: int = _LEASE_SECONDS,
+                 observer: ListenerObserver | None = None) -> None:
+        """``lease_seconds``: how long a received message stays invisible; renewed every third of
+        it while its function runs (the host renews at half its 10-minute lease; a third leaves
+        room for a busy machine)."""
         trigger = function.binding("queueTrigger")
         if trigger is None:
             raise ValueError(f"{function.name} is not queue-triggered")
@@ -209,15 +244,21 @@ class QueueListener:
         self.poison: QueueClient = service.get_queue_client(f"{trigger.raw['queueName']}-poison")
         self.settings = settings
         self.worker = worker
+        self.lease_seconds = max(1, int(lease_seconds))
+        self.observer = observer
         self.tally = Tally()
+        self._leases: dict[str, _Lease] = {}
+        self._leases_lock = threading.Lock()
         self._running = 0
         self._room = threading.Condition()
         self._stopping = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix=function.name)
         self._thread = threading.Thread(target=self._listen, name=f"listen-{function.name}", daemon=True)
+        self._renewer = threading.Thread(target=self._renew, name=f"renew-{function.name}", daemon=True)
 
     def start(self) -> QueueListener:
         self._thread.start()
+        self._renewer.start()
         return self
 
     def stop(self) -> None:
@@ -226,6 +267,7 @@ class QueueListener:
             self._room.notify_all()
         self._thread.join(timeout=60)
         self._pool.shutdown(wait=True)
+        self._renewer.join(timeout=60)
 
     def _listen(self) -> None:
         poll = _MIN_POLL_SECONDS
@@ -248,30 +290,90 @@ class QueueListener:
 
     def _receive(self) -> list[Any]:
         pages = self.queue.receive_messages(
-            messages_per_page=self.settings.batch_size, visibility_timeout=_LEASE_SECONDS
+            messages_per_page=self.settings.batch_size, visibility_timeout=self.lease_seconds
         ).by_page()
         try:
             return list(next(pages, []))  # one GetMessages request, as the host makes
         except ResourceNotFoundError:
             return []  # nothing was ever sent to it
+        except AzureError:
+            return []  # Storage failing: the host logs it and polls again after its back-off
+
+    def _renew(self) -> None:
+        """Keep every running delivery's message invisible, as the host renews its leases."""
+        interval = self.lease_seconds / 3
+        while not self._stopping.wait(interval):
+            with self._leases_lock:
+                leases = list(self._leases.values())
+            for lease in leases:
+                with lease.lock:
+                    if lease.lost:
+                        continue
+                    try:
+                        updated = self.queue.update_message(lease.message_id, lease.receipt,
+                                                            visibility_timeout=self.lease_seconds)
+                        lease.receipt = updated.pop_receipt or lease.receipt
+                    except HttpResponseError as error:
+                        if error.status_code in (400, 404):  # MessageNotFound, PopReceiptMismatch
+                            self._lose(lease, "renewal refused: the lease had run out")
+                        # else: Storage failing; tried again next round, the lease may still run out
+                    except AzureError:
+                        pass  # no answer: tried again next round
+
+    def _lose(self, lease: _Lease, why: str) -> None:
+        lease.lost = True
+        if self.observer is not None:
+            self.observer.lease_lost(self.function.name, lease.message_id, lease.dequeue_count, why)
+
+    def _settle(self, lease: _Lease, received: Any, ok: bool) -> None:
+        """Delete, release or poison the message with the lease's current receipt, as the host does
+        when a function returns; a lease already lost means another delivery owns the message."""
+        with lease.lock:
+            if lease.lost:
+                return
+            try:
+                if ok:
+                    self.queue.delete_message(lease.message_id, lease.receipt)
+                elif received.dequeue_count >= self.settings.max_dequeue_count:
+                    self._poison(received.content)
+                    self.queue.delete_message(lease.message_id, lease.receipt)
+                else:
+                    self.queue.update_message(lease.message_id, lease.receipt,
+                                              visibility_timeout=self.settings.visibility_timeout)
+            except ResourceNotFoundError:
+                self._lose(lease, "settling refused: the lease had run out")
+            except AzureError as error:
+                # The host logs it; the message reappears once the lease runs out.
+                self._lose(lease, f"settling failed: {type(error).__name__}")
+
+    def _poison(self, content: str) -> None:
+        with contextlib.suppress(ResourceExistsError):
+            self.poison.create_queue()
+        self.poison.send_message(content)
 
     def _invoke(self, received: Any) -> None:
+        lease = _Lease(received)
+        with self._leases_lock:
+            self._leases[lease.message_id] = lease
         try:
             content: str = received.content
+            if received.dequeue_count > self.settings.max_dequeue_count:
+                # Delivered more often than allowed: earlier deliveries died with their process
+                # (or timed out). The host moves it to the poison queue without running it.
+                with lease.lock:
+                    self._poison(content)
+                    self.queue.delete_message(lease.message_id, lease.receipt)
+                return
             body = base64.b64decode(content) if self.settings.base64 else content.encode("utf-8")
             invocation = self.worker.invoke(self.function.name, body, message_id=received.id,
                                             dequeue_count=received.dequeue_count, receipt=received.pop_receipt)
             self.tally.add(invocation)
-            if invocation.ok:
-                self.queue.delete_message(received)
-            elif received.dequeue_count >= self.settings.max_dequeue_count:
-                with contextlib.suppress(ResourceExistsError):
-                    self.poison.create_queue()
-                self.poison.send_message(content)
-                self.queue.delete_message(received)
-            else:
-                self.queue.update_message(received, visibility_timeout=self.settings.visibility_timeout)
+            self._settle(lease, received, invocation.ok)
+        except AzureError as error:
+            self._lose(lease, f"poisoning failed: {type(error).__name__}")
         finally:
+            with self._leases_lock:
+                self._leases.pop(lease.message_id, None)
             with self._room:
                 self._running -= 1
                 self._room.notify_all()
@@ -289,10 +391,11 @@ def host_queues(connection_string: str) -> QueueServiceClient:
 
 
 def listeners(functions: dict[str, FunctionInfo], service: QueueServiceClient, settings: QueueSettings,
-              worker: FunctionWorker, only: tuple[str, ...] | None = None) -> dict[str, QueueListener]:
+              worker: Invoker, only: tuple[str, ...] | None = None, *, lease_seconds: int = _LEASE_SECONDS,
+              observer: ListenerObserver | None = None) -> dict[str, QueueListener]:
     """A listener for every queue-triggered function (or ``only`` these), not started."""
     return {
-        name: QueueListener(info, service, settings, worker)
+        name: QueueListener(info, service, settings, worker, lease_seconds=lease_seconds, observer=observer)
         for name, info in functions.items()
         if info.binding("queueTrigger") is not None and (only is None or name in only)
     }

@@ -13,13 +13,17 @@ A contract for downstream consumers (documented in the README)::
 consumer that needs a fresh one asks the status API.
 
 It also carries the run's W3C ``traceparent`` (and ``tracestate``) when the app is traced.
-``event_id`` is the same for every copy of one run's event (a consumer drops duplicates by it).
+``event_id`` is derived from the outcome: the run's id and status, whether it was given up or is
+complete, and each artifact's state with its sha256 (persisted) or failure code (failed). Every
+copy of one run's event carries the same id, and so does the event of a re-import that changed
+nothing (a consumer drops both by it); a repair that changed an outcome gets a new id.
 When the list would not fit in a queue message, ``artifacts`` is left out, ``artifacts_truncated``
 is true and ``details_blob`` names the status-container blob holding the whole event.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -40,15 +44,16 @@ _EVENT_FIELDS = (
 def build_event(runtime: Runtime, record: RunRecord) -> dict[str, Any]:
     states = artifact_states(runtime, record)
     counts = count_states(states)
+    complete = is_complete(record, counts)
     return {
         "v": SCHEMA_VERSION,
         "type": EVENT_TYPE,
-        "event_id": record.event_id,
+        "event_id": outcome_event_id(record, states, complete=complete),
         "response_id": record.response_id,
         "owner": record.owner,
         "status": record.status,
         "given_up": record.given_up,
-        "complete": is_complete(record, counts),
+        "complete": complete,
         "sent_at": utc_timestamp(),
         "counts": counts,
         "warnings": record.warnings,
@@ -57,6 +62,22 @@ def build_event(runtime: Runtime, record: RunRecord) -> dict[str, Any]:
         ],
         **current_trace_fields(),  # a consumer can continue the run's trace
     }
+
+
+def outcome_event_id(record: RunRecord, states: list[dict[str, Any]], *, complete: bool) -> str:
+    """The same for the same outcome, whoever sends it and however often; new when an outcome changes."""
+    outcome = {
+        "response_id": record.response_id,
+        "status": record.status,
+        "given_up": record.given_up is not None,
+        "complete": complete,
+        "artifacts": sorted(
+            (str(entry.get("file_id")), str(entry["state"]), str(entry.get("sha256") or entry.get("code") or ""))
+            for entry in states
+        ),
+    }
+    digest = hashlib.sha256(json.dumps(outcome, separators=(",", ":"), sort_keys=True).encode()).hexdigest()
+    return f"evt_{digest[:32]}"
 
 
 def is_complete(record: RunRecord, counts: dict[str, int]) -> bool:

@@ -16,6 +16,9 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64EncodePolicy
 
 FAN_OUT_THREADS = 16  # sends in flight when one run fans out many files
+# Every message the app sends stands for a file, a run or an event: losing one loses it. Storage
+# queues drop a message after 7 days unless told otherwise; -1 means it never expires.
+NEVER_EXPIRES = -1
 
 
 class QueueSender:
@@ -27,13 +30,14 @@ class QueueSender:
         self._lock = threading.Lock()
 
     def send(self, queue: str, text: str, *, delay_seconds: int = 0) -> None:
-        """Send one message, visible after ``delay_seconds``; creates the queue on first need."""
+        """Send one message, visible after ``delay_seconds`` and kept until it is handled; creates the
+        queue on first need."""
         client = self._client(queue)
         try:
-            client.send_message(text, visibility_timeout=delay_seconds or None)
+            client.send_message(text, visibility_timeout=delay_seconds or None, time_to_live=NEVER_EXPIRES)
         except ResourceNotFoundError:
             self._create(client)
-            client.send_message(text, visibility_timeout=delay_seconds or None)
+            client.send_message(text, visibility_timeout=delay_seconds or None, time_to_live=NEVER_EXPIRES)
 
     def send_many(self, queue: str, texts: Sequence[str]) -> None:
         """Send every message (a run's fan-out), several at a time; raises the first failure."""

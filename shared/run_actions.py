@@ -31,7 +31,7 @@ from shared.http_json import (
 )
 from shared.messages import WatchMessage
 from shared.openai_client import ResponseNotFound, UpstreamError
-from shared.run_record import RecordConflict, RunRecord, Stored
+from shared.run_record import RecordConflict, RecordMissing, RunRecord, Stored, new_step_token
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,6 @@ def import_response(req: func.HttpRequest) -> func.HttpResponse:
     status = response.get("status")
     try:
         stored = _restart(runtime, response_id, status if isinstance(status, str) else None, caller)
-        _wake(runtime, response_id, stored.record.seq)
     except AzureError as error:
         log.error("could not queue the import of %s: %s", response_id, type(error).__name__)
         raise Refusal(503, "not_queued", "the import could not be queued; try again", response_id=response_id) from None
@@ -90,7 +89,7 @@ def cancel_response(req: func.HttpRequest) -> func.HttpResponse:
     except UPSTREAM_FAILURES as error:
         raise upstream_refusal(error) from None
     try:
-        _wake(runtime, response_id, None)  # the watcher sees the end now, not at its next poll
+        _wake(runtime, response_id)  # the watcher sees the end now, not at its next poll
     except AzureError as error:
         log.warning("could not wake the watcher of %s: %s", response_id, type(error).__name__)
     return accepted(req, response_id, {"status": status, "cancel_requested": cancelled})
@@ -101,9 +100,15 @@ def _no_such_response(response_id: str) -> Refusal:
 
 
 def _restart(runtime: Runtime, response_id: str, status: str | None, caller: Caller) -> Stored:
-    """A new record, or the existing one set to follow the run again from the start."""
+    """A new record, or the existing one set to follow the run again from the start.
+
+    As a watcher step does, it sends the new generation's first message before it writes the
+    record: an import whose message cannot be sent (AzureError) leaves the run exactly as it was,
+    its live chain included, and a message whose write then loses is a stale duplicate, dropped.
+    """
     for _ in range(_RESTART_TRIES):
-        fresh = RunRecord.start(response_id, "import", status=status, owner=caller.owner)
+        fresh = RunRecord.start(response_id, "import", status=status, owner=caller.owner,
+                                step_token=new_step_token())
         try:
             stored = runtime.status.runs.read(response_id)
         except ValueError:
@@ -111,10 +116,12 @@ def _restart(runtime: Runtime, response_id: str, status: str | None, caller: Cal
             damaged = runtime.status.runs.etag(response_id)
             if damaged is not None:
                 log.warning("run %s: its record was damaged; the import writes a new one", response_id)
-                with contextlib.suppress(RecordConflict):
+                _send_first_step(runtime, fresh)
+                with contextlib.suppress(RecordConflict, RecordMissing):
                     return runtime.status.runs.replace(fresh, damaged)
                 continue
         if stored is None:
+            _send_first_step(runtime, fresh)
             created = runtime.status.runs.create(fresh)
             if created is not None:
                 return created
@@ -124,12 +131,19 @@ def _restart(runtime: Runtime, response_id: str, status: str | None, caller: Cal
         record = copy.deepcopy(stored.record)
         record.restart()
         record.status = status or record.status
+        _send_first_step(runtime, record)
         try:
             return runtime.status.runs.replace(record, stored.etag)
-        except RecordConflict:
-            continue  # a watcher step landed in between: start from its record
+        except (RecordConflict, RecordMissing):
+            continue  # a watcher step landed in between (or the record went): start from what is there
     raise Refusal(409, "busy", "the run's record kept changing; try again")
 
 
-def _wake(runtime: Runtime, response_id: str, seq: int | None) -> None:
-    runtime.queues.send(runtime.settings.queues.runs, WatchMessage(response_id, seq).to_json())
+def _send_first_step(runtime: Runtime, record: RunRecord) -> None:
+    """The message for the step the record is about to expect (before the record is written)."""
+    step = WatchMessage(record.response_id, record.seq, record.step_token)
+    runtime.queues.send(runtime.settings.queues.runs, step.to_json())
+
+
+def _wake(runtime: Runtime, response_id: str) -> None:
+    runtime.queues.send(runtime.settings.queues.runs, WatchMessage(response_id).to_json())

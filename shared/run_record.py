@@ -8,9 +8,9 @@ current ``seq`` (or none, a wake-up) acts; older ones are duplicates and are dro
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
+import uuid
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -31,6 +31,15 @@ RUNNING_STATUSES = ("queued", "in_progress")
 
 class RecordConflict(Exception):
     """Another instance changed the record first: this one's step is a duplicate."""
+
+
+class RecordMissing(Exception):
+    """The record is gone (deleted by hand, or its container was): the run must be followed again."""
+
+
+def new_step_token() -> str:
+    """The token of the next watch message: only the message carrying it takes the step."""
+    return uuid.uuid4().hex[:16]
 
 
 @dataclass
@@ -55,7 +64,8 @@ class RunRecord:
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, str]] = field(default_factory=list)
     given_up: str | None = None  # why the app stopped following the run before it ended
-    event_id: str | None = None
+    completed_at: float | None = None  # Unix time the run was marked complete (its event follows)
+    event_id: str | None = None  # the event sent for this generation (derived from its outcome)
     event_sent: bool = False
     owner: str | None = None  # the caller who started or imported it (Easy Auth); None: every key holder
     trace: dict[str, str] = field(default_factory=dict)  # the run's W3C trace context: every step continues it
@@ -67,15 +77,17 @@ class RunRecord:
                    followed_since=time.time(), trace=current_trace_fields(), **known)
 
     def restart(self) -> None:
-        """Follow the run again from the start (an import): re-discover, re-queue, a new event."""
+        """Follow the run again from the start (an import): re-discover, re-queue, a new event.
+        The artifacts stay: re-discovery adds to them, never forgets one."""
         self.phase = "running"
         self.seq += 1
-        self.step_token = None
+        self.step_token = new_step_token()
         self.generation += 1
         self.followed_since = time.time()
         self.polls = self.checks = 0
         self.warnings = []
         self.given_up = None
+        self.completed_at = None
         self.event_id = None
         self.event_sent = False
         self.trace = current_trace_fields()  # the new generation is the import's trace
@@ -83,11 +95,6 @@ class RunRecord:
     def set_output_text(self, text: str) -> None:
         self.output_text = text[:MAX_OUTPUT_TEXT_CHARS]
         self.output_text_truncated = len(text) > MAX_OUTPUT_TEXT_CHARS
-
-    def event_id_for_generation(self) -> str:
-        """Stable across retries and instances: a consumer drops a duplicate by it."""
-        digest = hashlib.sha256(f"{self.response_id}:{self.generation}".encode()).hexdigest()
-        return f"evt_{digest[:32]}"
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -144,7 +151,8 @@ class RunStore:
         return Stored(record, str(result["etag"]))
 
     def replace(self, record: RunRecord, etag: str) -> Stored:
-        """Write ``record`` only if the blob is still at ``etag``; else RecordConflict."""
+        """Write ``record`` only if the blob is still at ``etag``; else RecordConflict, or
+        RecordMissing when the blob is gone (a missing record is no conflict: nobody took the step)."""
         blob = self._container.client.get_blob_client(f"{record.response_id}/{RUN_RECORD}")
         try:
             result = blob.upload_blob(
@@ -154,6 +162,8 @@ class RunStore:
                 etag=etag,
                 match_condition=MatchConditions.IfNotModified,
             )
-        except (ResourceModifiedError, ResourceExistsError, ResourceNotFoundError) as error:
+        except ResourceNotFoundError as error:
+            raise RecordMissing(record.response_id) from error
+        except (ResourceModifiedError, ResourceExistsError) as error:
             raise RecordConflict(record.response_id) from error
         return Stored(record, str(result["etag"]))

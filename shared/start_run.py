@@ -33,11 +33,11 @@ from shared.http_json import (
 from shared.idempotency import Claim, KeyInFlight, KeyReused, check_key
 from shared.ids import is_valid_id
 from shared.messages import WatchMessage
-from shared.run_record import RUNNING_STATUSES, RunRecord
+from shared.run_record import RUNNING_STATUSES, RunRecord, new_step_token
 from shared.run_request import InvalidRequest, RunRequest, parse_run_request
 from shared.runtime import Runtime
 from shared.telemetry import annotate
-from shared.watcher import new_step_token, poll_delay
+from shared.watcher import poll_delay
 
 log = logging.getLogger(__name__)
 

@@ -7,20 +7,30 @@ becomes visible after a delay; nothing sleeps. The steps, by the record's phase:
                 doubles from ARTIFACTS_POLL_MIN_SECONDS to ARTIFACTS_POLL_MAX_SECONDS). Ended,
                 however it ended: find its files, record them, queue one message per file.
 ``persisting``  Look at the artifacts; once each is persisted or failed, send the event.
-``complete``    Nothing, unless the event is still to be sent (a crash right before sending).
+``complete``    Nothing, unless the event is still to be sent and this is the completing step's
+                own message (a crash right before sending): see below.
 
 A step sends its next message first and then advances the record with a conditional write, so
 a crash between the two leaves a duplicate message (dropped by ``seq``), never a lost run.
+
+One event per outcome: the step that completes the run sends, before its write, a delayed
+message for the step after it (the safety net), marks the run complete, sends the event and
+notes it sent. Only that step, or its safety net when it died before noting the event, sends
+it; a wake-up (a webhook, a cancel, an import, a hand-written message) that finds the run
+complete sends nothing, unless the completing step has long ended without noting its event.
+
+A step's message that finds no record (deleted by hand) follows the run again from the start,
+with a ``record_lost`` warning, so the run still ends with an event that says what happened.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import math
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,10 +42,18 @@ from shared.config import Settings
 from shared.discovery import output_text, used_code_interpreter
 from shared.events import send_event
 from shared.fan_out import discover, fan_out
-from shared.messages import InvalidMessage, WatchMessage
+from shared.host_settings import DEFAULT_FUNCTION_TIMEOUT_SECONDS
+from shared.messages import ArtifactMessage, InvalidMessage, WatchMessage
 from shared.openai_client import ResponseNotFound, TransientUpstreamError, UpstreamError
 from shared.progress import artifact_states, count_states
-from shared.run_record import RUNNING_STATUSES, RecordConflict, RunRecord, Stored
+from shared.run_record import (
+    RUNNING_STATUSES,
+    RecordConflict,
+    RecordMissing,
+    RunRecord,
+    Stored,
+    new_step_token,
+)
 from shared.runtime import Runtime
 from shared.status_store import Failure
 from shared.telemetry import annotate, context_from, run_polls, runs_given_up, step_span, time_to_last_artifact
@@ -45,6 +63,10 @@ log = logging.getLogger(__name__)
 STEP_SECONDS = 60.0  # the most one step spends on Azure OpenAI calls (the GET, the listings)
 _EARLY_DELAY_SECONDS = 2  # a message that overtook its step's record write: look again shortly
 _CHECK_GROWTH = 1.5  # artifact checks start sooner and grow slower than run polls: files land fast
+# The completing step's safety net fires after this long at least (or after host.json's
+# visibilityTimeout, when longer: as long as a failed delivery waits for its retry).
+_EVENT_SAFETY_NET_MIN_SECONDS = 10
+RECORD_LOST = "record_lost"  # the warning of a run whose record was deleted while it was followed
 
 
 def handle_watch_message(runtime: Runtime, body: bytes, *, message_id: str | None, dequeue_count: int) -> None:
@@ -87,14 +109,10 @@ class Watcher:
         self.runtime = runtime
 
     def handle(self, message: WatchMessage) -> None:
-        response: dict[str, Any] | None = None
-        if message.capture:
-            captured = self._capture(message)
-            if captured is None:
-                return
-            stored, response = captured
-        else:
-            stored = self._load_or_start(message)
+        taken = self._record_for(message)
+        if taken is None:
+            return
+        stored, response = taken
         record = stored.record
         if message.seq is not None and not _is_current_step(message, record):
             if message.seq == record.seq + 1 and record.phase != "complete":
@@ -105,19 +123,34 @@ class Watcher:
                 log.info("run %s: dropping a duplicate watch message (seq %s, now %s)",
                          message.response_id, message.seq, record.seq)
             return
+        if record.phase == "complete":
+            if not record.event_sent and self._may_send_event(message, record):
+                self._send_event(stored)
+            return
         woken_by = context_from(message.trace)
         with step_span("watch_run", parent=context_from(record.trace) or woken_by, link_to=[woken_by],
                        response_id=record.response_id, phase=record.phase, seq=record.seq) as span:
             try:
                 if record.phase == "running":
                     self._follow_run(stored, response)
-                elif record.phase == "persisting":
+                else:
                     self._follow_artifacts(stored)
-                elif not record.event_sent:
-                    self._send_event(stored)
             except RecordConflict:
                 annotate(span, outcome="duplicate_step")
                 log.info("run %s: another instance took this step first", message.response_id)
+            except RecordMissing:
+                # The message this step sent first finds no record either, and follows the run again.
+                annotate(span, outcome="record_missing")
+                log.error("run %s: its record was deleted during a step", message.response_id)
+
+    def _record_for(self, message: WatchMessage) -> tuple[Stored, dict[str, Any] | None] | None:
+        """The run's record (and the response, when a capture fetched it); None: nothing to follow."""
+        if message.capture:
+            return self._capture(message)
+        found = self.runtime.status.runs.read(message.response_id)
+        if found is None and message.seq is not None:
+            found = self._follow_again(message)  # the record was deleted under a live chain
+        return (found if found is not None else self._load_or_start(message)), None
 
     def give_up(self, message: WatchMessage, reason: str) -> None:
         """Stop following a run (its watcher kept failing): record why and send its event."""
@@ -170,11 +203,15 @@ class Watcher:
         record.ended_at = record.ended_at or utc_timestamp()
         record.set_output_text(output_text(response))
         record.error = _ending_details(response)
-        messages, warnings = discover(
+        found, warnings = discover(
             self.runtime, response, record.input_file_ids, deadline=time.monotonic() + STEP_SECONDS / 2
         )
+        # A re-discovery (an import, often after the container expired) may see less than an earlier
+        # one did: an artifact once known stays known, and one persisted stays persisted.
+        messages = _known_first(record, found)
         record.artifacts = [message.describe() for message in messages]
-        record.warnings = warnings
+        # Discovery's warnings are this discovery's; a lost record stays said until an import.
+        record.warnings = [w for w in record.warnings if w.get("code") == RECORD_LOST] + warnings
         record.phase = "persisting"
         queued = fan_out(self.runtime, messages, repair=record.generation > 1)
         log.info("run %s ended %s: %d file(s), %d queued", rid, record.status, len(messages), queued)
@@ -214,21 +251,56 @@ class Watcher:
         self.runtime.status.runs.replace(record, stored.etag)
 
     def _complete(self, stored: Stored, record: RunRecord) -> None:
-        """Mark the run complete (one instance wins the write), then send its one event."""
+        """Mark the run complete (one instance wins the write), then send its one event.
+
+        The safety net goes first: if this delivery dies before it notes the event sent, the
+        next step's message sends it; otherwise that message finds the event sent and ends."""
         record.phase = "complete"
-        record.event_id = record.event_id_for_generation()
+        record.completed_at = time.time()
+        record.event_id = None
         record.event_sent = False
+        record.seq = stored.record.seq + 1
+        record.step_token = new_step_token()
+        self._send(WatchMessage(record.response_id, record.seq, record.step_token), self._safety_net_delay())
         completed = self.runtime.status.runs.replace(record, stored.etag)
         _measure_run(record)
         self._send_event(completed)
+
+    def _may_send_event(self, message: WatchMessage, record: RunRecord) -> bool:
+        """Only the completing step's own message sends a run's event (the step is redelivered, or
+        its safety net arrives): a wake-up would race the completing step and send a second copy.
+        Once the completing step has certainly ended (functionTimeout) without noting the event,
+        any message may send it."""
+        if message.seq is not None:
+            return True  # the current step's message (a stale one was dropped before)
+        completed_at = record.completed_at or 0.0
+        timeout = self.runtime.host.function_timeout_seconds or DEFAULT_FUNCTION_TIMEOUT_SECONDS
+        return time.time() - completed_at > timeout
 
     def _send_event(self, stored: Stored) -> None:
         event = send_event(self.runtime, stored.record)
         log.info("run %s: sent event %s (%s)", stored.record.response_id, event["event_id"], event["counts"])
         record = copy.deepcopy(stored.record)
         record.event_sent = True
-        with contextlib.suppress(RecordConflict):  # an import restarted the run meanwhile: its own event follows
+        record.event_id = event["event_id"]
+        # An import restarted the run meanwhile (its own event follows), or the record was deleted.
+        with contextlib.suppress(RecordConflict, RecordMissing):
             self.runtime.status.runs.replace(record, stored.etag)
+
+    def _safety_net_delay(self) -> int:
+        return max(_EVENT_SAFETY_NET_MIN_SECONDS, math.ceil(self.runtime.host.visibility_timeout_seconds))
+
+    def _follow_again(self, message: WatchMessage) -> Stored | None:
+        """A step's message found no record: it was deleted while the run was followed. Follow the
+        run again from the start, taking this message's step, and say so in the record."""
+        log.error("run %s: its record is missing at step %s; following the run again from the start",
+                  message.response_id, message.seq)
+        record = RunRecord.start(message.response_id, "watch", seq=message.seq, step_token=message.token,
+                                 owner=getattr(message, "owner", None))
+        record.warnings = [{"code": RECORD_LOST, "problem": (
+            f"the run record was missing at step {message.seq}; the run was followed again from the start, "
+            "so what the record held before (earlier warnings, the owner if the message had none) is lost")}]
+        return self.runtime.status.runs.create(record)  # None: another delivery recreated it first
 
     def _send(self, message: WatchMessage, delay: int) -> None:
         self.runtime.queues.send(self.runtime.settings.queues.runs, message.to_json(), delay_seconds=delay)
@@ -288,13 +360,25 @@ def _measure_run(record: RunRecord) -> None:
              extra={"response_id": record.response_id, "outcome": "given_up" if record.given_up else "complete"})
 
 
-def new_step_token() -> str:
-    return uuid.uuid4().hex[:16]
-
-
 def _is_current_step(message: WatchMessage, record: RunRecord) -> bool:
     """The message the record expects next (a record from before step tokens takes any token)."""
     return message.seq == record.seq and record.step_token in (None, message.token)
+
+
+def _known_first(record: RunRecord, found: list[ArtifactMessage]) -> list[ArtifactMessage]:
+    """Every artifact the record knew, then those found now for the first time (by file id)."""
+    discovered = {message.file_id: message for message in found}
+    merged: list[ArtifactMessage] = []
+    for known in record.artifacts:
+        file_id = str(known.get("file_id"))
+        if file_id in discovered:
+            merged.append(discovered.pop(file_id))
+            continue
+        try:  # from the app's own record; checked as any message is, all the same
+            merged.append(ArtifactMessage.from_json(json.dumps({**known, "response_id": record.response_id})))
+        except InvalidMessage as error:
+            log.error("run %s: a known artifact's record is unusable (%s); it is left out", record.response_id, error)
+    return merged + [message for message in found if message.file_id in discovered]
 
 
 def _ending_details(response: dict[str, object]) -> dict[str, object] | None:
