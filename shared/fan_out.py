@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -41,20 +42,27 @@ def discover(
     return messages, list(discovery.warnings)
 
 
-def fan_out(runtime: Runtime, messages: list[ArtifactMessage], *, repair: bool) -> int:
-    """Queue every artifact not persisted yet; with ``repair`` (an import), failed ones again too.
+def fan_out(runtime: Runtime, messages: list[ArtifactMessage], *, generation: int) -> int:
+    """Queue every artifact not persisted yet; from the second generation on (an import, a repair),
+    failed ones again too.
 
-    Returns how many were queued.
+    Each message carries how many were queued and the generation: the delivery that settles the
+    last of them wakes the watcher, counted in the generation's settle log, opened here once per
+    run. Returns how many were queued.
     """
     if not messages:
         return 0
     response_id = messages[0].response_id
     persisted = runtime.store.artifacts_of(response_id)
     todo = [message for message in messages if message.file_id not in persisted]
-    if repair:
+    if generation > 1:
         failed = runtime.status.failures(response_id)
         for message in todo:
             if message.file_id in failed:
                 runtime.status.clear_failure(response_id, message.file_id)
-    runtime.queues.send_many(runtime.settings.queues.artifacts, [message.to_json() for message in todo])
+    if not todo:
+        return 0
+    runtime.status.open_settle_log(response_id, generation)
+    counted = [dataclasses.replace(message, queued=len(todo), generation=generation) for message in todo]
+    runtime.queues.send_many(runtime.settings.queues.artifacts, [message.to_json() for message in counted])
     return len(todo)

@@ -21,6 +21,9 @@ Only the three ids are required; ``v`` defaults to 1, ``filename`` to the file i
 on a message the app sent again while Storage or Azure OpenAI refused it access (see
 ``shared.persist``): how many times it has waited so far; ``"throttle_waited": 180`` on one sent
 again while Azure OpenAI kept throttling its download: the seconds it has waited so far.
+``"queued": 50, "generation": 1`` (from the fan-out) say how many files it queued for that run
+and which generation of the run (an import starts the next) they belong to: the delivery that
+settles the last of them wakes the watcher (see ``shared.persist``). Messages without them never do.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 48 * 1024  # a Storage queue message is at most 64 KiB after base64
 _MAX_COUNT = 1000  # far above any count the app writes
 _MAX_WAIT_SECONDS = 7 * 24 * 3600  # a queue message's longest visibility delay
+_MAX_RUN_NUMBER = 10**9  # a run's files queued, or its generation: far above any the app writes
 _MAX_TEXT_BYTES = 4 * MAX_DISPLAY_NAME_CHARS + 64  # a bounded name (<= 4 UTF-8 bytes per char) or blob name
 
 
@@ -89,6 +93,8 @@ class ArtifactMessage:
     size: int | None = None
     auth_waits: int = 0  # waits so far for access to be granted (role assignments propagating)
     throttle_waited: int = 0  # seconds waited so far on the queue for Azure OpenAI's throttling to clear
+    queued: int | None = None  # files the fan-out queued for the run with this one (None: not from a fan-out)
+    generation: int | None = None  # the run's generation that queued it (each import starts the next)
     # False when the message left out its blob name (a hand-written one with the ids): the artifact
     # may be stored under another name, so it is looked up by ids before anything is downloaded.
     names_blob: bool = field(default=True, compare=False)
@@ -102,6 +108,8 @@ class ArtifactMessage:
             data["auth_waits"] = self.auth_waits
         if self.throttle_waited:
             data["throttle_waited"] = self.throttle_waited
+        if self.queued is not None and self.generation is not None:
+            data.update(queued=self.queued, generation=self.generation)
         data.update(current_trace_fields())
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
@@ -139,6 +147,8 @@ class ArtifactMessage:
                 size=_optional_size(data),
                 auth_waits=_count(data, "auth_waits"),
                 throttle_waited=_count(data, "throttle_waited", _MAX_WAIT_SECONDS),
+                queued=_positive_or_none(data, "queued"),
+                generation=_positive_or_none(data, "generation"),
                 names_blob=data.get("blob_name") is not None,
                 trace=_trace(data),
             )
@@ -194,6 +204,15 @@ def _count(data: dict[str, Any], key: str, most: int = _MAX_COUNT) -> int:
     value = data.get(key, 0)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
         raise ValueError(f"{key} must be an integer from 0 to {most}")
+    return value
+
+
+def _positive_or_none(data: dict[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_RUN_NUMBER:
+        raise ValueError(f"{key} must be an integer from 1 to {_MAX_RUN_NUMBER} or null")
     return value
 
 

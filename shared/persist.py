@@ -19,6 +19,14 @@ Outcomes, so that every file either lands whole or is recorded:
   goes to the poison queue, whose trigger records any failure not yet recorded (a delivery that
   crashed or timed out), so the status API never shows a file pending for ever, nor failed
   while a delivery still runs.
+
+A delivery that settles its file (stored, found stored, or recorded as failed; and the poison
+queue's trigger) appends a line to the run generation's settle log; once the log holds as many
+lines as the fan-out queued files, it wakes the run watcher, so the completion event follows the
+last file at once instead of at the watcher's next scheduled check. A duplicate delivery adds a
+line too: the count can reach the total early, and that wake only costs the watcher one check
+(it finds files pending and goes on as scheduled); every later settle wakes it again, so the last
+one always does.
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ from shared.blob_store import (
     TooLargeError,
 )
 from shared.host_settings import DEFAULT_FUNCTION_TIMEOUT_SECONDS
-from shared.messages import ArtifactMessage, InvalidMessage
+from shared.messages import ArtifactMessage, InvalidMessage, WatchMessage
 from shared.naming import content_disposition, content_type_for, metadata_filename, valid_mime_type
 from shared.openai_client import FileGoneError, TransientUpstreamError, UpstreamError
 from shared.retry import RetryPolicy, TransientError
@@ -134,12 +142,15 @@ def _persist(runtime: Runtime, message: ArtifactMessage, message_id: str | None,
             existing = runtime.store.find_artifact(message.response_id, message.file_id)
             if existing is not None:
                 log.info("%s is already stored whole; nothing to do", existing.blob_name)
+                _settled(runtime, message)  # the delivery that stored it may have stopped before its own note
                 return existing
         stored = _download_with_retries(runtime, message, runtime.download_retry)
     except _Permanent as failure:
         failed = Failure(failure.code, failure.reason, deliveries)
         _record(runtime, message, message_id, failed, failure.upstream_status)
+        _settled(runtime, message)
         return None
+    _settled(runtime, message)
     if stored.already_present:
         log.info("%s was already stored whole; nothing written", stored.blob_name)
     else:
@@ -176,11 +187,29 @@ def record_poisoned_artifact(runtime: Runtime, body: bytes, *, message_id: str |
             Failure("invalid_message", str(error), runtime.max_dequeue_count), _excerpt(body), message_id
         )
         return
-    if runtime.store.find_artifact(message.response_id, message.file_id) is not None:
+    if runtime.store.find_artifact(message.response_id, message.file_id) is None:
+        deliveries = runtime.max_dequeue_count
+        reason = f"all {deliveries} deliveries failed, timed out or were stopped"
+        failure = Failure("retries_exhausted", reason, deliveries)
+        _record(runtime, message, message_id, failure, None, keep_existing=True)
+    _settled(runtime, message)  # its last delivery failed before noting anything
+
+
+def _settled(runtime: Runtime, message: ArtifactMessage) -> None:
+    """Note the file settled; wake the run's watcher once every file the fan-out queued has.
+
+    Best effort: without the note or the wake-up, the watcher's next scheduled check finds the
+    file all the same. A message that does not carry its fan-out's count notes nothing.
+    """
+    if message.queued is None or message.generation is None:
         return
-    deliveries = runtime.max_dequeue_count
-    reason = f"all {deliveries} deliveries failed, timed out or were stopped"
-    _record(runtime, message, message_id, Failure("retries_exhausted", reason, deliveries), None, keep_existing=True)
+    try:
+        settled = runtime.status.note_settled(message.response_id, message.generation, message.file_id)
+        if settled >= message.queued:
+            runtime.queues.send(runtime.settings.queues.runs, WatchMessage(message.response_id).to_json())
+    except Exception as error:
+        log.warning("run %s: could not note file %s settled (%s); the watcher's next check finds it",
+                    message.response_id, message.file_id, _describe(error))
 
 
 def _download_with_retries(runtime: Runtime, message: ArtifactMessage, retry: RetryPolicy) -> StoredBlob:

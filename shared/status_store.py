@@ -3,6 +3,8 @@
 ``{response_id}/_run.json``         the run and every artifact it produced (see ``run_record``)
 ``{response_id}/_event.json``       a completion event too large for a queue message, whole
 ``{response_id}/{file_id}.json``    an artifact that failed for good, with the reason
+``{response_id}/_settled.{generation}.log`` an append blob: one line per delivery that settled a
+                                    file of that generation (stored, or failed for good)
 ``_invalid/{message id}.json``      a queue message too broken to name its artifact
 ``_webhooks/{sha256 of its id}.json`` a webhook delivery already handled (Azure retries deliveries)
 
@@ -22,8 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
+from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import BlobServiceClient, ContentSettings
+from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings
 
 from shared.blob_store import ContainerGuard, utc_timestamp
 from shared.idempotency import IdempotencyClaims
@@ -34,7 +37,9 @@ from shared.telemetry import files_failed
 log = logging.getLogger(__name__)
 
 EVENT_DOCUMENT = "_event.json"
+SETTLE_LOG = "_settled.{generation}.log"  # not ".json": failures() skips it
 _JSON = ContentSettings(content_type="application/json")
+_TEXT = ContentSettings(content_type="text/plain; charset=utf-8")
 _MAX_REASON_CHARS = 1000  # metadata of one blob is at most 8 KiB
 
 
@@ -79,7 +84,7 @@ class StatusStore:
             leaf = blob.name[len(response_id) + 1 :]
             file_id = leaf[: -len(".json")]
             if "/" in leaf or not leaf.endswith(".json") or not is_valid_id(file_id):
-                continue  # the run record, the event document
+                continue  # the run record, the event document, the settle logs
             meta = blob.metadata or {}
             if "code" not in meta:
                 continue
@@ -91,6 +96,30 @@ class StatusStore:
                 "failed_at": meta.get("failed_at"),
             }
         return found
+
+    def open_settle_log(self, response_id: str, generation: int) -> None:
+        """Create the run generation's settle log, unless it exists (a fan-out done again keeps its lines)."""
+        self._container.ensure()
+        with contextlib.suppress(ResourceExistsError):
+            self._settle_log(response_id, generation).create_append_blob(
+                content_settings=_TEXT, match_condition=MatchConditions.IfMissing
+            )
+
+    def note_settled(self, response_id: str, generation: int, file_id: str) -> int:
+        """Append one line for a settled file; answers the lines now in the log, counted by Storage
+        in the same request (its committed block count): a duplicate delivery counts twice."""
+        log_blob = self._settle_log(response_id, generation)
+        line = f"{file_id}\n".encode("ascii")
+        try:
+            appended = log_blob.append_block(line, length=len(line))
+        except ResourceNotFoundError:  # not opened by the fan-out (deleted since, or an older fan-out's run)
+            self.open_settle_log(response_id, generation)
+            appended = log_blob.append_block(line, length=len(line))
+        count = appended["blob_committed_block_count"]  # x-ms-blob-committed-block-count
+        return count if isinstance(count, int) else int(str(count))
+
+    def _settle_log(self, response_id: str, generation: int) -> BlobClient:
+        return self._container.client.get_blob_client(f"{response_id}/{SETTLE_LOG.format(generation=generation)}")
 
     def clear_failure(self, response_id: str, file_id: str) -> None:
         """Forget a failure: the artifact is queued again (a repair by import)."""

@@ -213,7 +213,7 @@ class Watcher:
         # Discovery's warnings are this discovery's; a lost record stays said until an import.
         record.warnings = [w for w in record.warnings if w.get("code") == RECORD_LOST] + warnings
         record.phase = "persisting"
-        queued = fan_out(self.runtime, messages, repair=record.generation > 1)
+        queued = fan_out(self.runtime, messages, generation=record.generation)
         log.info("run %s ended %s: %d file(s), %d queued", rid, record.status, len(messages), queued)
         if queued:
             self._advance(stored, record, poll_delay(self.runtime.settings, 1, _CHECK_GROWTH))

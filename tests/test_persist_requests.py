@@ -1,12 +1,15 @@
 """Requests per persisted file, counted at the benchmarks' proxy in front of Azurite and the fake.
 
 A first delivery of a small file costs one Azure OpenAI request (the download) and one Storage
-request (a conditional Put Blob). Whatever may already be stored is looked up first: a
-redelivery, a message naming only the ids, an unsized file, a duplicate this process has seen.
+request (a conditional Put Blob), plus, for a message from the fan-out, one more (a line appended
+to the run's settle log) and, for the run's last file, the wake-up sent to the watcher. Whatever
+may already be stored is looked up first: a redelivery, a message naming only the ids, an unsized
+file, a duplicate this process has seen.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -85,6 +88,24 @@ def test_a_first_delivery_of_a_small_file_is_one_download_and_one_put(counted: C
     assert stored.sha256 == hashlib.sha256(file.content).hexdigest() and not stored.already_present
     (blob,) = counted.blobs(f"{message.response_id}/").values()
     assert blob.metadata["sha256"] == stored.sha256 and blob.size == len(file.content)
+
+
+def test_a_fan_outs_message_also_notes_the_file_settled_and_the_last_wakes_the_watcher(counted: Counted) -> None:
+    runtime = get_runtime()
+    _, first = counted.file(name="one.png")
+    _, last = counted.file(name="two.png")
+    response_id = first.response_id
+    # Two files of one run, as the fan-out queues them (its settle log opened, once per run).
+    first = dataclasses.replace(first, queued=2, generation=1)
+    last = dataclasses.replace(last, response_id=response_id, blob_name=f"{response_id}/{last.file_id}/two.png",
+                               queued=2, generation=1)
+    runtime.status.open_settle_log(response_id, 1)
+    runtime.queues.client(runtime.settings.queues.runs).create_queue()  # the watcher's queue, as in Azure
+    counted.requests()
+    deliver(runtime, first)
+    assert counted.requests() == {"blob": {"PUT": 2}, "queue": {}, "openai": {"GET": 1}}  # the Put, the line
+    deliver(runtime, last)
+    assert counted.requests() == {"blob": {"PUT": 2}, "queue": {"POST": 1}, "openai": {"GET": 1}}  # and the wake-up
 
 
 def test_a_redelivery_looks_first_and_downloads_nothing_stored(counted: Counted) -> None:
