@@ -1,4 +1,4 @@
-.PHONY: start test demo setup bench clean
+.PHONY: start test demo setup bench soak clean
 
 start:  ## set everything up and run the app locally (Azurite, fake Azure OpenAI if needed, func start)
 	bash scripts/start.sh
@@ -11,6 +11,12 @@ demo:   ## push one prompt through the pipeline: Azurite, and the fake or the en
 
 bench:  ## run the benchmarks and write bench/RESULTS.md
 	bash scripts/setup.sh && .venv/bin/python -m bench.run
+
+SEED ?= 7
+MINUTES ?= 20
+INSTANCES ?= 3
+soak:   ## the fault-injection harness, long (SEED=7 MINUTES=20 INSTANCES=3): bench/RESULTS-soak.md
+	bash scripts/setup.sh && .venv/bin/python -m tests.harness.soak --seed $(SEED) --minutes $(MINUTES) --instances $(INSTANCES)
 
 setup:  ## only install the Python environment and Azurite
 	bash scripts/setup.sh
