@@ -3,6 +3,7 @@
 from tests.fake_openai.deliveries import WebhookDelivery
 from tests.fake_openai.receiver import Received, WebhookReceiver
 from tests.fake_openai.server import (
+    CreateFault,
     FakeApiError,
     FakeAzureOpenAI,
     FakeContainer,
@@ -17,6 +18,7 @@ from tests.fake_openai.webhooks import RESPONSE_EVENT_TYPES, event_body, sign
 
 __all__ = [
     "RESPONSE_EVENT_TYPES",
+    "CreateFault",
     "FakeApiError",
     "FakeAzureOpenAI",
     "FakeContainer",

@@ -4,6 +4,11 @@ Routes (every one wants the ``api-key`` header or an accepted bearer token):
 
 - ``POST /openai/v1/responses``: a run. Synchronous runs answer their final object;
   ``background: true`` runs answer ``queued`` at once (and need ``store`` not false).
+  ``metadata`` (at most 16 string pairs, keys up to 64 characters, values up to 512) is
+  stored with the response and answered by every retrieval, as the Responses API does.
+  :meth:`FakeAzureOpenAI.lose_next_create_answer` and :meth:`FakeAzureOpenAI.hold_next_create_answer`
+  make the run and then lose its answer (the connection dropped, or the answer held past the
+  client's timeout): the client cannot tell whether the run started.
 - ``GET /openai/v1/responses/{id}``: a stored response (``store`` not false) as it is now:
   a background run answers ``queued``, then ``in_progress``, for its scenario's
   ``polls_before_done`` GETs (or until its ``seconds_before_done`` have passed), then its
@@ -78,6 +83,7 @@ from tests.fake_openai.webhooks import (
 from tests.fake_openai.webhooks import event_body as webhook_event_body
 
 __all__ = [
+    "CreateFault",
     "FakeApiError",
     "FakeAzureOpenAI",
     "FakeContainer",
@@ -97,6 +103,7 @@ CONTAINER_API_VERSION = "preview"
 RESPONSES_API_VERSIONS = frozenset({"preview", "v1"})
 # How a run can end; a background run is "queued", then "in_progress", before that.
 FINAL_STATUSES = frozenset({"completed", "incomplete", "failed", "cancelled"})
+METADATA_MAX_PAIRS, METADATA_MAX_KEY, METADATA_MAX_VALUE = 16, 64, 512
 # running_left of a run that polls never end: no test polls this often.
 _UNTIL_STOPPED = sys.maxsize
 
@@ -200,6 +207,50 @@ class _Cut:
     announce_length: bool = True
     trickle_seconds: float | None = None  # send the body one byte at a time, this far apart
     slow: SlowBody | None = None  # a trickle's or a hold's record (a hold: no stall_seconds, no trickle)
+
+
+class CreateFault:
+    """A create request that reaches the fake and makes its run, whose answer is then lost.
+
+    ``response_id`` is the run's id once it is made. A held answer waits for :meth:`release`
+    (sent late: the client may have given up) or :meth:`drop` (the connection closes unanswered).
+    """
+
+    def __init__(self, held: bool) -> None:
+        self.held = held
+        self.response_id: str | None = None
+        self._made = threading.Event()
+        self._decided = threading.Event()
+        self._answer = False  # a lost answer is dropped at once; a held one waits for release()
+
+    def wait_made(self, timeout: float = 30.0) -> str:
+        """The id of the run the create made; TimeoutError if no create came within ``timeout`` s."""
+        if not self._made.wait(timeout) or self.response_id is None:
+            raise TimeoutError("no create request reached the fake")
+        return self.response_id
+
+    def release(self) -> None:
+        """Send the held answer now."""
+        self._answer = True
+        self._decided.set()
+
+    def drop(self) -> None:
+        """Close the held connection without an answer."""
+        self._answer = False
+        self._decided.set()
+
+    def _note_made(self, response_id: str) -> None:
+        self.response_id = response_id
+        self._made.set()
+
+    def _answers(self) -> bool:
+        """Whether the handler sends the answer (after waiting for a held one's decision)."""
+        if self.held and not self._decided.wait(_HELD_ANSWER_SECONDS):
+            return False  # nobody decided: the client is long gone
+        return self._answer
+
+
+_HELD_ANSWER_SECONDS = 300.0  # a held answer nobody releases is dropped after this
 
 
 @dataclass(frozen=True)
@@ -414,6 +465,36 @@ def _storage_flags(body: dict[str, Any]) -> tuple[bool, bool]:
     return bool(background), stored
 
 
+def _check_metadata(metadata: object) -> None:
+    """The Responses API's limits: at most 16 pairs, string keys up to 64 characters, string
+    values up to 512."""
+    if metadata is None:
+        return
+    if not isinstance(metadata, dict):
+        raise _invalid_request("Invalid type for 'metadata': expected an object.", "metadata", "invalid_type")
+    if len(metadata) > METADATA_MAX_PAIRS:
+        raise _invalid_request(
+            f"Invalid 'metadata': too many properties. Expected an object with at most {METADATA_MAX_PAIRS} "
+            f"properties, but got an object with {len(metadata)} properties instead.",
+            "metadata", "object_above_max_properties",
+        )
+    for key, value in metadata.items():
+        if len(key) > METADATA_MAX_KEY:
+            raise _invalid_request(
+                f"Invalid 'metadata': key too long. Expected keys of at most {METADATA_MAX_KEY} characters.",
+                "metadata", "string_above_max_length",
+            )
+        if not isinstance(value, str):
+            raise _invalid_request(f"Invalid type for 'metadata.{key}': expected a string.",
+                                   f"metadata.{key}", "invalid_type")
+        if len(value) > METADATA_MAX_VALUE:
+            raise _invalid_request(
+                f"Invalid 'metadata.{key}': string too long. Expected a string with maximum length "
+                f"{METADATA_MAX_VALUE}, but got a string with length {len(value)} instead.",
+                f"metadata.{key}", "string_above_max_length",
+            )
+
+
 def _parse_create(body: dict[str, Any]) -> _CreateRequest:
     """Validate a create request as the real endpoint does; nothing is changed yet."""
     model = body.get("model")
@@ -425,6 +506,7 @@ def _parse_create(body: dict[str, Any]) -> _CreateRequest:
     if body.get("stream"):
         raise _invalid_request("The fake does not stream; send stream: false.", "stream", "unsupported_value")
     file_ids = _code_interpreter_file_ids(body)
+    _check_metadata(body.get("metadata"))
     background, stored = _storage_flags(body)
     previous = body.get("previous_response_id")
     if previous is not None and not isinstance(previous, str):
@@ -464,6 +546,8 @@ class FakeAzureOpenAI:
         self._faults: list[_Fault] = []
         self._cuts: list[_Cut] = []
         self._slow_bodies: list[SlowBody] = []  # held or trickling now: released when faults are cleared
+        self._create_faults: list[CreateFault] = []  # creates whose answer is to be lost
+        self._held_creates: list[CreateFault] = []  # taken by a create, answer still held
         self._connections: set[socket.socket] = set()
         self._server: _FakeHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -587,6 +671,21 @@ class FakeAzureOpenAI:
         with self._lock:
             self._cuts.append(_Cut(after_bytes, times, announce_length=announce_length))
 
+    def lose_next_create_answer(self) -> CreateFault:
+        """The next valid create request makes its run, then the connection closes without an
+        answer (as a dropped connection or a gateway reset looks to the client)."""
+        return self._add_create_fault(CreateFault(held=False))
+
+    def hold_next_create_answer(self) -> CreateFault:
+        """The next valid create request makes its run, and its answer waits until the test
+        calls ``release()`` or ``drop()`` on the fault (past the client's timeout, if it likes)."""
+        return self._add_create_fault(CreateFault(held=True))
+
+    def _add_create_fault(self, fault: CreateFault) -> CreateFault:
+        with self._lock:
+            self._create_faults.append(fault)
+        return fault
+
     def clear_faults(self) -> None:
         """Forget injected failures and cuts that no request has used up yet; let held bodies go on."""
         with self._lock:
@@ -598,6 +697,10 @@ class FakeAzureOpenAI:
             for slow in self._slow_bodies:
                 slow.release()
             self._slow_bodies.clear()
+            held = self._create_faults + self._held_creates
+            self._create_faults, self._held_creates = [], []
+        for fault in held:
+            fault.drop()  # a create whose answer is still held ends unanswered
 
     def stall_next_download(self, after_bytes: int, seconds: float, times: int = 1) -> None:
         """The next ``times`` content downloads pause for ``seconds`` after ``after_bytes`` bytes
@@ -758,6 +861,15 @@ class FakeAzureOpenAI:
                         self._faults.remove(fault)
                     return fault
         return None
+
+    def _take_create_fault(self) -> CreateFault | None:
+        with self._lock:
+            if not self._create_faults:
+                return None
+            fault = self._create_faults.pop(0)
+            if fault.held:
+                self._held_creates.append(fault)  # clear_faults() must still be able to end it
+            return fault
 
     def _take_cut(self) -> _Cut | None:
         with self._lock:
@@ -1131,6 +1243,10 @@ def _cited_filenames(file: FakeFile) -> list[str]:
     return []
 
 
+class _AnswerLost(Exception):
+    """A create's answer is lost on purpose: the handler closes the connection unanswered."""
+
+
 class _FakeHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -1225,6 +1341,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             self._route(method, path, query, body)
+        except _AnswerLost:
+            self.close_connection = True  # the run is made; the client hears nothing
         except FakeApiError as error:
             self._send_json(error.status, error.body)
         except OSError:
@@ -1260,7 +1378,13 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         if method == "POST" and _RESPONSES.match(path):
             _check_responses_version(query)
-            return fake.create(_json_object(body))
+            made = fake.create(_json_object(body))
+            fault = fake._take_create_fault()
+            if fault is not None:
+                fault._note_made(str(made["id"]))
+                if not fault._answers():
+                    raise _AnswerLost
+            return made
         if method == "GET" and (match := _RESPONSE.match(path)):
             _check_responses_version(query)  # other parameters (include, stream...) are ignored
             return fake._poll(match["rid"])
