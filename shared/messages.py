@@ -2,13 +2,17 @@
 
 The run watcher's message (queue ``ARTIFACTS_RUNS_QUEUE``)::
 
-    {"v": 1, "response_id": "...", "seq": 3 | null, "token": "..." | null, "capture": false}
+    {"v": 1, "response_id": "...", "seq": 3 | null, "token": "..." | null, "capture": false,
+     "owner": "aad:..." (optional), "looks": 2 (optional)}
 
 ``seq`` and ``token`` name the watcher's own next step: only the message whose pair the run
 record holds acts, so a step's leftover or duplicate message never starts a second chain. A
 message without ``seq`` is a wake-up (an import, a cancel, a webhook, a hand-written message)
 that acts on the run at once. ``capture`` (from a webhook in capture-all mode) asks the watcher
-to follow a run it has no record of only if the run used the code interpreter.
+to follow a run it has no record of only if the run used the code interpreter; ``looks`` counts
+the capture's earlier looks that could not read the run (it looks again later, as the watcher
+does). ``owner`` is the caller a wake-up acts for: a run this message is the first to record is
+recorded with that owner, so a wake-up never records someone's run as nobody's.
 
 The artifact message (queue ``ARTIFACTS_QUEUE``), one per file::
 
@@ -41,6 +45,8 @@ MAX_MESSAGE_BYTES = 48 * 1024  # a Storage queue message is at most 64 KiB after
 _MAX_COUNT = 1000  # far above any count the app writes
 _MAX_WAIT_SECONDS = 7 * 24 * 3600  # a queue message's longest visibility delay
 _MAX_RUN_NUMBER = 10**9  # a run's files queued, or its generation: far above any the app writes
+_MAX_LOOKS = 100_000  # a capture's looks: one per poll interval for ARTIFACTS_RUN_MAX_HOURS
+_MAX_OWNER_CHARS = 300  # "{identity provider}:{principal id}", each part bounded by shared.callers
 _MAX_TEXT_BYTES = 4 * MAX_DISPLAY_NAME_CHARS + 64  # a bounded name (<= 4 UTF-8 bytes per char) or blob name
 
 
@@ -54,11 +60,17 @@ class WatchMessage:
     seq: int | None = None
     token: str | None = None
     capture: bool = False
+    owner: str | None = None  # the caller a record made by this message belongs to (None: every key holder)
+    looks: int = 0  # a capture's earlier looks that could not read the run
     trace: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # the sender's W3C context
 
     def to_json(self) -> str:
-        data = {"v": SCHEMA_VERSION, "response_id": self.response_id, "seq": self.seq, "token": self.token,
-                "capture": self.capture}
+        data: dict[str, Any] = {"v": SCHEMA_VERSION, "response_id": self.response_id, "seq": self.seq,
+                                "token": self.token, "capture": self.capture}
+        if self.owner is not None:
+            data["owner"] = self.owner
+        if self.looks:
+            data["looks"] = self.looks
         return json.dumps({**data, **current_trace_fields()}, separators=(",", ":"))
 
     @classmethod
@@ -76,10 +88,21 @@ class WatchMessage:
                 seq=seq,
                 token=_optional_text(data, "token"),
                 capture=capture,
+                owner=_owner(data),
+                looks=_count(data, "looks", _MAX_LOOKS),
                 trace=_trace(data),
             )
         except ValueError as error:
             raise InvalidMessage(str(error)) from None
+
+
+def _owner(data: dict[str, Any]) -> str | None:
+    value = data.get("owner")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > _MAX_OWNER_CHARS or not value.isprintable():
+        raise ValueError(f"owner must be a printable string of at most {_MAX_OWNER_CHARS} characters, or null")
+    return value
 
 
 @dataclass(frozen=True)

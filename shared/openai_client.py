@@ -54,6 +54,22 @@ class ResponseNotFound(UpstreamError):
     """No response with that id on this resource (or it was created with ``store: false``)."""
 
 
+class CreateOutcomeUnknown(Exception):
+    """A create request may have reached Azure OpenAI and its answer was lost or unusable (a read
+    timeout, a dropped connection, a 5xx, a body without JSON): a run may have started, and it
+    must not be started again blindly. ``detail`` is safe to show a caller."""
+
+    def __init__(self, reason: str, *, timed_out: bool, detail: dict[str, Any] | None = None) -> None:
+        self.reason = reason
+        self.timed_out = timed_out
+        self.detail = detail or {}
+        super().__init__(reason)
+
+
+# Failures that happen before a byte of the request is sent: nothing can have started.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
 class TransientUpstreamError(TransientError):
     """429 or 5xx: try again later."""
 
@@ -115,6 +131,8 @@ class AzureOpenAIClient:
         """POST /openai/v1/responses. Only a 429 is retried: it means the run never started.
 
         ``deadline`` (a ``time.monotonic()`` value) bounds the call, waits between tries included.
+        Raises UpstreamError for an answer that refused the run (4xx, 429), the transport's own
+        error when no connection was made, and CreateOutcomeUnknown when the run may have started.
         """
         try:
             for attempt in self._retry.retrying(_Throttled, deadline=deadline):
@@ -128,9 +146,22 @@ class AzureOpenAIClient:
                         )
         except _Throttled as throttled:
             raise UpstreamError(429, throttled.detail) from throttled
+        except _NEVER_SENT:
+            raise
+        except httpx.TimeoutException as error:
+            raise CreateOutcomeUnknown("Azure OpenAI did not answer in time", timed_out=True) from error
+        except httpx.TransportError as error:
+            raise CreateOutcomeUnknown("the connection to Azure OpenAI was lost before its answer",
+                                       timed_out=False) from error
+        if answer.status_code >= 500:  # a gateway may answer so after the run was made
+            raise CreateOutcomeUnknown(f"Azure OpenAI answered {answer.status_code}", timed_out=False,
+                                       detail=self._error_detail(answer))
         if answer.status_code != 200:
             raise UpstreamError(answer.status_code, self._error_detail(answer))
-        return self._json_object(answer)
+        try:
+            return self._json_object(answer)
+        except UpstreamError as error:  # answered 200: the run was made, its id unreadable
+            raise CreateOutcomeUnknown(str(error.detail.get("message")), timed_out=False) from error
 
     def get_response(self, response_id: str, deadline: float | None = None) -> dict[str, Any]:
         """GET /openai/v1/responses/{id}: the run as it stands. Raises ResponseNotFound on 404."""

@@ -5,10 +5,16 @@ AZURE_OPENAI_BACKGROUND is false; either way the run watcher follows it from its
 answer never waits on the run unless the caller asks to (``wait``). A success answer is given
 only once the watch message is queued; when that fails, the error answer still names the run
 so it can be imported.
+
+With an ``Idempotency-Key`` the request first claims the key (``shared.idempotency``). A create
+that fails in a way proving no run started frees the key; one whose outcome is unknown keeps it,
+so no retry starts a second paid run. However the run comes to be recorded (this request, its
+retry, a webhook capture that got there first), it is recorded for this caller or not at all.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import time
@@ -30,10 +36,11 @@ from shared.http_json import (
     unknown_run,
     upstream_refusal,
 )
-from shared.idempotency import Claim, KeyInFlight, KeyReused, check_key
+from shared.idempotency import CLAIM_TAG_KEY, Claim, KeyInFlight, KeyOutcomeUnknown, KeyReused, check_key
 from shared.ids import is_valid_id
 from shared.messages import WatchMessage
-from shared.run_record import RUNNING_STATUSES, RunRecord, new_step_token
+from shared.openai_client import CreateOutcomeUnknown
+from shared.run_record import RUNNING_STATUSES, RecordConflict, RunRecord, Stored, new_step_token
 from shared.run_request import InvalidRequest, RunRequest, parse_run_request
 from shared.runtime import Runtime
 from shared.telemetry import annotate
@@ -45,6 +52,8 @@ HTTP_BUDGET_SECONDS = 225.0  # Azure's front end ends an HTTP request at 230 s
 _MIN_LISTING_SECONDS = 5.0
 _WAIT_POLL_SECONDS = (0.5, 3.0)  # the first and the largest pause between looks while ``wait`` runs
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+_METADATA_MAX_PAIRS = 16  # the Responses API's limit: the claim's tag needs one of them
+_RECORD_TRIES = 5  # conditional writes lost to a watcher step before the POST gives up
 
 
 @json_errors
@@ -60,23 +69,30 @@ def start_run(req: func.HttpRequest) -> func.HttpResponse:
 
     claim: Claim | None = None
     digest = hashlib.sha256(body).hexdigest()
+    payload = run.to_payload(runtime.settings.deployment, background=runtime.settings.background)
     if key is not None:
-        claim = _claim(runtime, key, caller, digest)
+        # With webhooks on, the create carries the claim's tag: the run's webhook can find the
+        # claim even if this request never hears the create's answer.
+        room = len(payload.get("metadata") or {}) < _METADATA_MAX_PAIRS
+        tagged = runtime.settings.webhook_secret is not None and room
+        claim = _claim(runtime, key, caller, digest, tagged=tagged)
         if claim.response_id is not None:
-            return _replayed(runtime, req, claim.response_id)
+            return _replayed(runtime, req, run, claim.response_id, caller)
+        if claim.tagged:
+            payload["metadata"] = {**(payload.get("metadata") or {}), CLAIM_TAG_KEY: claim.tag}
     try:
-        response = runtime.openai.create_response(
-            run.to_payload(runtime.settings.deployment, background=runtime.settings.background),
-            deadline=deadline - _MIN_LISTING_SECONDS,
-        )
+        response = runtime.openai.create_response(payload, deadline=deadline - _MIN_LISTING_SECONDS)
+    except CreateOutcomeUnknown as unknown:
+        raise _outcome_unknown(runtime, claim, unknown.reason, timed_out=unknown.timed_out,
+                               upstream=unknown.detail) from None
     except UPSTREAM_FAILURES as error:
         if claim is not None:
-            runtime.status.claims.release(claim)  # no run started: a retry may start one
+            runtime.status.claims.release(claim)  # refused, or never sent: no run started
         raise upstream_refusal(error) from None
 
     response_id = response.get("id")
     if not is_valid_id(response_id):
-        raise Refusal(502, "upstream_error", "Azure OpenAI answered without a usable response id")
+        raise _outcome_unknown(runtime, claim, "Azure OpenAI answered without a usable response id", timed_out=False)
     annotate(trace.get_current_span(), response_id=response_id)
     if claim is not None:
         _note_started(runtime, claim, digest, response_id)
@@ -89,7 +105,7 @@ def start_run(req: func.HttpRequest) -> func.HttpResponse:
 
 def _parse(body: bytes) -> RunRequest:
     try:
-        return parse_run_request(body)
+        run = parse_run_request(body)
     except InvalidRequest as invalid:
         raise Refusal(
             invalid.status,
@@ -98,6 +114,11 @@ def _parse(body: bytes) -> RunRequest:
             field=invalid.problems[0].field,
             details=[{"field": p.field, "problem": p.problem} for p in invalid.problems],
         ) from None
+    if CLAIM_TAG_KEY in (run.options.get("metadata") or {}):
+        field = f"metadata.{CLAIM_TAG_KEY}"
+        raise Refusal(400, "invalid_request", f"{field}: this metadata key is reserved by the app; use another",
+                      field=field, details=[{"field": field, "problem": "is reserved"}])
+    return run
 
 
 def _idempotency_key(req: func.HttpRequest) -> str | None:
@@ -120,9 +141,15 @@ def _check_previous_run(runtime: Runtime, caller: Caller, run: RunRequest) -> No
         raise unknown_run(previous)
 
 
-def _claim(runtime: Runtime, key: str, caller: Caller, digest: str) -> Claim:
+def _claim(runtime: Runtime, key: str, caller: Caller, digest: str, *, tagged: bool) -> Claim:
     try:
-        return runtime.status.claims.claim(key, caller.scope, digest)
+        return runtime.status.claims.claim(key, caller.scope, digest, owner=caller.owner, tagged=tagged)
+    except KeyOutcomeUnknown:
+        raise Refusal(
+            409, "outcome_unknown",
+            f"a request with this {IDEMPOTENCY_HEADER} may have started a run whose id is not known (Azure "
+            "OpenAI's answer to it was lost), so it starts no other. " + _what_to_do(runtime), field=IDEMPOTENCY_HEADER,
+        ) from None
     except KeyReused:
         raise Refusal(
             422, "idempotency_key_reused",
@@ -134,6 +161,36 @@ def _claim(runtime: Runtime, key: str, caller: Caller, digest: str) -> Claim:
             f"a request with this {IDEMPOTENCY_HEADER} is still starting its run; try again shortly",
             field=IDEMPOTENCY_HEADER,
         ) from None
+
+
+def _what_to_do(runtime: Runtime) -> str:
+    found = (
+        "When the run ends, Azure OpenAI's webhook lets the app find it, and a retry with this key then "
+        "answers with it: try again later. " if runtime.settings.webhook_secret is not None else ""
+    )
+    return (
+        f"{found}To start a new run instead, send a new {IDEMPOTENCY_HEADER} (a run that did start is then "
+        "not persisted unless imported by its id); this key lapses 24 hours after it was first used."
+    )
+
+
+def _outcome_unknown(runtime: Runtime, claim: Claim | None, reason: str, *, timed_out: bool,
+                     upstream: dict[str, Any] | None = None) -> Refusal:
+    """A create that may have started a run: its key (if any) stays claimed, and the caller is told."""
+    log.error("the outcome of a create is unknown (%s): a run may have started", reason)
+    if claim is None:
+        advice = (f"Retrying starts another run; send an {IDEMPOTENCY_HEADER} header so that a retry never "
+                  "starts a second one.")
+    else:
+        try:
+            runtime.status.claims.outcome_unknown(claim)
+        except Exception as error:  # the claim stays unreleased either way: retries never start a run
+            log.error("could not mark an idempotency claim's outcome unknown: %s", type(error).__name__)
+        advice = (f"Retrying with the same {IDEMPOTENCY_HEADER} never starts a second run: it answers 409 "
+                  "outcome_unknown until the run is found. " + _what_to_do(runtime))
+    extra: dict[str, Any] = {"upstream": upstream} if upstream else {}
+    return Refusal(504 if timed_out else 502, "outcome_unknown",
+                   f"{reason}; the run may have started, and its id is not known. {advice}", **extra)
 
 
 def _note_started(runtime: Runtime, claim: Claim, digest: str, response_id: str) -> None:
@@ -159,11 +216,16 @@ def _record_and_watch(
         step_token=new_step_token(),
         owner=caller.owner,
     )
-    delay = poll_delay(runtime.settings, 1) if status in RUNNING_STATUSES else 0
-    first_step = WatchMessage(response_id, record.seq, record.step_token)
     try:
-        runtime.status.runs.create(record)
-        runtime.queues.send(runtime.settings.queues.runs, first_step.to_json(), delay_seconds=delay)
+        made = _record_for(runtime, record, caller)
+        if made is not None:
+            delay = poll_delay(runtime.settings, 1) if status in RUNNING_STATUSES else 0
+            step = WatchMessage(response_id, made.record.seq, made.record.step_token, owner=caller.owner)
+        else:  # recorded already (a webhook capture came first): its watcher goes on, woken now
+            delay, step = 0, WatchMessage(response_id, owner=caller.owner)
+        runtime.queues.send(runtime.settings.queues.runs, step.to_json(), delay_seconds=delay)
+    except Refusal:
+        raise
     except Exception as error:
         log.error("run %s was started but could not be queued: %s", response_id, type(error).__name__)
         raise Refusal(
@@ -173,6 +235,39 @@ def _record_and_watch(
             response_id=response_id,
             import_url=status_url(req, response_id) + "/import",
         ) from None
+
+
+def _record_for(runtime: Runtime, record: RunRecord, caller: Caller) -> Stored | None:
+    """Record the run for ``caller``: the new record, or None if a record of it exists and is theirs
+    (adopted, if a webhook capture recorded it for nobody). Never leaves it recorded for another."""
+    response_id = record.response_id
+    for _ in range(_RECORD_TRIES):
+        made = runtime.status.runs.create(record)
+        if made is not None:
+            return made
+        stored = runtime.status.runs.read(response_id)
+        if stored is None:
+            continue  # deleted in between: create it again
+        if caller.owns(stored.record):
+            return None
+        if stored.record.owner is not None or stored.record.started_via != "webhook":
+            log.error("run %s was started by a caller but is recorded for another", response_id)
+            raise Refusal(
+                409, "run_recorded_for_another_caller",
+                "the run was started, but the app had already recorded it for another caller, so it is not "
+                "followed for you; start a new run (with a new Idempotency-Key, if you sent one)",
+                response_id=response_id,
+            )
+        adopted = copy.deepcopy(stored.record)
+        adopted.owner = caller.owner
+        adopted.input_file_ids = record.input_file_ids
+        try:
+            runtime.status.runs.replace(adopted, stored.etag)
+        except RecordConflict:
+            continue  # a watcher step wrote in between: read it again
+        log.info("run %s: adopted the record a webhook capture made", response_id)
+        return None
+    raise RecordConflict(response_id)
 
 
 def _wait_for_end(runtime: Runtime, response: dict[str, Any], until: float) -> dict[str, Any]:
@@ -201,11 +296,19 @@ def _accepted(req: func.HttpRequest, runtime: Runtime, response: dict[str, Any],
     return accepted(req, str(response["id"]), body)
 
 
-def _replayed(runtime: Runtime, req: func.HttpRequest, response_id: str) -> func.HttpResponse:
-    """The same request again: the same run, its watcher woken in case the first answer was an error."""
-    stored = runtime.status.runs.read(response_id)
+def _replayed(
+    runtime: Runtime, req: func.HttpRequest, run: RunRequest, response_id: str, caller: Caller
+) -> func.HttpResponse:
+    """The same request again: the same run, recorded for this caller if the first request could
+    not record it, and its watcher woken in case the first answer was an error."""
+    record = RunRecord.start(response_id, "post", input_file_ids=list(run.file_ids), step_token=new_step_token(),
+                             owner=caller.owner)
     try:
-        runtime.queues.send(runtime.settings.queues.runs, WatchMessage(response_id).to_json())
+        made = _record_for(runtime, record, caller)
+        runtime.queues.send(runtime.settings.queues.runs, WatchMessage(response_id, owner=caller.owner).to_json())
+        stored = made or runtime.status.runs.read(response_id)
+    except Refusal:
+        raise
     except Exception as error:
         log.error("could not queue run %s again: %s", response_id, type(error).__name__)
         raise Refusal(503, "not_queued", "the run could not be queued; try again", response_id=response_id) from None

@@ -43,6 +43,7 @@ from shared.discovery import output_text, used_code_interpreter
 from shared.events import send_event
 from shared.fan_out import discover, fan_out
 from shared.host_settings import DEFAULT_FUNCTION_TIMEOUT_SECONDS
+from shared.idempotency import CLAIM_TAG_KEY
 from shared.messages import ArtifactMessage, InvalidMessage, WatchMessage
 from shared.openai_client import ResponseNotFound, TransientUpstreamError, UpstreamError
 from shared.progress import artifact_states, count_states
@@ -83,7 +84,8 @@ def handle_watch_message(runtime: Runtime, body: bytes, *, message_id: str | Non
 
 def give_up_poisoned_run(runtime: Runtime, body: bytes, *, message_id: str | None) -> None:
     """A watch message moved to the poison queue: every delivery of that step failed. Unless the
-    message was a stale duplicate, stop following the run and send its event, saying why."""
+    message was a stale duplicate, or names a run the app never recorded, stop following the run
+    and send its event, saying why."""
     try:
         message = WatchMessage.from_json(body)
     except InvalidMessage as error:
@@ -155,7 +157,13 @@ class Watcher:
     def give_up(self, message: WatchMessage, reason: str) -> None:
         """Stop following a run (its watcher kept failing): record why and send its event."""
         response_id = message.response_id
-        stored = self._load_or_start(message)
+        stored = self.runtime.status.runs.read(response_id)
+        if stored is None:
+            # Never recorded (a capture or a wake-up that kept failing): there is no run to give
+            # up, and no caller waiting for its event. Importing it follows it.
+            log.error("run %s: its watch message failed every delivery, and the app has no record of it; "
+                      "nothing is recorded or sent", response_id)
+            return
         if message.seq is not None and not _is_current_step(message, stored.record):
             return  # a duplicate of a step that has since been taken: the run is being followed
         if stored.record.phase == "complete":
@@ -306,19 +314,42 @@ class Watcher:
         self.runtime.queues.send(self.runtime.settings.queues.runs, message.to_json(), delay_seconds=delay)
 
     def _capture(self, message: WatchMessage) -> tuple[Stored, dict[str, Any] | None] | None:
-        """A run a webhook announced (capture ``all``): its record, made now if the run used the
-        code interpreter; None if it did not (one GET, nothing recorded) or no longer exists."""
+        """A run a webhook announced that has no record: recorded now for the caller whose
+        idempotency claim its create's tag names (that POST never heard the create's answer), else
+        (capture ``all``) for nobody if it used the code interpreter. None when there is nothing to
+        follow (one GET, nothing recorded), or when the run cannot be read now: then it is looked
+        at again later, as the watcher does, for at most ARTIFACTS_RUN_MAX_HOURS."""
         response_id = message.response_id
         stored = self.runtime.status.runs.read(response_id)
         if stored is not None:
             return stored, None
+        settings = self.runtime.settings
         try:
             response = self.runtime.openai.get_response(response_id, deadline=time.monotonic() + STEP_SECONDS / 2)
         except ResponseNotFound:
             log.info("run %s: announced by a webhook, but Azure OpenAI has no such response", response_id)
             return None
-        if not used_code_interpreter(response):
-            log.info("run %s: used no code interpreter; nothing to persist", response_id)
+        except (TransientUpstreamError, UpstreamError, httpx.TransportError, ClientAuthenticationError) as error:
+            # Throttling, an outage, or a role assignment still propagating: look again later.
+            looks = message.looks + 1
+            waited = sum(max(poll_delay(settings, look), 1) for look in range(1, looks + 1))
+            if waited <= settings.run_max_seconds:
+                log.warning("run %s: announced by a webhook, but could not be read (%s); looking again later",
+                            response_id, _describe(error))
+                self._send(WatchMessage(response_id, capture=True, owner=message.owner, looks=looks),
+                           poll_delay(settings, looks))
+            else:
+                log.error("run %s: announced by a webhook, but unreadable for %g hours (%s); not captured "
+                          "(ARTIFACTS_RUN_MAX_HOURS): import it to persist its files",
+                          response_id, settings.run_max_seconds / 3600, _describe(error))
+            return None
+        metadata = response.get("metadata")
+        claimed = self.runtime.status.claims.resolve(
+            metadata.get(CLAIM_TAG_KEY) if isinstance(metadata, dict) else None, response_id
+        )
+        if claimed is None and (settings.webhook_capture != "all" or not used_code_interpreter(response)):
+            log.info("run %s: not captured: no claim of the app's names it, and it used no code interpreter or "
+                     "ARTIFACTS_WEBHOOK_CAPTURE is not 'all'", response_id)
             return None
         created = response.get("created_at")
         with step_span("capture_run", parent=context_from(message.trace), response_id=response_id):
@@ -326,9 +357,15 @@ class Watcher:
                 response_id,
                 "webhook",
                 response_created_at=created if isinstance(created, int) and not isinstance(created, bool) else None,
+                owner=None if claimed is None else claimed.owner,
             )
         made = self.runtime.status.runs.create(record)
-        return (made, response) if made is not None else (self._load_or_start(message), None)
+        if made is not None:
+            return made, response
+        again = self.runtime.status.runs.read(response_id)  # recorded meanwhile (its POST, another capture)
+        if again is None:
+            raise RecordConflict(response_id)  # deleted as soon as made: the delivery is tried again
+        return again, None
 
     def _load_or_start(self, message: WatchMessage) -> Stored:
         """The run's record; a watch message for a run never recorded starts following it."""
@@ -337,7 +374,7 @@ class Watcher:
         if stored is not None:
             return stored
         with step_span("follow_run", parent=context_from(message.trace), response_id=response_id):
-            started = RunRecord.start(response_id, "watch")
+            started = RunRecord.start(response_id, "watch", owner=message.owner)  # the waking caller's run
         created = self.runtime.status.runs.create(started)
         if created is not None:
             return created

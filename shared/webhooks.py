@@ -58,7 +58,9 @@ def receive_webhook(req: func.HttpRequest) -> func.HttpResponse:
 
     try:
         followed = runtime.status.runs.read(response_id) is not None
-        capture = not followed and runtime.settings.webhook_capture == "all"
+        # A POST that never heard its create's answer may be waiting for this run: the capture
+        # matches the claim tag the run carries (one GET), whatever the capture mode.
+        capture = not followed and (runtime.settings.webhook_capture == "all" or runtime.status.claims.any_pending())
         if not followed and not capture:
             return _done(runtime, webhook_id, handled=False, reason="the app does not follow this run",
                          response_id=response_id)

@@ -1,0 +1,150 @@
+"""A run keeps its owner however it comes to be recorded: by the POST, by the POST retried with its
+Idempotency-Key after the record write failed, or by a webhook capture that got there first.
+Easy Auth is on in every test (the platform's caller headers are trusted)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from shared.messages import WatchMessage
+from shared.runtime import get_runtime
+from tests.conftest import AppEnv
+from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
+from tests.support.azurite import Azurite
+from tests.support.flow import events, finished, landed
+from tests.support.host import FunctionsHost, HttpCall
+from tests.support.http_front import FUNCTION_KEY, serve_http
+from tests.support.storage_faults import BlobFaults, blob_faults
+
+ALICE = {"X-MS-CLIENT-PRINCIPAL-ID": "0f0e-alice", "X-MS-CLIENT-PRINCIPAL-IDP": "aad"}
+BOB = {"X-MS-CLIENT-PRINCIPAL-ID": "7a7b-bob", "X-MS-CLIENT-PRINCIPAL-IDP": "aad"}
+ALICE_OWNER = "aad:0f0e-alice"
+
+
+@pytest.fixture
+def easy_auth(app_env: AppEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
+
+
+@pytest.fixture
+def faults(app_env: AppEnv, azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[BlobFaults]:
+    """The app's blobs (run records, claims, artifacts) through a proxy that can refuse a write."""
+    with blob_faults(azurite) as proxy:
+        monkeypatch.setenv("ARTIFACTS_STORAGE_CONNECTION", proxy.connection_string)
+        yield proxy
+
+
+def scenario() -> Scenario:
+    return Scenario([FakeContainer([FakeFile(uuid.uuid4().bytes * 20, "/mnt/data/owned.csv", cite="real")])])
+
+
+def post(host: FunctionsHost, prompt: str, who: dict[str, str], key: str | None = None) -> HttpCall:
+    headers = {"content-type": "application/json", **who, **({"Idempotency-Key": key} if key else {})}
+    return host.http("POST", "responses", body=json.dumps({"input": prompt}).encode(), headers=headers)
+
+
+def seen_by(host: FunctionsHost, response_id: str, who: dict[str, str]) -> int:
+    status: int = host.http("GET", f"responses/{response_id}", headers=who).response.status_code
+    return status
+
+
+def test_a_post_retried_after_its_record_failed_keeps_its_owner(
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth: None, faults: BlobFaults
+) -> None:
+    prompt = f"owned {uuid.uuid4().hex}"
+    fake.register(prompt, scenario())
+    key = f"order-{uuid.uuid4().hex}"
+    faults.refuse_next("PUT", "/_run.json")  # the run record's write, once
+
+    first = post(host, prompt, ALICE, key)
+    assert first.response.status_code == 503, first.response.get_body()
+    assert first.json()["error"]["code"] == "not_queued"
+    assert len(faults.refused) == 1
+    response_id = first.json()["error"]["response_id"]
+
+    retry = post(host, prompt, ALICE, key)
+    assert retry.response.status_code == 202, retry.response.get_body()
+    assert retry.response.headers["Idempotent-Replayed"] == "true"
+    assert retry.json()["response_id"] == response_id
+
+    final = finished(host, response_id, headers=ALICE)  # Alice sees her run through to its end
+    assert final["counts"]["persisted"] == 1
+    assert seen_by(host, response_id, BOB) == 404
+    assert len(landed(app_env, response_id)) == 1
+    assert [e["owner"] for e in events(host, app_env)] == [ALICE_OWNER]
+    # One run: the fake is shared by the session, so its creates are counted by this test's prompt.
+    assert sum(1 for r in fake.requests if r.method == "POST" and r.path == "/openai/v1/responses"
+               and prompt.encode() in r.body) == 1
+
+
+def test_a_wake_up_that_records_a_run_records_its_owner(
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth: None
+) -> None:
+    prompt = f"woken {uuid.uuid4().hex}"
+    fake.register(prompt, scenario())
+    response_id = fake.create({"model": "gpt-test", "input": prompt, "store": True,
+                               "tools": [{"type": "code_interpreter", "container": {"type": "auto"}}],
+                               "include": ["code_interpreter_call.outputs"]})["id"]
+    wake = WatchMessage(response_id, owner=ALICE_OWNER)
+    host.queue(app_env.runs_queue).send_message(base64.b64encode(wake.to_json().encode()).decode())
+    assert [d.error for d in host.deliver("watch_run", max_rounds=1)] == [None]  # the wake-up records the run
+    finished(host, response_id, headers=ALICE)
+    stored = get_runtime().status.runs.read(response_id)
+    assert stored is not None and stored.record.owner == ALICE_OWNER
+    assert seen_by(host, response_id, BOB) == 404
+
+
+@pytest.fixture
+def webhook_capture_all(
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    monkeypatch.setenv("ARTIFACTS_WEBHOOK_CAPTURE", "all")
+    with serve_http(host) as base:
+        _, secret = fake.register_webhook(f"{base}/api/webhooks/azure-openai?code={FUNCTION_KEY}")
+        monkeypatch.setenv("AZURE_OPENAI_WEBHOOK_SECRET", secret)
+        try:
+            yield
+        finally:
+            fake.clear_webhooks()
+
+
+def visible_watch_messages(host: FunctionsHost, env: AppEnv) -> list[dict[str, Any]]:
+    return [json.loads(text) for text in host.peek(env.runs_queue)]
+
+
+def test_a_capture_that_records_the_run_first_does_not_take_the_callers_run(
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth: None, webhook_capture_all: None
+) -> None:
+    prompt = f"raced {uuid.uuid4().hex}"
+    fake.register(prompt, scenario())  # a background run that ends at once: its webhook goes out now
+    held = fake.hold_next_create_answer()
+    answers: list[HttpCall] = []
+    poster = threading.Thread(target=lambda: answers.append(post(host, prompt, ALICE)))
+    poster.start()
+    try:
+        response_id = held.wait_made()
+        # The webhook arrives and its capture records the run while the POST still waits for its answer.
+        fake.wait_for_deliveries(1, response_id=response_id)
+        captured = [m for m in visible_watch_messages(host, app_env) if m["response_id"] == response_id]
+        assert [m["capture"] for m in captured] == [True]
+        host.deliver("watch_run", max_rounds=1)
+        stored = get_runtime().status.runs.read(response_id)
+        assert stored is not None and stored.record.started_via == "webhook"
+    finally:
+        held.release()
+        poster.join(timeout=60)
+
+    (answer,) = answers
+    assert answer.response.status_code == 202, answer.response.get_body()
+    assert answer.json()["response_id"] == response_id
+    final = finished(host, response_id, headers=ALICE)
+    assert final["counts"]["persisted"] == 1
+    assert seen_by(host, response_id, BOB) == 404
+    assert [e["owner"] for e in events(host, app_env)] == [ALICE_OWNER]
