@@ -68,6 +68,11 @@ class StorageProxyProcess:
         commits: list[dict[str, Any]] = self._call("GET", "/commits")["commits"]
         return commits
 
+    def dropped(self) -> list[dict[str, Any]]:
+        """Requests Storage carried out whose answers the proxy dropped: (at, method, path, status)."""
+        dropped: list[dict[str, Any]] = self._call("GET", "/dropped")["dropped"]
+        return dropped
+
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = self._call("GET", "/counts")
         return counts

@@ -46,8 +46,9 @@ class InProcessInvoker:
         info = self._host.functions[function]
         trigger = info.binding("queueTrigger")
         assert trigger is not None
-        response_id = _response_id(body)
-        self._journal.write("start", fn=function, mid=message_id, dq=dequeue_count, rid=response_id)
+        response_id, seq = _ids(body)
+        # seq: the watcher's step number; None on a wake-up (import, webhook, cancel) or a file.
+        self._journal.write("start", fn=function, mid=message_id, dq=dequeue_count, rid=response_id, seq=seq)
         message = WorkerQueueMessage(  # type: ignore[no-untyped-call]
             id=message_id, body=body, dequeue_count=dequeue_count, pop_receipt=receipt
         )
@@ -66,13 +67,16 @@ class InProcessInvoker:
                           time.perf_counter() - start)
 
 
-def _response_id(body: bytes) -> str | None:
+def _ids(body: bytes) -> tuple[str | None, int | None]:
+    """The message's response id and watcher step (``seq``), for the journal."""
     try:
         document: Any = json.loads(body)
     except ValueError:
-        return None
-    value = document.get("response_id") if isinstance(document, dict) else None
-    return value if isinstance(value, str) else None
+        return None, None
+    if not isinstance(document, dict):
+        return None, None
+    value, seq = document.get("response_id"), document.get("seq")
+    return (value if isinstance(value, str) else None), (seq if isinstance(seq, int) else None)
 
 
 def queue_settings() -> QueueSettings:

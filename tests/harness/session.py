@@ -154,6 +154,8 @@ class Session:
             notes = self._quiesce(fake, driver, azurite.connection_string, began)
             webhook_target.stop()
             observed = self._observe(fake, driver, proxy, scheduler, azurite.connection_string)
+            with (self.workdir / "events.jsonl").open("w", encoding="utf-8") as evidence:
+                evidence.writelines(json.dumps(event) + "\n" for event in observed.events)
             violations = check(observed) + [
                 Violation("caller_served", rid or f"run {log.spec.index}", None, f"run {log.spec.index} "
                           f"({log.spec.how}): {problem}")
@@ -278,6 +280,8 @@ class Session:
             deliveries=deliveries,
             interruptions=interruptions(deliveries, killed, pauses),
             artifacts_path=f"/{ACCOUNT}/{self.names['container']}/",
+            events_path=f"/{ACCOUNT}/{self.names['events']}/messages",
+            dropped=proxy.dropped(),
         )
 
     def _events(self, connection: str) -> list[dict[str, Any]]:

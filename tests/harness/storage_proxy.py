@@ -17,7 +17,7 @@ all instances' Storage traffic crosses it, and the harness process is busy enoug
 JSON line with its ports and answers on a control port:
 ``POST /fault`` ``{"route", "kind": "status"|"stall"|"drop", "status", "seconds", "share", "seed",
 "hold_seconds"}``,
-``GET /commits``, ``GET /counts``.
+``GET /commits``, ``GET /dropped``, ``GET /counts``.
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ class StorageFaultProxy:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self._commits: list[Commit] = []
+        self._dropped: list[dict[str, Any]] = []  # requests that happened but whose answer was dropped
         self._counts: dict[str, int] = {"forwarded": 0, "answered_error": 0, "held": 0, "dropped": 0}
         self.ports: dict[str, int] = {}
         self._loop = asyncio.new_event_loop()
@@ -109,6 +110,10 @@ class StorageFaultProxy:
     def counts(self) -> dict[str, int]:
         with self._lock:
             return dict(self._counts)
+
+    def dropped(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._dropped)
 
     def _fault_for(self, route: str) -> Fault | None:
         now = time.monotonic()
@@ -158,6 +163,9 @@ class StorageFaultProxy:
                     status = await _swallow_response(upstream_reader, head.method)
                     self._note_commit(head, status)
                     self._count("dropped")
+                    with self._lock:
+                        self._dropped.append({"at": time.time(), "method": head.method, "path": head.path,
+                                              "status": status})
                     return  # the request happened; its answer never arrives
                 response = await _relay_response(upstream_reader, client, head.method)
                 self._count("forwarded")
@@ -301,6 +309,8 @@ class _Control(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/commits":
             self._answer({"commits": [vars(c) for c in self.proxy.commits()]})
+        elif self.path == "/dropped":
+            self._answer({"dropped": self.proxy.dropped()})
         elif self.path == "/counts":
             self._answer(self.proxy.counts())
         else:
