@@ -33,6 +33,7 @@ from shared.messages import WatchMessage
 from shared.openai_client import ResponseNotFound, UpstreamError
 from shared.run_record import RecordConflict, RecordMissing, RunRecord, Stored, new_step_token
 from shared.runtime import Runtime
+from shared.watcher import step_message
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +142,7 @@ def _restart(runtime: Runtime, response_id: str, status: str | None, caller: Cal
 
 def _send_first_step(runtime: Runtime, record: RunRecord) -> None:
     """The message for the step the record is about to expect (before the record is written)."""
-    step = WatchMessage(record.response_id, record.seq, record.step_token)
-    runtime.queues.send(runtime.settings.queues.runs, step.to_json())
+    runtime.queues.send(runtime.settings.queues.runs, step_message(record).to_json())
 
 
 def _wake(runtime: Runtime, response_id: str) -> None:

@@ -167,7 +167,7 @@ class Watcher:
         if message.seq is not None and not _is_current_step(message, stored.record):
             return  # a duplicate of a step that has since been taken: the run is being followed
         if stored.record.phase == "complete":
-            if not stored.record.event_sent:
+            if not stored.record.event_sent and self._may_send_event(message, stored.record):
                 self._send_event(stored)
             return
         record = copy.deepcopy(stored.record)
@@ -255,7 +255,7 @@ class Watcher:
     def _advance(self, stored: Stored, record: RunRecord, delay: int) -> None:
         record.seq = stored.record.seq + 1
         record.step_token = new_step_token()
-        self._send(WatchMessage(record.response_id, record.seq, record.step_token), delay)
+        self._send(step_message(record), delay)
         self.runtime.status.runs.replace(record, stored.etag)
 
     def _complete(self, stored: Stored, record: RunRecord) -> None:
@@ -269,7 +269,7 @@ class Watcher:
         record.event_sent = False
         record.seq = stored.record.seq + 1
         record.step_token = new_step_token()
-        self._send(WatchMessage(record.response_id, record.seq, record.step_token), self._safety_net_delay())
+        self._send(step_message(record), self._safety_net_delay())
         completed = self.runtime.status.runs.replace(record, stored.etag)
         _measure_run(record)
         self._send_event(completed)
@@ -304,7 +304,7 @@ class Watcher:
         log.error("run %s: its record is missing at step %s; following the run again from the start",
                   message.response_id, message.seq)
         record = RunRecord.start(message.response_id, "watch", seq=message.seq, step_token=message.token,
-                                 owner=getattr(message, "owner", None))
+                                 owner=message.owner)
         record.warnings = [{"code": RECORD_LOST, "problem": (
             f"the run record was missing at step {message.seq}; the run was followed again from the start, "
             "so what the record held before (earlier warnings, the owner if the message had none) is lost")}]
@@ -400,6 +400,12 @@ def _measure_run(record: RunRecord) -> None:
 def _is_current_step(message: WatchMessage, record: RunRecord) -> bool:
     """The message the record expects next (a record from before step tokens takes any token)."""
     return message.seq == record.seq and record.step_token in (None, message.token)
+
+
+def step_message(record: RunRecord) -> WatchMessage:
+    """The message for the step the record expects next; it carries the owner, since a message
+    that finds the record deleted records the run again (and must not record it as nobody's)."""
+    return WatchMessage(record.response_id, record.seq, record.step_token, owner=record.owner)
 
 
 def _known_first(record: RunRecord, found: list[ArtifactMessage]) -> list[ArtifactMessage]:

@@ -140,6 +140,28 @@ def test_a_deleted_run_record_is_recorded_and_the_run_still_gets_its_event(
     assert any(w.get("code") == "record_lost" for w in event["warnings"])
 
 
+def test_a_run_followed_again_after_its_record_was_deleted_keeps_its_owner(
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
+    alice = {"X-MS-CLIENT-PRINCIPAL-ID": "0f0e-alice", "X-MS-CLIENT-PRINCIPAL-IDP": "aad",
+             "content-type": "application/json"}
+    prompt = f"make files {uuid.uuid4().hex}"
+    fake.register(prompt, Scenario([FakeContainer(files(1, cited=True))], polls_before_done=3))
+    call = host.http("POST", "responses", body=f'{{"input": "{prompt}"}}'.encode(), headers=alice)
+    assert call.response.status_code == 202, call.response.get_body()
+    response_id = call.json()["response_id"]
+    host.run_until(lambda: fake.polls(response_id) >= 1, only=("watch_run",))
+    app_env.status().get_blob_client(f"{response_id}/{RUN_RECORD}").delete_blob()
+
+    host.run_until(lambda: host.http("GET", f"responses/{response_id}", headers=alice).response.status_code == 200)
+    final = finished(host, response_id, headers=alice)  # still Alice's run, not everybody's
+    assert final["counts"]["persisted"] == 1
+    assert host.http("GET", f"responses/{response_id}").response.status_code == 404  # nobody else's
+    (event,) = events(host, app_env)
+    assert event["owner"] == "aad:0f0e-alice"
+
+
 # -- defect 12: several identical events with no crash at all ---------------------------------
 
 
