@@ -346,7 +346,19 @@ def end_to_event(files: int) -> dict[str, Any]:
              if route == "openai" and method == "GET" and path.endswith(f"/responses/{response_id}")]
     event = json.loads(base64.b64decode(events.peek_messages(max_messages=1)[0].content))
     assert event["counts"]["persisted"] == files, event["counts"]
-    return {"seconds": sent - looks[0], "looks": len(looks), "per_file": _per_file(counts, files)}
+    return {"seconds": sent - looks[0], "looks": len(looks), "per_file": _per_file(counts, files),
+            **_event_timings(response_id, looks[0])}
+
+
+def _event_timings(response_id: str, ended: float) -> dict[str, float]:
+    """From the proxy's log (one clock, requests as they arrive): run end -> the event's send, and
+    the last artifact blob's write -> the event's send."""
+    log = _proxy("GET", "/log")["requests"]
+    artifacts = f"/{os.environ.get('ARTIFACTS_CONTAINER', 'artifacts')}/{response_id}/"
+    events_queue = f"/{os.environ['ARTIFACTS_EVENTS_QUEUE']}/messages"
+    blobs = [at for at, route, method, path in log if route == "blob" and method == "PUT" and artifacts in path]
+    sent = [at for at, route, method, path in log if route == "queue" and method == "POST" and events_queue in path]
+    return {"end_to_event": sent[0] - ended, "last_blob_to_event": sent[0] - max(blobs)}
 
 
 def import_time(what: str) -> dict[str, Any]:
