@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import azure.functions as func
 
 from shared.config import Settings
-from shared.run_record import RunRecord
+from shared.run_record import WEBHOOK_CAPTURE, RunRecord
 
 PRINCIPAL_ID_HEADER = "X-MS-CLIENT-PRINCIPAL-ID"
 PRINCIPAL_IDP_HEADER = "X-MS-CLIENT-PRINCIPAL-IDP"
@@ -30,6 +30,12 @@ class Caller:
 
     def owns(self, record: RunRecord) -> bool:
         return record.owner == self.owner
+
+    def may_adopt(self, record: RunRecord) -> bool:
+        """A run a webhook capture recorded for nobody becomes the first identified caller's that
+        starts or imports it: the POST whose create answer was lost, or its import (the repair).
+        A record anyone else made keeps its owner."""
+        return self.owner is not None and record.owner is None and record.started_via == WEBHOOK_CAPTURE
 
     @property
     def scope(self) -> str:

@@ -13,7 +13,7 @@ A contract for downstream consumers (documented in the README)::
 consumer that needs a fresh one asks the status API.
 
 It also carries the run's W3C ``traceparent`` (and ``tracestate``) when the app is traced.
-``event_id`` is derived from the outcome: the run's id and status, whether it was given up or is
+``event_id`` is derived from the outcome: the run's id, owner and status, whether it was given up or is
 complete, and each artifact's state with its sha256 (persisted) or failure code (failed). Every
 copy of one run's event carries the same id, and so does the event of a re-import that changed
 nothing (a consumer drops both by it); a repair that changed an outcome gets a new id.
@@ -68,6 +68,7 @@ def outcome_event_id(record: RunRecord, states: list[dict[str, Any]], *, complet
     """The same for the same outcome, whoever sends it and however often; new when an outcome changes."""
     outcome = {
         "response_id": record.response_id,
+        "owner": record.owner,  # routed by it: an adopted run's event is not a duplicate of the ownerless one
         "status": record.status,
         "given_up": record.given_up is not None,
         "complete": complete,

@@ -50,7 +50,7 @@ def import_response(req: func.HttpRequest) -> func.HttpResponse:
         known = runtime.status.runs.read(response_id)
     except ValueError:
         known = None  # damaged: the import rebuilds it
-    if known is not None and not caller.owns(known.record):
+    if known is not None and not (caller.owns(known.record) or caller.may_adopt(known.record)):
         raise _no_such_response(response_id)  # as if it did not exist: another caller's run
     try:
         response = runtime.openai.get_response(response_id, deadline=time.monotonic() + _LOOKUP_SECONDS)
@@ -127,10 +127,11 @@ def _restart(runtime: Runtime, response_id: str, status: str | None, caller: Cal
             if created is not None:
                 return created
             continue
-        if not caller.owns(stored.record):
+        if not (caller.owns(stored.record) or caller.may_adopt(stored.record)):
             raise _no_such_response(response_id)  # another caller recorded it meanwhile
         record = copy.deepcopy(stored.record)
         record.restart()
+        record.owner = caller.owner  # adopted, if a capture recorded it for nobody
         record.status = status or record.status
         _send_first_step(runtime, record)
         try:

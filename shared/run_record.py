@@ -27,6 +27,7 @@ _JSON = ContentSettings(content_type="application/json")
 
 Phase = Literal["running", "persisting", "complete"]
 RUNNING_STATUSES = ("queued", "in_progress")
+WEBHOOK_CAPTURE = "webhook"  # ``started_via`` of a run recorded because its webhook arrived (capture)
 
 
 class RecordConflict(Exception):

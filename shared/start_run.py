@@ -250,7 +250,7 @@ def _record_for(runtime: Runtime, record: RunRecord, caller: Caller) -> Stored |
             continue  # deleted in between: create it again
         if caller.owns(stored.record):
             return None
-        if stored.record.owner is not None or stored.record.started_via != "webhook":
+        if not caller.may_adopt(stored.record):
             log.error("run %s was started by a caller but is recorded for another", response_id)
             raise Refusal(
                 409, "run_recorded_for_another_caller",

@@ -49,6 +49,7 @@ from shared.openai_client import ResponseNotFound, TransientUpstreamError, Upstr
 from shared.progress import artifact_states, count_states
 from shared.run_record import (
     RUNNING_STATUSES,
+    WEBHOOK_CAPTURE,
     RecordConflict,
     RecordMissing,
     RunRecord,
@@ -355,7 +356,7 @@ class Watcher:
         with step_span("capture_run", parent=context_from(message.trace), response_id=response_id):
             record = RunRecord.start(
                 response_id,
-                "webhook",
+                WEBHOOK_CAPTURE,
                 response_created_at=created if isinstance(created, int) and not isinstance(created, bool) else None,
                 owner=None if claimed is None else claimed.owner,
             )

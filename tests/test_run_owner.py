@@ -148,3 +148,34 @@ def test_a_capture_that_records_the_run_first_does_not_take_the_callers_run(
     assert final["counts"]["persisted"] == 1
     assert seen_by(host, response_id, BOB) == 404
     assert [e["owner"] for e in events(host, app_env)] == [ALICE_OWNER]
+
+
+def test_a_run_captured_for_nobody_is_imported_by_its_caller(
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth: None, webhook_capture_all: None
+) -> None:
+    """A POST without a key whose answer was lost: capture-all records the run for nobody, and the
+    README's repair (import it) makes it the importer's, with an event that names them."""
+    prompt = f"lost {uuid.uuid4().hex}"
+    fake.register(prompt, scenario())
+    fake.lose_next_create_answer()
+    lost = post(host, prompt, ALICE)
+    assert lost.response.status_code in (502, 504) and lost.json()["error"]["code"] == "outcome_unknown"
+    (response_id,) = fake.response_ids(prompt)
+    fake.wait_for_deliveries(1, response_id=response_id)
+    host.run_until(lambda: get_runtime().status.runs.read(response_id) is not None)
+    captured = get_runtime().status.runs.read(response_id)
+    assert captured is not None and captured.record.owner is None
+    host.run_until(lambda: get_runtime().status.runs.read(response_id).record.event_sent)  # type: ignore[union-attr]
+    (nobodys,) = events(host, app_env)
+    assert nobodys["owner"] is None
+
+    imported = host.http("POST", f"responses/{response_id}/import", headers=ALICE)
+    assert imported.response.status_code == 202, imported.response.get_body()
+    final = finished(host, response_id, headers=ALICE)
+    assert final["counts"]["persisted"] == 1
+    assert seen_by(host, response_id, BOB) == 404
+    (alices,) = events(host, app_env)
+    assert alices["owner"] == ALICE_OWNER
+    assert alices["event_id"] != nobodys["event_id"], "another owner is another outcome: a consumer must not drop it"
+    # Once it is Alice's, nobody else adopts it.
+    assert host.http("POST", f"responses/{response_id}/import", headers=BOB).response.status_code == 404

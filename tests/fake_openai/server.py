@@ -776,6 +776,12 @@ class FakeAzureOpenAI:
                 _stop(run)
                 self._announce(run)
 
+    def response_ids(self, prompt: str | None = None) -> list[str]:
+        """The stored responses' ids, in the order they were made; with ``prompt``, only those whose
+        create request's input was that prompt (a test finds a run whose create answer it lost)."""
+        with self._lock:
+            return [rid for rid, run in self._runs.items() if prompt is None or run.body.get("input") == prompt]
+
     def created_count(self) -> int:
         """How many responses were created, stored or not, over HTTP or with :meth:`create`."""
         with self._lock:
