@@ -7,4 +7,5 @@ source scripts/setup.sh
 echo "==> ruff";   .venv/bin/ruff check .
 echo "==> mypy";   .venv/bin/mypy shared function_app.py tests scripts bench
 echo "==> deployment checks"; bash scripts/checks.sh
-echo "==> pytest"; .venv/bin/python -m pytest "$@"
+# Each worker starts its own Azurite and fake; PYTEST_WORKERS=0 runs in one process.
+echo "==> pytest"; .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-3}" "$@"

@@ -221,7 +221,7 @@ class ArtifactStore:
         try:
             write({"match_condition": MatchConditions.IfMissing})
             return None
-        except ResourceExistsError:
+        except (ResourceExistsError, ResourceModifiedError):  # 409, or 412 ConditionNotMet: the same refusal
             pass
         try:
             properties = blob.get_blob_properties()

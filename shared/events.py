@@ -42,13 +42,15 @@ _EVENT_FIELDS = (
 
 
 def build_event(runtime: Runtime, record: RunRecord) -> dict[str, Any]:
-    states = artifact_states(runtime, record)
+    """The run's event, from the outcome frozen when it was marked complete (read now for a record
+    from before outcomes were frozen)."""
+    states = final_states(runtime, record)
     counts = count_states(states)
     complete = is_complete(record, counts)
     return {
         "v": SCHEMA_VERSION,
         "type": EVENT_TYPE,
-        "event_id": outcome_event_id(record, states, complete=complete),
+        "event_id": record.event_id or outcome_event_id(record, states, complete=complete),
         "response_id": record.response_id,
         "owner": record.owner,
         "status": record.status,
@@ -62,6 +64,17 @@ def build_event(runtime: Runtime, record: RunRecord) -> dict[str, Any]:
         ],
         **current_trace_fields(),  # a consumer can continue the run's trace
     }
+
+
+def freeze_outcome(record: RunRecord, states: list[dict[str, Any]]) -> None:
+    """Fix the outcome of a run being marked complete: its states, and the event id derived from them."""
+    record.outcome = states
+    record.event_id = outcome_event_id(record, states, complete=is_complete(record, count_states(states)))
+
+
+def final_states(runtime: Runtime, record: RunRecord) -> list[dict[str, Any]]:
+    """Each artifact's state: as frozen when the run was marked complete, else as it stands now."""
+    return record.outcome if record.outcome is not None else artifact_states(runtime, record)
 
 
 def outcome_event_id(record: RunRecord, states: list[dict[str, Any]], *, complete: bool) -> str:

@@ -300,6 +300,8 @@ def _record(
     }
     if upstream_status is not None:
         artifact["upstream_status"] = upstream_status
+    if message.generation is not None:
+        artifact["generation"] = message.generation
     runtime.status.record_failure(failure, artifact, message_id, keep_existing=keep_existing)
 
 

@@ -3,7 +3,8 @@
 Three sources, one request each whatever the run's size (bounded by the files per run): the
 run record (which artifacts exist), one listing of the artifact blobs (a whole blob is the proof
 of ``persisted``), one listing of the failure records (facts in their metadata). A blob beats a
-failure record: a later delivery or a repair may succeed after a failure.
+failure record: a later delivery or a repair may succeed after a failure. A failure recorded
+by an earlier generation's delivery after an import queued the file again does not count.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def artifact_states(runtime: Runtime, record: RunRecord) -> list[dict[str, Any]]
         file_id = str(artifact.get("file_id"))
         entry = {key: artifact.get(key) for key in ("container_id", "file_id", "filename", "blob_name")}
         blob = stored.get(file_id)
-        failure = failures.get(file_id)
+        failure = _current(failures.get(file_id), record.generation)
         if blob is not None:
             entry.update(state="persisted", blob_name=blob.blob_name, size=blob.size, sha256=blob.sha256)
         elif failure is not None:
@@ -35,6 +36,16 @@ def artifact_states(runtime: Runtime, record: RunRecord) -> list[dict[str, Any]]
             entry["state"] = "pending"
         states.append(entry)
     return states
+
+
+def _current(failure: dict[str, Any] | None, generation: int) -> dict[str, Any] | None:
+    """A failure record, unless an earlier generation's delivery wrote it after an import had
+    queued the file again (a late overlapping delivery): the current generation's own delivery
+    of that file is still to end."""
+    if failure is None:
+        return None
+    recorded_for = failure.pop("generation", None)
+    return None if recorded_for is not None and recorded_for < generation else failure
 
 
 def with_links(runtime: Runtime, states: list[dict[str, Any]]) -> list[dict[str, Any]]:

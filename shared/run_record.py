@@ -66,7 +66,11 @@ class RunRecord:
     warnings: list[dict[str, str]] = field(default_factory=list)
     given_up: str | None = None  # why the app stopped following the run before it ended
     completed_at: float | None = None  # Unix time the run was marked complete (its event follows)
-    event_id: str | None = None  # the event sent for this generation (derived from its outcome)
+    # Each artifact's state when the run was marked complete: the event and the status API say
+    # this until an import, whatever lands or fails late (an overlapping delivery of an earlier
+    # generation). None until then.
+    outcome: list[dict[str, Any]] | None = None
+    event_id: str | None = None  # derived from the outcome when the run is marked complete
     event_sent: bool = False
     owner: str | None = None  # the caller who started or imported it (Easy Auth); None: every key holder
     trace: dict[str, str] = field(default_factory=dict)  # the run's W3C trace context: every step continues it
@@ -89,6 +93,7 @@ class RunRecord:
         self.warnings = []
         self.given_up = None
         self.completed_at = None
+        self.outcome = None
         self.event_id = None
         self.event_sent = False
         self.trace = current_trace_fields()  # the new generation is the import's trace

@@ -44,7 +44,7 @@ from shared.run_record import RUNNING_STATUSES, RecordConflict, RunRecord, Store
 from shared.run_request import InvalidRequest, RunRequest, parse_run_request
 from shared.runtime import Runtime
 from shared.telemetry import annotate
-from shared.watcher import poll_delay
+from shared.watcher import poll_delay, step_message
 
 log = logging.getLogger(__name__)
 
@@ -217,13 +217,14 @@ def _record_and_watch(
         owner=caller.owner,
     )
     try:
-        made = _record_for(runtime, record, caller)
-        if made is not None:
-            delay = poll_delay(runtime.settings, 1) if status in RUNNING_STATUSES else 0
-            step = WatchMessage(response_id, made.record.seq, made.record.step_token, owner=caller.owner)
-        else:  # recorded already (a webhook capture came first): its watcher goes on, woken now
-            delay, step = 0, WatchMessage(response_id, owner=caller.owner)
-        runtime.queues.send(runtime.settings.queues.runs, step.to_json(), delay_seconds=delay)
+        # The first step's message goes first, as every step's does: if the record's write then
+        # fails, that message finds no record at step 0 and records the run, for this caller.
+        delay = poll_delay(runtime.settings, 1) if status in RUNNING_STATUSES else 0
+        runtime.queues.send(runtime.settings.queues.runs, step_message(record).to_json(), delay_seconds=delay)
+        if _record_for(runtime, record, caller) is None:
+            # Recorded already (a webhook capture came first): its watcher goes on, woken now.
+            wake = WatchMessage(response_id, owner=caller.owner)
+            runtime.queues.send(runtime.settings.queues.runs, wake.to_json())
     except Refusal:
         raise
     except Exception as error:
@@ -261,6 +262,10 @@ def _record_for(runtime: Runtime, record: RunRecord, caller: Caller) -> Stored |
         adopted = copy.deepcopy(stored.record)
         adopted.owner = caller.owner
         adopted.input_file_ids = record.input_file_ids
+        if adopted.phase == "complete":
+            # Its event went out naming nobody: follow it again, so the caller gets one naming them.
+            adopted.restart()
+            runtime.queues.send(runtime.settings.queues.runs, step_message(adopted).to_json())
         try:
             runtime.status.runs.replace(adopted, stored.etag)
         except RecordConflict:
@@ -304,9 +309,9 @@ def _replayed(
     record = RunRecord.start(response_id, "post", input_file_ids=list(run.file_ids), step_token=new_step_token(),
                              owner=caller.owner)
     try:
-        made = _record_for(runtime, record, caller)
+        # The wake-up first: it records the run for this caller if the write below fails.
         runtime.queues.send(runtime.settings.queues.runs, WatchMessage(response_id, owner=caller.owner).to_json())
-        stored = made or runtime.status.runs.read(response_id)
+        stored = _record_for(runtime, record, caller) or runtime.status.runs.read(response_id)
     except Refusal:
         raise
     except Exception as error:

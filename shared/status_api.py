@@ -12,9 +12,9 @@ import azure.functions as func
 from azure.core.exceptions import AzureError
 
 from shared.callers import caller_of
-from shared.events import is_complete
+from shared.events import final_states, is_complete
 from shared.http_json import Refusal, json_errors, json_response, route_response_id, runtime_or_refuse, unknown_run
-from shared.progress import artifact_states, count_states, with_links
+from shared.progress import count_states, with_links
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def response_status(req: func.HttpRequest) -> func.HttpResponse:
         if stored is None or not caller_of(req, runtime.settings).owns(stored.record):
             raise unknown_run(response_id)
         record = stored.record
-        states = artifact_states(runtime, record)
+        states = final_states(runtime, record)  # a complete run says what its event said
     except AzureError as error:
         log.error("could not read the records of %s: %s", response_id, type(error).__name__)
         raise Refusal(503, "storage_unavailable", "the run's records could not be read; try again") from None

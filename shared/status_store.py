@@ -94,6 +94,9 @@ class StatusStore:
                 "reason": unquote(meta.get("reason", "")),
                 "attempts": int(attempts) if attempts.isdigit() else None,
                 "failed_at": meta.get("failed_at"),
+                # The run generation whose delivery recorded it (None: a message from before
+                # generations): an earlier generation's late record does not count for a later one.
+                "generation": int(meta["generation"]) if meta.get("generation", "").isdigit() else None,
             }
         return found
 
@@ -177,6 +180,8 @@ def _failure_metadata(document: dict[str, Any]) -> dict[str, str]:
         "attempts": str(document["attempts"]),
         "failed_at": str(document["failed_at"]),
     }
+    if document.get("generation") is not None:
+        metadata["generation"] = str(document["generation"])
     return metadata
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -40,7 +41,7 @@ from azure.core.exceptions import ClientAuthenticationError
 from shared.blob_store import utc_timestamp
 from shared.config import Settings
 from shared.discovery import output_text, used_code_interpreter
-from shared.events import send_event
+from shared.events import freeze_outcome, send_event
 from shared.fan_out import discover, fan_out
 from shared.host_settings import DEFAULT_FUNCTION_TIMEOUT_SECONDS
 from shared.idempotency import CLAIM_TAG_KEY
@@ -64,10 +65,14 @@ log = logging.getLogger(__name__)
 
 STEP_SECONDS = 60.0  # the most one step spends on Azure OpenAI calls (the GET, the listings)
 _EARLY_DELAY_SECONDS = 2  # a message that overtook its step's record write: look again shortly
+# An early message whose step never saves the record (it failed for good): after functionTimeout
+# that step has certainly ended, so the message is an orphan and is dropped.
+MAX_EARLY_LOOKS = math.ceil(DEFAULT_FUNCTION_TIMEOUT_SECONDS / _EARLY_DELAY_SECONDS)
 _CHECK_GROWTH = 1.5  # artifact checks start sooner and grow slower than run polls: files land fast
-# The completing step's safety net fires after this long at least (or after host.json's
-# visibilityTimeout, when longer: as long as a failed delivery waits for its retry).
-_EVENT_SAFETY_NET_MIN_SECONDS = 10
+# The completing step's safety net: long after a completing step that runs normally has sent its
+# event (a few Storage requests), so a slow step and its safety net do not both send. A completing
+# step that finds itself past half of it leaves the event to the safety net.
+EVENT_SAFETY_NET_SECONDS = 60
 RECORD_LOST = "record_lost"  # the warning of a run whose record was deleted while it was followed
 
 
@@ -118,10 +123,10 @@ class Watcher:
         stored, response = taken
         record = stored.record
         if message.seq is not None and not _is_current_step(message, record):
-            if message.seq == record.seq + 1 and record.phase != "complete":
+            if message.seq == record.seq + 1 and record.phase != "complete" and message.looks < MAX_EARLY_LOOKS:
                 # The step that sent it has not saved the record yet (or is about to fail and
                 # be redelivered): come back rather than lose the chain.
-                self._send(message, _EARLY_DELAY_SECONDS)
+                self._send(dataclasses.replace(message, looks=message.looks + 1), _EARLY_DELAY_SECONDS)
             else:
                 log.info("run %s: dropping a duplicate watch message (seq %s, now %s)",
                          message.response_id, message.seq, record.seq)
@@ -167,6 +172,11 @@ class Watcher:
             return
         if message.seq is not None and not _is_current_step(message, stored.record):
             return  # a duplicate of a step that has since been taken: the run is being followed
+        if message.seq is None and stored.record.step_token is not None:
+            # A wake-up (a webhook, a settled file, a cancel) failed for good, but the run has a
+            # chain of its own that goes on: a wake-up only hurried it.
+            log.error("run %s: a wake-up failed every delivery; the run's own watch chain goes on", response_id)
+            return
         if stored.record.phase == "complete":
             if not stored.record.event_sent and self._may_send_event(message, stored.record):
                 self._send_event(stored)
@@ -231,10 +241,11 @@ class Watcher:
 
     def _follow_artifacts(self, stored: Stored, record: RunRecord | None = None) -> None:
         record = copy.deepcopy(stored.record) if record is None else record
-        counts = count_states(artifact_states(self.runtime, record))
+        states = artifact_states(self.runtime, record)
+        counts = count_states(states)
         record.checks += 1
         if counts["pending"] == 0:
-            self._complete(stored, record)
+            self._complete(stored, record, states)
             return
         delay = poll_delay(self.runtime.settings, record.checks + 1, _CHECK_GROWTH)
         self._again_or_give_up(stored, record, delay, pending=counts["pending"])
@@ -259,20 +270,26 @@ class Watcher:
         self._send(step_message(record), delay)
         self.runtime.status.runs.replace(record, stored.etag)
 
-    def _complete(self, stored: Stored, record: RunRecord) -> None:
+    def _complete(self, stored: Stored, record: RunRecord, states: list[dict[str, Any]] | None = None) -> None:
         """Mark the run complete (one instance wins the write), then send its one event.
 
+        The outcome is frozen in the same write (each artifact's state, and the event id derived
+        from it): every copy of the event, and the status API, say the same until an import.
         The safety net goes first: if this delivery dies before it notes the event sent, the
         next step's message sends it; otherwise that message finds the event sent and ends."""
         record.phase = "complete"
         record.completed_at = time.time()
-        record.event_id = None
+        freeze_outcome(record, artifact_states(self.runtime, record) if states is None else states)
         record.event_sent = False
         record.seq = stored.record.seq + 1
         record.step_token = new_step_token()
-        self._send(step_message(record), self._safety_net_delay())
+        self._send(step_message(record), EVENT_SAFETY_NET_SECONDS)
         completed = self.runtime.status.runs.replace(record, stored.etag)
         _measure_run(record)
+        if time.time() - record.completed_at > EVENT_SAFETY_NET_SECONDS / 2:
+            log.warning("run %s: marked complete too slowly to race its safety net; it sends the event",
+                        record.response_id)
+            return
         self._send_event(completed)
 
     def _may_send_event(self, message: WatchMessage, record: RunRecord) -> bool:
@@ -291,25 +308,24 @@ class Watcher:
         log.info("run %s: sent event %s (%s)", stored.record.response_id, event["event_id"], event["counts"])
         record = copy.deepcopy(stored.record)
         record.event_sent = True
-        record.event_id = event["event_id"]
         # An import restarted the run meanwhile (its own event follows), or the record was deleted.
         with contextlib.suppress(RecordConflict, RecordMissing):
             self.runtime.status.runs.replace(record, stored.etag)
 
-    def _safety_net_delay(self) -> int:
-        return max(_EVENT_SAFETY_NET_MIN_SECONDS, math.ceil(self.runtime.host.visibility_timeout_seconds))
-
     def _follow_again(self, message: WatchMessage) -> Stored | None:
-        """A step's message found no record: it was deleted while the run was followed. Follow the
-        run again from the start, taking this message's step, and say so in the record."""
-        log.error("run %s: its record is missing at step %s; following the run again from the start",
-                  message.response_id, message.seq)
+        """A step's message found no record. At step 0 the record was never written (the POST's or
+        the import's write failed after it sent this message): the run starts here. Later, it was
+        deleted while the run was followed: follow the run again from the start, taking this
+        message's step, and say so in the record. None: another delivery recreated it first."""
         record = RunRecord.start(message.response_id, "watch", seq=message.seq, step_token=message.token,
                                  owner=message.owner)
-        record.warnings = [{"code": RECORD_LOST, "problem": (
-            f"the run record was missing at step {message.seq}; the run was followed again from the start, "
-            "so what the record held before (earlier warnings, the owner if the message had none) is lost")}]
-        return self.runtime.status.runs.create(record)  # None: another delivery recreated it first
+        if message.seq != 0:
+            log.error("run %s: its record is missing at step %s; following the run again from the start",
+                      message.response_id, message.seq)
+            record.warnings = [{"code": RECORD_LOST, "problem": (
+                f"the run record was missing at step {message.seq}; the run was followed again from the start, "
+                "so what the record held before (earlier warnings, the owner if the message had none) is lost")}]
+        return self.runtime.status.runs.create(record)
 
     def _send(self, message: WatchMessage, delay: int) -> None:
         self.runtime.queues.send(self.runtime.settings.queues.runs, message.to_json(), delay_seconds=delay)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
+import json
 import os
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -19,7 +22,8 @@ import pytest
 from shared.messages import WatchMessage
 from shared.run_record import RUN_RECORD
 from shared.runtime import get_runtime
-from shared.watcher import Watcher
+from shared.status_store import Failure
+from shared.watcher import MAX_EARLY_LOOKS, Watcher, give_up_poisoned_run
 from tests.conftest import AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
 from tests.support.azurite import Azurite
@@ -33,7 +37,8 @@ def files(count: int, *, cited: bool | None = None) -> list[FakeFile]:
     """``count`` files; every other one cited unless ``cited`` says all or none."""
     return [
         FakeFile(os.urandom(1500), f"/mnt/data/f{i}.bin",
-                 cite="real" if (cited if cited is not None else i % 2 == 1) else None)
+                 cite="real" if (cited if cited is not None else i % 2 == 1) else None,
+                 file_id=f"cfile_{uuid.uuid4().hex}")  # known now: a test aims faults at it
         for i in range(count)
     ]
 
@@ -179,7 +184,6 @@ def test_a_wake_up_finding_the_run_completing_sends_nothing(
     # The record as the completing step leaves it just before it sends the event.
     completing = copy.deepcopy(stored.record)
     completing.event_sent = False
-    completing.event_id = None
     runtime.status.runs.replace(completing, stored.etag)
 
     for wake in (WatchMessage(response_id), WatchMessage(response_id, capture=True)):
@@ -249,3 +253,115 @@ def test_a_re_import_that_changed_nothing_repeats_the_event_id_and_a_repair_gets
     quiesce(host)
     (same_event,) = events(host, app_env)
     assert same_event["event_id"] == repaired_event["event_id"], "nothing changed: the same event id"
+
+
+# -- found by review: a poisoned wake-up, a late outcome, a stale generation, orphans ------------
+
+
+def test_a_poisoned_wake_up_does_not_give_up_a_run_with_a_chain_of_its_own(
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv
+) -> None:
+    response_id = post_run(host, fake, Scenario([FakeContainer(files(1))], polls_before_done=3)).json()["response_id"]
+    runtime = get_runtime()
+    # A webhook's (or a settled file's) wake-up failed every delivery: the poison queue's trigger.
+    give_up_poisoned_run(runtime, WatchMessage(response_id).to_json().encode(), message_id="poisoned-wake")
+    stored = runtime.status.runs.read(response_id)
+    assert stored is not None and stored.record.given_up is None and stored.record.phase == "running"
+    final = finished(host, response_id)
+    assert final["given_up"] is None and final["complete"] is True
+    assert final["counts"]["persisted"] == 1
+
+
+def test_the_outcome_is_frozen_when_the_run_completes(
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv
+) -> None:
+    """A late overlapping delivery that lands a file after the event said it failed changes
+    neither the status nor another copy of the event: both say what the event said."""
+    made = files(1, cited=True)
+    scenario = Scenario([FakeContainer(made)])
+    fake.fail_next(f"/files/{made[0].file_id}/content", 400)  # a permanent failure
+    response_id = post_run(host, fake, scenario).json()["response_id"]
+    final = finished(host, response_id)
+    assert final["counts"]["failed"] == 1
+    (event,) = events(host, app_env)
+
+    # The late delivery's blob: whole, with the metadata the app writes.
+    artifact = final["artifacts"][0]
+    content = made[0].content
+    late = get_runtime().store.write(artifact["blob_name"], [content], metadata={}, content_type="text/plain",
+                                     content_disposition="attachment")
+    assert late.sha256
+    after = status(host, response_id)
+    assert after["counts"] == final["counts"] and after["event_id"] == event["event_id"]
+    assert after["artifacts"][0]["state"] == "failed"
+
+    # The safety net (or a redelivery of the completing step) sends the same event, if any.
+    stored = get_runtime().status.runs.read(response_id)
+    assert stored is not None
+    record = copy.deepcopy(stored.record)
+    record.event_sent = False
+    get_runtime().status.runs.replace(record, stored.etag)
+    Watcher(get_runtime()).handle(WatchMessage(response_id, record.seq, record.step_token))
+    (again,) = events(host, app_env)
+    assert again["event_id"] == event["event_id"] and again["counts"] == event["counts"]
+
+
+def test_a_late_failure_of_an_earlier_generation_does_not_end_the_next(
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv
+) -> None:
+    made = files(1, cited=True)
+    fake.fail_next(f"/files/{made[0].file_id}/content", 400)
+    response_id = post_run(host, fake, Scenario([FakeContainer(made)])).json()["response_id"]
+    first = finished(host, response_id)
+    assert first["counts"]["failed"] == 1
+    events(host, app_env)
+
+    assert host.http("POST", f"responses/{response_id}/import").response.status_code == 202
+    host.run_until(lambda: status(host, response_id)["phase"] == "persisting", only=("watch_run",))
+    # A delivery of generation 1 that was still running records its failure now, after the import
+    # cleared it and queued the file again for generation 2.
+    artifact = first["artifacts"][0]
+    get_runtime().status.record_failure(
+        Failure("upstream_error", "a late delivery of the first generation", 5),
+        {"response_id": response_id, "container_id": artifact["container_id"], "file_id": artifact["file_id"],
+         "filename": artifact["filename"], "blob_name": artifact["blob_name"], "generation": 1},
+        None,
+    )
+    assert status(host, response_id)["counts"]["pending"] == 1  # still generation 2's to settle
+    host.run_until(lambda: True, only=("watch_run",))
+    assert events(host, app_env) == []  # no event before generation 2's delivery ends
+
+    final = finished(host, response_id)
+    assert final["counts"] == {"pending": 0, "persisted": 1, "failed": 0}
+    (event,) = events(host, app_env)
+    assert event["counts"] == final["counts"]
+
+
+def test_an_early_message_whose_step_never_saves_is_dropped_in_the_end(
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv
+) -> None:
+    response_id = post_run(host, fake, Scenario([FakeContainer(files(1))], polls_before_done=50)).json()[
+        "response_id"]
+    runtime = get_runtime()
+    record = runtime.status.runs.read(response_id).record  # type: ignore[union-attr]
+    early = WatchMessage(response_id, record.seq + 1, "orphan")
+    Watcher(runtime).handle(early)
+    resent = taken_with_token(host, app_env.runs_queue, "orphan")  # sent again, 2 s later
+    assert (resent["seq"], resent["looks"]) == (record.seq + 1, 1)
+
+    Watcher(runtime).handle(dataclasses.replace(early, looks=MAX_EARLY_LOOKS))
+    with pytest.raises(AssertionError, match="no message"):
+        taken_with_token(host, app_env.runs_queue, "orphan", timeout=4.0)  # dropped: not sent again
+
+
+def taken_with_token(host: FunctionsHost, queue: str, token: str, timeout: float = 10.0) -> dict[str, object]:
+    """Take messages off the queue (delayed ones become visible on their own) until one carries
+    ``token``; fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for text in host.messages(queue):
+            message: dict[str, object] = json.loads(text)
+            if message.get("token") == token:
+                return message
+        assert time.monotonic() < deadline, f"no message with token {token!r} on {queue} after {timeout} s"
+        threading.Event().wait(0.1)  # polling the queue, bounded by the deadline

@@ -23,6 +23,8 @@ from tests.support.host import FunctionsHost, HttpCall
 from tests.support.http_front import FUNCTION_KEY, serve_http
 from tests.support.storage_faults import BlobFaults, blob_faults
 
+CODE_INTERPRETER = {"type": "code_interpreter", "container": {"type": "auto"}}
+
 ALICE = {"X-MS-CLIENT-PRINCIPAL-ID": "0f0e-alice", "X-MS-CLIENT-PRINCIPAL-IDP": "aad"}
 BOB = {"X-MS-CLIENT-PRINCIPAL-ID": "7a7b-bob", "X-MS-CLIENT-PRINCIPAL-IDP": "aad"}
 ALICE_OWNER = "aad:0f0e-alice"
@@ -179,3 +181,54 @@ def test_a_run_captured_for_nobody_is_imported_by_its_caller(
     assert alices["event_id"] != nobodys["event_id"], "another owner is another outcome: a consumer must not drop it"
     # Once it is Alice's, nobody else adopts it.
     assert host.http("POST", f"responses/{response_id}/import", headers=BOB).response.status_code == 404
+
+
+def test_a_post_that_adopts_a_capture_already_complete_gets_an_event_naming_its_caller(
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth: None, webhook_capture_all: None
+) -> None:
+    prompt = f"raced {uuid.uuid4().hex}"
+    fake.register(prompt, scenario())
+    held = fake.hold_next_create_answer()
+    answers: list[HttpCall] = []
+    poster = threading.Thread(target=lambda: answers.append(post(host, prompt, ALICE)))
+    poster.start()
+    try:
+        response_id = held.wait_made()
+        fake.wait_for_deliveries(1, response_id=response_id)
+        # The capture records the run for nobody and completes it, event and all, before the POST resumes.
+        host.run_until(lambda: (stored := get_runtime().status.runs.read(response_id)) is not None
+                       and stored.record.event_sent)
+    finally:
+        held.release()
+        poster.join(timeout=60)
+    (nobodys,) = events(host, app_env)
+    assert nobodys["owner"] is None
+
+    (answer,) = answers
+    assert answer.response.status_code == 202, answer.response.get_body()
+    final = finished(host, response_id, headers=ALICE)
+    assert final["counts"]["persisted"] == 1
+    (alices,) = events(host, app_env)
+    assert alices["owner"] == ALICE_OWNER and alices["event_id"] != nobodys["event_id"]
+
+
+def test_an_import_whose_record_write_fails_is_still_followed_for_its_caller(
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth: None, faults: BlobFaults
+) -> None:
+    """The import sends its first step's message before it writes the record; when the write
+    fails (503), that message records the run at step 0, for the importer, with nothing lost."""
+    prompt = f"elsewhere {uuid.uuid4().hex}"
+    fake.register(prompt, scenario())
+    response_id = fake.create({"model": "m", "input": prompt, "tools": [CODE_INTERPRETER],
+                               "include": ["code_interpreter_call.outputs"]})["id"]
+    faults.refuse_next("PUT", "/_run.json")
+    refused = host.http("POST", f"responses/{response_id}/import", headers=ALICE)
+    assert refused.response.status_code == 503, refused.response.get_body()
+
+    host.run_until(lambda: seen_by(host, response_id, ALICE) == 200)
+    final = finished(host, response_id, headers=ALICE)
+    assert final["counts"]["persisted"] == 1
+    assert final["warnings"] == [] and final["complete"] is True
+    assert seen_by(host, response_id, BOB) == 404
+    (event,) = events(host, app_env)
+    assert event["owner"] == ALICE_OWNER
