@@ -199,7 +199,9 @@ class Session:
 
     def _expected(self, fake: FakeAzureOpenAI, driver: Driver) -> dict[str, RunLog]:
         """Every run the app must follow: what the workload started or imported, what its prompts
-        created, and a captured run once an instance in capture-all mode took its first webhook."""
+        created, and a captured run once an instance in capture-all mode took its first webhook
+        or the app knows it (a delivery the fake gave up on, to a paused instance, may still have
+        been handled once the instance resumed)."""
         all_mode = {inc.url for inst in self.instances if inst.capture == "all" for inc in inst.incarnations}
         first_ok: dict[str, str] = {}
         for delivery in fake.webhook_deliveries():
@@ -209,7 +211,8 @@ class Session:
         for log in driver.logs.values():
             ids = set(log.response_ids) | set(driver.created_for(log.spec.prompt))
             for rid in ids:
-                if log.spec.how != "capture" or any(first_ok.get(rid, "").startswith(u) for u in all_mode):
+                if log.spec.how != "capture" or any(first_ok.get(rid, "").startswith(u) for u in all_mode) \
+                        or self._status(driver, rid, None)[0] == 200:
                     expected[rid] = log
         return expected
 
