@@ -24,8 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.run import ROOT, _stop, _through, child, machine, start_fake, start_proxy
-from tests.support.azurite import start_azurite
+from bench.run import ROOT, _through, child, machine, start_behind_proxy
 
 OUTPUT = ROOT / "bench" / "RESULTS-event-latency.md"
 TITLE = "# Event latency: run end -> event, last blob -> event"
@@ -43,14 +42,8 @@ def main() -> int:
     started = time.monotonic()
     lines = []
     with tempfile.TemporaryDirectory(prefix="bench-events-"), contextlib.ExitStack() as running:
-        remote = start_azurite()
-        running.callback(remote.stop)
-        fake, endpoint = start_fake("bench-key")
-        running.callback(_stop, fake)
-        proxy, ports = start_proxy({"blob": remote.blob_port, "queue": remote.queue_port,
-                                    "host-queue": remote.queue_port, "openai": int(endpoint.rsplit(":", 1)[1])})
-        running.callback(_stop, proxy)
-        control = f"http://127.0.0.1:{ports['control']}"
+        servers = start_behind_proxy(running)
+        remote, ports = servers.remote, servers.ports
         env = {
             **os.environ,
             "AZURE_OPENAI_ENDPOINT": f"http://127.0.0.1:{ports['openai']}",
@@ -62,13 +55,13 @@ def main() -> int:
             "PYTHONPATH": str(ROOT),
             "BENCH_HOST_STORAGE": _through(remote.connection_string, ports["blob"], ports["host-queue"]),
             "BENCH_DIRECT_STORAGE": remote.connection_string,
-            "BENCH_DIRECT_OPENAI": endpoint,
-            "BENCH_PROXY_CONTROL": control,
+            "BENCH_DIRECT_OPENAI": servers.endpoint,
+            "BENCH_PROXY_CONTROL": servers.control,
         }
         for name in ("ARTIFACTS_POLL_MIN_SECONDS", "ARTIFACTS_POLL_MAX_SECONDS"):
             env.pop(name, None)  # the default schedule
         for delay in args.delays_ms:
-            httpx.put(f"{control}/delay", params={"ms": str(delay)}, timeout=10).raise_for_status()
+            httpx.put(f"{servers.control}/delay", params={"ms": str(delay)}, timeout=10).raise_for_status()
             for files in args.files:
                 runs = [child("end-to-event", env, str(files)) for _ in range(args.repeat)]
                 end = statistics.median(r["end_to_event"] for r in runs)

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.azurite import ACCOUNT, free_port, port_open, start_azurite
+from tests.support.azurite import ACCOUNT, Azurite, free_port, port_open, start_azurite
 
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 1024 * 1024
@@ -106,6 +106,34 @@ def start_proxy(upstreams: dict[str, int]) -> tuple[subprocess.Popen[str], dict[
     return process, ports
 
 
+@dataclass
+class BehindProxy:
+    """An Azurite (blobs in memory) and the fake Azure OpenAI, each behind the latency proxy."""
+
+    remote: Azurite
+    fake: subprocess.Popen[str]
+    endpoint: str  # the fake's own address, not through the proxy
+    proxy: subprocess.Popen[str]
+    ports: dict[str, int]  # the proxy's port for each upstream, and its "control" port
+
+    @property
+    def control(self) -> str:
+        return f"http://127.0.0.1:{self.ports['control']}"
+
+
+def start_behind_proxy(running: contextlib.ExitStack) -> BehindProxy:
+    """Start an Azurite in memory, the fake and the latency proxy (its delay off) in front of both;
+    ``running`` stops each of them."""
+    remote = start_azurite()
+    running.callback(remote.stop)
+    fake, endpoint = start_fake("bench-key")
+    running.callback(_stop, fake)
+    proxy, ports = start_proxy({"blob": remote.blob_port, "queue": remote.queue_port,
+                                "host-queue": remote.queue_port, "openai": int(endpoint.rsplit(":", 1)[1])})
+    running.callback(_stop, proxy)
+    return BehindProxy(remote, fake, endpoint, proxy, ports)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3)
@@ -131,17 +159,11 @@ def main() -> int:
         # take CPU from the app on the cores they share.
         on_disk = start_azurite(Path(location))
         running.callback(on_disk.stop)
-        remote = start_azurite()
-        running.callback(remote.stop)
-        fake, endpoint = start_fake("bench-key")
-        running.callback(_stop, fake)
-        proxy, ports = start_proxy({"blob": remote.blob_port, "queue": remote.queue_port,
-                                    "host-queue": remote.queue_port, "openai": int(endpoint.rsplit(":", 1)[1])})
-        running.callback(_stop, proxy)
-        control = f"http://127.0.0.1:{ports['control']}"
+        servers = start_behind_proxy(running)
+        remote, ports = servers.remote, servers.ports
         direct = {
             **os.environ,
-            "AZURE_OPENAI_ENDPOINT": endpoint,
+            "AZURE_OPENAI_ENDPOINT": servers.endpoint,
             "AZURE_OPENAI_API_KEY": "bench-key",
             "AZURE_OPENAI_DEPLOYMENT": "bench",
             "AzureWebJobsStorage": on_disk.connection_string,
@@ -155,13 +177,13 @@ def main() -> int:
             "AzureWebJobsStorage": _through(remote.connection_string, ports["blob"], ports["queue"]),
             "BENCH_HOST_STORAGE": _through(remote.connection_string, ports["blob"], ports["host-queue"]),
             "BENCH_DIRECT_STORAGE": remote.connection_string,
-            "BENCH_DIRECT_OPENAI": endpoint,
-            "BENCH_PROXY_CONTROL": control,
-            "BENCH_SERVER_PIDS": f"azurite:{remote.process.pid},fake:{fake.pid},proxy:{proxy.pid}",
+            "BENCH_DIRECT_OPENAI": servers.endpoint,
+            "BENCH_PROXY_CONTROL": servers.control,
+            "BENCH_SERVER_PIDS": f"azurite:{remote.process.pid},fake:{servers.fake.pid},proxy:{servers.proxy.pid}",
         }
 
         def delay(ms: float) -> None:
-            httpx.put(f"{control}/delay", params={"ms": str(ms)}, timeout=10).raise_for_status()
+            httpx.put(f"{servers.control}/delay", params={"ms": str(ms)}, timeout=10).raise_for_status()
 
         if "files" in groups:
             rows += file_rows(direct, args)

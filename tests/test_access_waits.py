@@ -17,7 +17,7 @@ from shared.messages import ArtifactMessage, InvalidMessage
 from tests.conftest import AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
 from tests.support.azurite import Azurite
-from tests.support.flow import start_and_discover, status
+from tests.support.flow import poisoned, spent_into_poison, start_and_discover, status
 from tests.support.host import FunctionsHost
 
 REFUSED = {"error": {"code": "PermissionDenied", "message": "The principal lacks the required data action."}}
@@ -30,10 +30,6 @@ def discovered_file(host: FunctionsHost, fake: FakeAzureOpenAI, content: bytes) 
 
 def queued(host: FunctionsHost, env: AppEnv) -> list[dict[str, Any]]:
     return [json.loads(base64.b64decode(m.content)) for m in host.queue(env.queue).peek_messages(max_messages=32)]
-
-
-def poisoned(host: FunctionsHost, env: AppEnv) -> int:
-    return host.queue(f"{env.queue}-poison").get_queue_properties().approximate_message_count or 0
 
 
 def test_a_refused_last_delivery_waits_on_the_queue_instead_of_the_poison_queue(
@@ -99,11 +95,9 @@ def test_once_the_waits_are_spent_a_refusal_fails_with_its_reason(
     monkeypatch.setattr(persist, "AUTH_WAIT_SECONDS", (0,))
     response_id, _ = discovered_file(host, fake, b"never")
     fake.fail_next("/content", 403, REFUSED, times=100)
-    deliveries = host.deliver("persist_artifact", until_empty=True, max_rounds=20)
-    assert [d.error is None for d in deliveries] == [False] * 4 + [True] + [False] * 5
-    assert poisoned(host, app_env) == 1
-    host.deliver("record_failed_artifact")
-    artifact = status(host, response_id)["artifacts"][0]
+    completed, poison, artifact = spent_into_poison(host, app_env, response_id)
+    assert completed == [False] * 4 + [True] + [False] * 5
+    assert poison == 1
     assert artifact["state"] == "failed" and artifact["code"] == "retries_exhausted"
     assert "403" in artifact["reason"] and "after waiting 0 min for access" in artifact["reason"]
     assert "role assignments" in artifact["reason"]

@@ -30,6 +30,12 @@ def take_artifact_messages(host: FunctionsHost, env: AppEnv) -> list[str]:
     return host.messages(env.queue)
 
 
+def fanned_out(host: FunctionsHost, fake: FakeAzureOpenAI, env: AppEnv, count: int) -> tuple[str, list[str]]:
+    """A run of ``count`` files, discovered: its response_id, and the fan-out's messages off the queue."""
+    response_id = start_and_discover(host, fake, Scenario([FakeContainer(files(count))]))["response_id"]
+    return response_id, take_artifact_messages(host, env)
+
+
 def wakes(host: FunctionsHost, env: AppEnv, response_id: str) -> list[str]:
     """Wake-ups for the run on the watcher's queue, visible now (its own scheduled steps carry a seq)."""
     found = []
@@ -44,8 +50,9 @@ def deliver(body: str, deliveries: int = 1) -> Any:
     return persist_message(get_runtime(), body.encode(), message_id="m", dequeue_count=deliveries)
 
 
-def the_event(host: FunctionsHost, env: AppEnv, wake: str) -> dict[str, Any]:
-    """The watcher woken by ``wake``, handled now, and the one event it sent."""
+def the_event(host: FunctionsHost, env: AppEnv, response_id: str) -> dict[str, Any]:
+    """The run's one wake-up on the watcher's queue, handled now, and the one event it sent."""
+    (wake,) = wakes(host, env, response_id)
     handle_watch_message(get_runtime(), wake.encode(), message_id="wake", dequeue_count=1)
     (event,) = events(host, env)
     return event
@@ -61,14 +68,12 @@ def test_the_fan_out_counts_the_files_it_queued(host: FunctionsHost, fake: FakeA
 def test_the_last_file_stored_wakes_the_watcher_and_the_event_follows(
     host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv
 ) -> None:
-    response_id = start_and_discover(host, fake, Scenario([FakeContainer(files(3))]))["response_id"]
-    first, second, last = take_artifact_messages(host, app_env)
+    response_id, (first, second, last) = fanned_out(host, fake, app_env, 3)
     deliver(first)
     deliver(second)
     assert wakes(host, app_env, response_id) == []  # a file is still pending
     deliver(last)
-    (wake,) = wakes(host, app_env, response_id)
-    event = the_event(host, app_env, wake)
+    event = the_event(host, app_env, response_id)
     assert event["response_id"] == response_id
     assert event["counts"] == {"pending": 0, "persisted": 3, "failed": 0}
 
@@ -76,13 +81,11 @@ def test_the_last_file_stored_wakes_the_watcher_and_the_event_follows(
 def test_a_last_file_that_fails_for_good_wakes_the_watcher(
     host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv
 ) -> None:
-    response_id = start_and_discover(host, fake, Scenario([FakeContainer(files(2))]))["response_id"]
-    stored, gone = take_artifact_messages(host, app_env)
+    response_id, (stored, gone) = fanned_out(host, fake, app_env, 2)
     deliver(stored)
     fake.fail_next("/content", 404, GONE)
     assert deliver(gone) is None  # recorded as failed (file_gone)
-    (wake,) = wakes(host, app_env, response_id)
-    assert the_event(host, app_env, wake)["counts"] == {"pending": 0, "persisted": 1, "failed": 1}
+    assert the_event(host, app_env, response_id)["counts"] == {"pending": 0, "persisted": 1, "failed": 1}
 
 
 def test_the_poison_queue_trigger_settling_the_last_file_wakes_the_watcher(
@@ -94,15 +97,13 @@ def test_the_poison_queue_trigger_settling_the_last_file_wakes_the_watcher(
     host.deliver("persist_artifact", until_empty=True, max_rounds=10)  # five failed deliveries
     assert wakes(host, app_env, response_id) == []
     host.deliver("record_failed_artifact")
-    (wake,) = wakes(host, app_env, response_id)
-    assert the_event(host, app_env, wake)["counts"] == {"pending": 0, "persisted": 0, "failed": 1}
+    assert the_event(host, app_env, response_id)["counts"] == {"pending": 0, "persisted": 0, "failed": 1}
 
 
 def test_a_duplicate_settles_again_and_only_wakes_early(
     host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv
 ) -> None:
-    response_id = start_and_discover(host, fake, Scenario([FakeContainer(files(2))]))["response_id"]
-    first, second = take_artifact_messages(host, app_env)
+    response_id, (first, second) = fanned_out(host, fake, app_env, 2)
     deliver(first)
     deliver(first, deliveries=2)  # a redelivery of a stored file: found stored, counted again
     (early,) = wakes(host, app_env, response_id)
@@ -110,15 +111,13 @@ def test_a_duplicate_settles_again_and_only_wakes_early(
     assert events(host, app_env) == []  # one check, a file pending: no event yet
     host.messages(app_env.runs_queue)  # drop what is visible, to see the next wake-up alone
     deliver(second)
-    (wake,) = wakes(host, app_env, response_id)
-    assert the_event(host, app_env, wake)["counts"] == {"pending": 0, "persisted": 2, "failed": 0}
+    assert the_event(host, app_env, response_id)["counts"] == {"pending": 0, "persisted": 2, "failed": 0}
 
 
 def test_a_message_without_its_fan_outs_count_wakes_nothing(
     host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv
 ) -> None:
-    response_id = start_and_discover(host, fake, Scenario([FakeContainer(files(1))]))["response_id"]
-    (text,) = take_artifact_messages(host, app_env)
+    response_id, (text,) = fanned_out(host, fake, app_env, 1)
     old = {key: value for key, value in json.loads(text).items() if key not in ("queued", "generation")}
     assert deliver(json.dumps(old)) is not None
     assert wakes(host, app_env, response_id) == []

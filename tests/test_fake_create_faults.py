@@ -13,7 +13,8 @@ import openai
 import pytest
 from openai.types.responses import Response
 
-from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
+from tests.fake_openai import CreateFault, FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
+from tests.support.flow import create_body
 
 API_KEY = "fault-test-key"
 
@@ -31,15 +32,7 @@ def http(server: FakeAzureOpenAI) -> Iterator[httpx.Client]:
 
 
 def payload(prompt: str = "make files", **extra: Any) -> dict[str, Any]:
-    return {
-        "model": "gpt-test",
-        "input": prompt,
-        "tools": [{"type": "code_interpreter", "container": {"type": "auto"}}],
-        "include": ["code_interpreter_call.outputs"],
-        "background": True,
-        "store": True,
-        **extra,
-    }
+    return create_body(prompt, store=True, **extra)
 
 
 def test_metadata_is_stored_and_answered_by_every_retrieval(server: FakeAzureOpenAI, http: httpx.Client) -> None:
@@ -121,7 +114,11 @@ def test_a_held_create_answer_is_sent_when_released(server: FakeAzureOpenAI, htt
     assert Response.model_validate(answer.json()).id == response_id
 
 
-def test_a_held_create_answer_can_be_dropped(server: FakeAzureOpenAI, http: httpx.Client) -> None:
+def post_held(
+    server: FakeAzureOpenAI, http: httpx.Client
+) -> tuple[CreateFault, threading.Thread, list[BaseException]]:
+    """A create posted on a thread of its own, its run made and its answer held: the fault, the
+    thread, and the HTTP errors it meets (once it has ended)."""
     fault = server.hold_next_create_answer()
     errors: list[BaseException] = []
 
@@ -134,24 +131,18 @@ def test_a_held_create_answer_can_be_dropped(server: FakeAzureOpenAI, http: http
     caller = threading.Thread(target=call)
     caller.start()
     fault.wait_made()
+    return fault, caller, errors
+
+
+def test_a_held_create_answer_can_be_dropped(server: FakeAzureOpenAI, http: httpx.Client) -> None:
+    fault, caller, errors = post_held(server, http)
     fault.drop()
     caller.join(timeout=10)
     assert [type(e) for e in errors] == [httpx.RemoteProtocolError]
 
 
 def test_clear_faults_drops_a_held_answer_nobody_released(server: FakeAzureOpenAI, http: httpx.Client) -> None:
-    fault = server.hold_next_create_answer()
-    errors: list[BaseException] = []
-
-    def call() -> None:
-        try:
-            http.post("/openai/v1/responses", json=payload())
-        except httpx.HTTPError as error:
-            errors.append(error)
-
-    caller = threading.Thread(target=call)
-    caller.start()
-    fault.wait_made()
+    _, caller, errors = post_held(server, http)
     server.clear_faults()
     caller.join(timeout=10)
     assert [type(e) for e in errors] == [httpx.RemoteProtocolError]

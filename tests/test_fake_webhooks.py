@@ -28,6 +28,7 @@ from openai.types.webhooks import (
 from tests.fake_openai import RESPONSE_EVENT_TYPES, FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
 from tests.fake_openai.receiver import Received, WebhookReceiver
 from tests.fake_openai.webhooks import ENDPOINT_OBJECT
+from tests.support.flow import create_body
 
 API_KEY = "webhook-test-key"
 TOKEN = "webhook-test-token"
@@ -59,19 +60,9 @@ def receiver() -> Iterator[WebhookReceiver]:
     got.close()
 
 
-def payload(prompt: str) -> dict[str, Any]:
-    return {
-        "model": "gpt-test",
-        "input": prompt,
-        "tools": [{"type": "code_interpreter", "container": {"type": "auto"}}],
-        "include": ["code_interpreter_call.outputs"],
-        "background": True,
-    }
-
-
 def start_run(server: FakeAzureOpenAI, scenario: Scenario, prompt: str = "make files") -> str:
     server.register(prompt, scenario)
-    response_id: str = server.create(payload(prompt))["id"]
+    response_id: str = server.create(create_body(prompt))["id"]
     return response_id
 
 
@@ -287,7 +278,7 @@ def test_a_synchronous_run_sends_nothing(server: FakeAzureOpenAI, receiver: Webh
     server.register_webhook(receiver.url)
     server.register("sync", running())
 
-    server.create({**payload("sync"), "background": False})
+    server.create({**create_body("sync"), "background": False})
     server.wait_for_webhooks_settled()
 
     assert server.webhook_deliveries() == [] and receiver.received == []
@@ -565,7 +556,7 @@ def test_seeding_routes_for_benchmarks(server: FakeAzureOpenAI, http: httpx.Clie
     )
     assert seeded.status_code == 200, seeded.text
 
-    response_id = http.post("/openai/v1/responses", json=payload("bench")).json()["id"]
+    response_id = http.post("/openai/v1/responses", json=create_body("bench")).json()["id"]
     server.wait_for_deliveries(1, response_id=response_id)
 
     records = http.get("/_fake/webhooks/deliveries").json()["data"]

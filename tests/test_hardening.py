@@ -16,7 +16,14 @@ from shared.runtime import get_runtime
 from tests.conftest import AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
 from tests.support.azurite import Azurite
-from tests.support.flow import events, finished, post_run, start_and_discover, status
+from tests.support.flow import (
+    discovered_on_a_short_deadline,
+    events,
+    finished,
+    post_run,
+    start_and_discover,
+    status,
+)
 from tests.support.host import FunctionsHost
 
 ROUTE_NOT_FOUND = {"error": {"code": "404", "message": "Resource not found"}}
@@ -47,11 +54,8 @@ def test_a_slow_body_cannot_outlive_the_deliverys_share_of_function_timeout(
 ) -> None:
     # functionTimeout 4 s: a delivery may take 2 s. Each read stays inside the read timeout (10 s),
     # but the body as a whole would take 3.5 s.
-    monkeypatch.setenv("AzureFunctionsJobHost__functionTimeout", "00:00:04")
-    monkeypatch.setenv("AZURE_OPENAI_TIMEOUT_SECONDS", "10")
-    monkeypatch.setenv("ARTIFACTS_DOWNLOAD_ATTEMPTS", "1")
     file = FakeFile(os.urandom(100_000), "/mnt/data/slow.bin", cite="real")
-    answer = start_and_discover(host, fake, Scenario([FakeContainer([file])]))
+    answer = discovered_on_a_short_deadline(host, fake, monkeypatch, file)
     fake.stall_next_download(after_bytes=1000, seconds=3.5)
     (delivery,) = host.deliver("persist_artifact", max_rounds=1)
     assert delivery.error is not None  # ended by the delivery's deadline, to be delivered again

@@ -27,7 +27,7 @@ from shared.watcher import MAX_EARLY_LOOKS, Watcher, give_up_poisoned_run
 from tests.conftest import AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
 from tests.support.azurite import Azurite
-from tests.support.flow import events, finished, landed, post_run, status
+from tests.support.flow import all_at_once, events, finished, landed, post_run, status
 from tests.support.host import FunctionsHost
 
 CODE_INTERPRETER = {"type": "code_interpreter", "container": {"type": "auto"}}
@@ -206,17 +206,7 @@ def test_a_burst_of_wake_ups_at_completion_sends_one_event(
     host.run_until(lambda: status(host, response_id)["phase"] == "persisting", only=("watch_run",))
     assert all(d.error is None for d in host.deliver("persist_artifact"))
     runtime = get_runtime()
-    gate = threading.Barrier(8)
-
-    def wake() -> None:
-        gate.wait()
-        Watcher(runtime).handle(WatchMessage(response_id))
-
-    burst = [threading.Thread(target=wake) for _ in range(8)]
-    for thread in burst:
-        thread.start()
-    for thread in burst:
-        thread.join(timeout=60)
+    all_at_once(8, lambda: Watcher(runtime).handle(WatchMessage(response_id)))
     host.run_until(lambda: status(host, response_id)["event_id"] is not None)
     quiesce(host)
     assert len(events(host, app_env)) == 1

@@ -5,6 +5,7 @@ Easy Auth is on in every test (the platform's caller headers are trusted)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import threading
 import uuid
@@ -121,9 +122,11 @@ def visible_watch_messages(host: FunctionsHost, env: AppEnv) -> list[dict[str, A
     return [json.loads(text) for text in host.peek(env.runs_queue)]
 
 
-def test_a_capture_that_records_the_run_first_does_not_take_the_callers_run(
-    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth: None, webhook_capture_all: None
-) -> None:
+@contextlib.contextmanager
+def alices_post_held(host: FunctionsHost, fake: FakeAzureOpenAI) -> Iterator[tuple[str, list[HttpCall]]]:
+    """Alice POSTs a run that ends at once while the fake holds the create's answer. Inside, the run is
+    made and its webhook delivered: the run's id, and the list the POST's answer will be in (still
+    empty). On leaving, the answer is released and the POST has ended."""
     prompt = f"raced {uuid.uuid4().hex}"
     fake.register(prompt, scenario())  # a background run that ends at once: its webhook goes out now
     held = fake.hold_next_create_answer()
@@ -132,16 +135,23 @@ def test_a_capture_that_records_the_run_first_does_not_take_the_callers_run(
     poster.start()
     try:
         response_id = held.wait_made()
-        # The webhook arrives and its capture records the run while the POST still waits for its answer.
         fake.wait_for_deliveries(1, response_id=response_id)
+        yield response_id, answers
+    finally:
+        held.release()
+        poster.join(timeout=60)
+
+
+def test_a_capture_that_records_the_run_first_does_not_take_the_callers_run(
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth: None, webhook_capture_all: None
+) -> None:
+    with alices_post_held(host, fake) as (response_id, answers):
+        # The webhook arrived and its capture records the run while the POST still waits for its answer.
         captured = [m for m in visible_watch_messages(host, app_env) if m["response_id"] == response_id]
         assert [m["capture"] for m in captured] == [True]
         host.deliver("watch_run", max_rounds=1)
         stored = get_runtime().status.runs.read(response_id)
         assert stored is not None and stored.record.started_via == "webhook"
-    finally:
-        held.release()
-        poster.join(timeout=60)
 
     (answer,) = answers
     assert answer.response.status_code == 202, answer.response.get_body()
@@ -186,21 +196,10 @@ def test_a_run_captured_for_nobody_is_imported_by_its_caller(
 def test_a_post_that_adopts_a_capture_already_complete_gets_an_event_naming_its_caller(
     host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth: None, webhook_capture_all: None
 ) -> None:
-    prompt = f"raced {uuid.uuid4().hex}"
-    fake.register(prompt, scenario())
-    held = fake.hold_next_create_answer()
-    answers: list[HttpCall] = []
-    poster = threading.Thread(target=lambda: answers.append(post(host, prompt, ALICE)))
-    poster.start()
-    try:
-        response_id = held.wait_made()
-        fake.wait_for_deliveries(1, response_id=response_id)
+    with alices_post_held(host, fake) as (response_id, answers):
         # The capture records the run for nobody and completes it, event and all, before the POST resumes.
         host.run_until(lambda: (stored := get_runtime().status.runs.read(response_id)) is not None
                        and stored.record.event_sent)
-    finally:
-        held.release()
-        poster.join(timeout=60)
     (nobodys,) = events(host, app_env)
     assert nobodys["owner"] is None
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import threading
 import time
 import uuid
 from typing import Any
@@ -23,7 +22,7 @@ from shared.watcher import Watcher
 from tests.conftest import AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
 from tests.support.azurite import Azurite
-from tests.support.flow import events, finished, landed, post_run, status
+from tests.support.flow import all_at_once, events, finished, landed, post_run, status
 from tests.support.host import FunctionsHost
 
 CODE_INTERPRETER = {"type": "code_interpreter", "container": {"type": "auto"}}
@@ -173,18 +172,8 @@ def test_idempotency_key_raced_by_two_posts_starts_one_run(
     body = json.dumps({"input": prompt}).encode()
     headers = {"content-type": "application/json", "Idempotency-Key": f"key-{uuid.uuid4().hex}"}
     before = fake.created_count()
-    gate = threading.Barrier(2)
     answers: list[Any] = []
-
-    def post() -> None:
-        gate.wait()
-        answers.append(host.http("POST", "responses", body=body, headers=headers).response)
-
-    racers = [threading.Thread(target=post) for _ in range(2)]
-    for racer in racers:
-        racer.start()
-    for racer in racers:
-        racer.join(timeout=60)
+    all_at_once(2, lambda: answers.append(host.http("POST", "responses", body=body, headers=headers).response))
     assert [a.status_code for a in answers] == [202, 202]
     ids = {json.loads(a.get_body())["response_id"] for a in answers}
     assert len(ids) == 1
@@ -288,17 +277,7 @@ def test_two_watchers_on_the_last_step_send_one_event(
     runtime = get_runtime()
     record = runtime.status.runs.read(response_id).record  # type: ignore[union-attr]
     step = WatchMessage(response_id, record.seq, record.step_token)
-    gate = threading.Barrier(2)
-
-    def watch() -> None:
-        gate.wait()
-        Watcher(runtime).handle(step)
-
-    watchers = [threading.Thread(target=watch) for _ in range(2)]
-    for watcher in watchers:
-        watcher.start()
-    for watcher in watchers:
-        watcher.join(timeout=60)
+    all_at_once(2, lambda: Watcher(runtime).handle(step))
     host.run_until(lambda: status(host, response_id)["event_id"] is not None)
     host.run_until(lambda: True)
     assert len(events(host, app_env)) == 1

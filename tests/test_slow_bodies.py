@@ -13,8 +13,8 @@ import pytest
 
 from shared.persist import DeliveryTimeUp
 from tests.conftest import AppEnv
-from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
-from tests.support.flow import start_and_discover, status
+from tests.fake_openai import FakeAzureOpenAI, FakeFile
+from tests.support.flow import discovered_on_a_short_deadline, status
 from tests.support.host import FunctionsHost
 
 
@@ -23,11 +23,8 @@ def test_a_trickling_body_is_dropped_at_the_deliverys_deadline(
 ) -> None:
     # functionTimeout 4 s: a delivery may take 2 s. A byte every 50 ms keeps every read inside the
     # read timeout (10 s); the whole body would take 400 x 50 ms = 20 s.
-    monkeypatch.setenv("AzureFunctionsJobHost__functionTimeout", "00:00:04")
-    monkeypatch.setenv("AZURE_OPENAI_TIMEOUT_SECONDS", "10")
-    monkeypatch.setenv("ARTIFACTS_DOWNLOAD_ATTEMPTS", "1")
     file = FakeFile(os.urandom(400), "/mnt/data/drip.bin", cite="real")
-    answer = start_and_discover(host, fake, Scenario([FakeContainer([file])]))
+    answer = discovered_on_a_short_deadline(host, fake, monkeypatch, file)
     body = fake.trickle_next_download(byte_every_seconds=0.05)
 
     (delivery,) = host.deliver("persist_artifact", max_rounds=1)

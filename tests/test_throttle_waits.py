@@ -14,7 +14,7 @@ from shared import persist
 from shared.messages import ArtifactMessage, InvalidMessage
 from tests.conftest import AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
-from tests.support.flow import start_and_discover, status
+from tests.support.flow import poisoned, spent_into_poison, start_and_discover, status
 from tests.support.host import FunctionsHost
 
 THROTTLED = {"error": {"code": "429", "message": "Requests to the API have exceeded the rate limit."}}
@@ -30,10 +30,6 @@ def last_delivery(monkeypatch: pytest.MonkeyPatch) -> None:
 def discovered_file(host: FunctionsHost, fake: FakeAzureOpenAI) -> tuple[str, FakeFile]:
     file = FakeFile(b"t,v\n1,2\n", "/mnt/data/throttled.csv", cite="real")
     return start_and_discover(host, fake, Scenario([FakeContainer([file])]))["response_id"], file
-
-
-def poisoned(host: FunctionsHost, env: AppEnv) -> int:
-    return host.queue(f"{env.queue}-poison").get_queue_properties().approximate_message_count or 0
 
 
 def queued(host: FunctionsHost, env: AppEnv) -> list[dict[str, Any]]:
@@ -78,12 +74,10 @@ def test_once_the_throttling_waits_are_spent_the_file_fails_with_its_reason(
     monkeypatch.setattr(persist, "THROTTLE_WAIT_SECONDS", 1)
     response_id, _ = discovered_file(host, fake)
     fake.fail_next("/content", 429, THROTTLED, times=100)
-    deliveries = host.deliver("persist_artifact", until_empty=True, max_rounds=20)
+    completed, poison, artifact = spent_into_poison(host, app_env, response_id)
     # Five deliveries; the last waits once (1 s, the whole budget); five more, then the poison queue.
-    assert [d.error is None for d in deliveries] == [False] * 4 + [True] + [False] * 5
-    assert poisoned(host, app_env) == 1
-    host.deliver("record_failed_artifact")
-    artifact = status(host, response_id)["artifacts"][0]
+    assert completed == [False] * 4 + [True] + [False] * 5
+    assert poison == 1
     assert artifact["state"] == "failed" and artifact["code"] == "retries_exhausted"
     assert "429" in artifact["reason"] and "after waiting 1 s for throttling to clear" in artifact["reason"]
 
