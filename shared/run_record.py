@@ -73,6 +73,9 @@ class RunRecord:
     event_id: str | None = None  # derived from the outcome when the run is marked complete
     event_sent: bool = False
     owner: str | None = None  # the caller who started or imported it (Easy Auth); None: every key holder
+    # The tag of an Idempotency-Key claim the POST could not point at this run (a Storage error):
+    # the watcher's next step does, then forgets it.
+    claim_to_note: str | None = None
     trace: dict[str, str] = field(default_factory=dict)  # the run's W3C trace context: every step continues it
 
     @classmethod

@@ -94,9 +94,8 @@ def start_run(req: func.HttpRequest) -> func.HttpResponse:
     if not is_valid_id(response_id):
         raise _outcome_unknown(runtime, claim, "Azure OpenAI answered without a usable response id", timed_out=False)
     annotate(trace.get_current_span(), response_id=response_id)
-    if claim is not None:
-        _note_started(runtime, claim, digest, response_id)
-    _record_and_watch(req, runtime, run, response, caller)
+    unnoted = claim is not None and not _note_started(runtime, claim, digest, response_id)
+    _record_and_watch(req, runtime, run, response, caller, claim_to_note=claim.tag if unnoted and claim else None)
 
     if run.wait_seconds and response.get("status") in RUNNING_STATUSES:
         response = _wait_for_end(runtime, response, min(started + run.wait_seconds, deadline - _MIN_LISTING_SECONDS))
@@ -193,15 +192,20 @@ def _outcome_unknown(runtime: Runtime, claim: Claim | None, reason: str, *, time
                    f"{reason}; the run may have started, and its id is not known. {advice}", **extra)
 
 
-def _note_started(runtime: Runtime, claim: Claim, digest: str, response_id: str) -> None:
+def _note_started(runtime: Runtime, claim: Claim, digest: str, response_id: str) -> bool:
+    """Whether the claim now names the run; when not, the run's record carries the claim's tag and
+    the watcher's first step notes it, so retries get the run instead of 409 for a day."""
     try:
         runtime.status.claims.started(claim, digest, response_id)
     except Exception as error:  # the run exists: answering matters more than the key
         log.error("could not record the idempotency key of run %s: %s", response_id, type(error).__name__)
+        return False
+    return True
 
 
 def _record_and_watch(
-    req: func.HttpRequest, runtime: Runtime, run: RunRequest, response: dict[str, Any], caller: Caller
+    req: func.HttpRequest, runtime: Runtime, run: RunRequest, response: dict[str, Any], caller: Caller,
+    *, claim_to_note: str | None = None,
 ) -> None:
     """The run is recorded and its watcher queued, or the caller learns the run's id from the error."""
     response_id = str(response["id"])
@@ -215,6 +219,7 @@ def _record_and_watch(
         input_file_ids=list(run.file_ids),
         step_token=new_step_token(),
         owner=caller.owner,
+        claim_to_note=claim_to_note,
     )
     try:
         # The first step's message goes first, as every step's does: if the record's write then

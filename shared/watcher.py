@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from azure.core.exceptions import ClientAuthenticationError
+from azure.core.exceptions import AzureError, ClientAuthenticationError
 
 from shared.blob_store import utc_timestamp
 from shared.config import Settings
@@ -194,6 +194,11 @@ class Watcher:
         """Look at the run (``response``: already fetched by this step) and act on its status."""
         record = copy.deepcopy(stored.record)
         rid = record.response_id
+        if record.claim_to_note is not None:
+            # Best effort: until it is noted, a retry of the POST answers 409, never a second run.
+            with contextlib.suppress(AzureError):
+                self.runtime.status.claims.resolve(record.claim_to_note, rid)
+                record.claim_to_note = None
         try:
             if response is None:
                 response = self.runtime.openai.get_response(rid, deadline=time.monotonic() + STEP_SECONDS / 2)

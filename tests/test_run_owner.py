@@ -231,3 +231,24 @@ def test_an_import_whose_record_write_fails_is_still_followed_for_its_caller(
     assert seen_by(host, response_id, BOB) == 404
     (event,) = events(host, app_env)
     assert event["owner"] == ALICE_OWNER
+
+
+def test_a_claim_the_post_could_not_point_at_its_run_is_noted_by_the_watcher(
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth: None, faults: BlobFaults
+) -> None:
+    """The run started and is followed, but Storage refused the claim's update: a retry with the
+    key must get the run (not 409 for a day) once the watcher has taken its first step."""
+    prompt = f"keyed {uuid.uuid4().hex}"
+    fake.register(prompt, scenario())
+    key = f"order-{uuid.uuid4().hex}"
+    faults.refuse_next("PUT", ".json", with_header="If-Match")  # the claim's "started" update, once
+    first = post(host, prompt, ALICE, key)
+    assert first.response.status_code == 202, first.response.get_body()
+    assert len(faults.refused) == 1 and "_idempotency/" in faults.refused[0]
+    response_id = first.json()["response_id"]
+
+    finished(host, response_id, headers=ALICE)
+    retry = post(host, prompt, ALICE, key)
+    assert retry.response.status_code == 202, retry.response.get_body()
+    assert retry.json()["response_id"] == response_id
+    assert fake.response_ids(prompt) == [response_id]  # and no second run

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import resource
 import signal
 import sys
@@ -107,11 +108,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--journal", type=Path, required=True)
     parser.add_argument("--lease-seconds", type=int, default=3)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+    # HARNESS_LOG_LEVEL=INFO when replaying a seed: the app's own lines (webhooks, captures, steps).
+    level = getattr(logging, os.environ.get("HARNESS_LOG_LEVEL", "WARNING").upper(), logging.WARNING)
+    logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-
-    import os  # noqa: PLC0415 - only the process's entry point reads the connection
 
     import function_app  # noqa: PLC0415 - loaded under the environment the harness gave this process
 

@@ -44,6 +44,7 @@ ENDINGS = ("completed", "incomplete", "failed", "cancelled")
 DEPLOYMENT = "gpt-test"
 IDP = "aad"
 _RETRYABLE = frozenset({409, 500, 502, 503, 504})
+_LONG_RUN_SECONDS = 25.0  # a long-poll run's own end, when nobody polls it
 _OUTCOME_UNKNOWN_SECONDS = 150.0  # longer than any workload run lasts: its webhook resolves the claim
 
 
@@ -126,9 +127,11 @@ def make_workload(seed: int, shape: WorkloadShape) -> list[RunSpec]:
             cited=cited,
             ending=rng.choices(ENDINGS, weights=(5, 1, 1, 1))[0],
             # Long polls: the watcher looks many times; otherwise the run ends by its own clock,
-            # with nobody polling, so the webhook (if any) races the next poll.
+            # with nobody polling, so the webhook (if any) races the next poll. A long-poll run
+            # nobody polls (its create's answer was lost) still ends, later, as a real run does:
+            # whichever comes first, its polls or its clock.
             polls_before_done=rng.randint(5, 8) if long_poll else 0,
-            seconds_before_done=None if long_poll else round(rng.uniform(0.5, 4.0), 2),
+            seconds_before_done=round(rng.uniform(0.5, 4.0), 2) + (_LONG_RUN_SECONDS if long_poll else 0),
             start_at=round(rng.uniform(0, shape.span_seconds), 2),
             extra_posts=rng.randint(1, 3) if how == "post_key" else 0,
             reimport_at=round(rng.uniform(0.5, 8.0), 2) if how == "import" and rng.random() < 0.6 else None,

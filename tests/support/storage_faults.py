@@ -30,6 +30,7 @@ class _Rule:
     method: str
     path_suffix: str
     remaining: int
+    with_header: str | None = None  # only requests carrying this header (e.g. If-Match: a conditional update)
 
 
 class BlobFaults:
@@ -76,15 +77,18 @@ class BlobFaults:
             f"BlobEndpoint=http://127.0.0.1:{self._azurite.blob_port}/", f"BlobEndpoint=http://127.0.0.1:{port}/"
         )
 
-    def refuse_next(self, method: str, path_suffix: str, times: int = 1) -> None:
-        """Refuse the next ``times`` ``method`` requests whose path (no query) ends with ``path_suffix``."""
+    def refuse_next(self, method: str, path_suffix: str, times: int = 1, *, with_header: str | None = None) -> None:
+        """Refuse the next ``times`` ``method`` requests whose path (no query) ends with ``path_suffix``
+        (and, with ``with_header``, that carry that header)."""
         with self._lock:
-            self._rules.append(_Rule(method.upper(), path_suffix, times))
+            self._rules.append(_Rule(method.upper(), path_suffix, times, with_header))
 
-    def _take(self, method: str, path: str) -> bool:
+    def _take(self, method: str, path: str, headers: Any) -> bool:
         with self._lock:
             for rule in self._rules:
-                if rule.method == method and path.endswith(rule.path_suffix):
+                if rule.method == method and path.endswith(rule.path_suffix) and (
+                    rule.with_header is None or headers.get(rule.with_header) is not None
+                ):
                     rule.remaining -= 1
                     if rule.remaining <= 0:
                         self._rules.remove(rule)
@@ -96,7 +100,7 @@ class BlobFaults:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
         method = handler.command
-        if self._take(method, handler.path.split("?")[0]):
+        if self._take(method, handler.path.split("?")[0], handler.headers):
             self._answer(handler, 403, {"Content-Type": "application/xml",
                                         "x-ms-error-code": "AuthorizationPermissionMismatch"}, _REFUSAL)
             return
