@@ -18,7 +18,8 @@ and what was seen. The invariants (README: Failure semantics, The completion eve
 - ``not_stuck``: every run reaches phase ``complete`` with its event, and is not given up;
 - ``one_create_per_key``: each Idempotency-Key made one run at Azure OpenAI, and every 202 for
   it named that run;
-- ``owner_kept``: the event and the status keep the run's owner; another owner gets 404;
+- ``owner_kept``: the status and the run's last event name its owner (an earlier event may name
+  nobody: a capture before its caller adopted the run, never another owner); another owner gets 404;
 - ``caller_served`` (from the driver): a caller retrying for 20 s got its 202 (a POST, an import).
 """
 
@@ -137,6 +138,7 @@ class _RunCheck:
         self.out: list[Violation] = []
         self.status = facts.status
         self.states = {a["file_id"]: a for a in (facts.status or {}).get("artifacts", [])}
+        self.in_order = events  # as the events queue gave them
         self.by_id: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for event in events:
             self.by_id[str(event.get("event_id"))].append(event)
@@ -216,9 +218,16 @@ class _RunCheck:
             if missing and not event.get("artifacts_truncated"):
                 self.v("event_after_files", f"event {event_id} leaves out {len(missing)} file(s) the run made: "
                                             f"{missing[:5]}")
-            if event.get("owner") != self.facts.owner:
+            if event.get("owner") not in (self.facts.owner, None):
                 self.v("owner_kept", f"event {event_id} names owner {event.get('owner')!r}, "
                                      f"expected {self.facts.owner!r}")
+        # A webhook capture may record a run for nobody (and send its event) before its caller
+        # adopts it by a POST or an import; after that, its last event names the caller.
+        latest = max(enumerate(self.in_order), key=lambda entry: (str(entry[1].get("sent_at")), entry[0]),
+                     default=(0, None))[1]
+        if latest is not None and latest.get("owner") != self.facts.owner:
+            self.v("owner_kept", f"the last event {latest.get('event_id')} names owner {latest.get('owner')!r}, "
+                                 f"expected {self.facts.owner!r}")
 
     def _send_answer_dropped(self, copies: list[dict[str, Any]]) -> bool:
         """Whether an events-queue send's answer was dropped near these copies' times: the SDK's
