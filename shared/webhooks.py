@@ -62,6 +62,7 @@ def receive_webhook(req: func.HttpRequest) -> func.HttpResponse:
         # matches the claim tag the run carries (one GET), whatever the capture mode.
         capture = not followed and (runtime.settings.webhook_capture == "all" or runtime.status.claims.any_pending())
         if not followed and not capture:
+            log.info("webhook %s: %s for run %s: not followed, not captured", webhook_id, event_type, response_id)
             return _done(runtime, webhook_id, handled=False, reason="the app does not follow this run",
                          response_id=response_id)
         runtime.queues.send(runtime.settings.queues.runs, WatchMessage(response_id, capture=capture).to_json())

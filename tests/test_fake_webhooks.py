@@ -367,6 +367,26 @@ def test_a_failed_delivery_is_retried_under_the_same_id(server: FakeAzureOpenAI,
     assert [unwrap(secret, got).data.id for got in receiver.received] == [response_id] * 3
 
 
+def test_a_retry_goes_to_the_url_registered_now(receiver: WebhookReceiver) -> None:
+    """The app moved (a restarted instance answers elsewhere) and its registration was updated
+    between two attempts: the retry reaches it there."""
+    gone = WebhookReceiver()
+    old_url = gone.url
+    gone.close()  # nothing listens at the first URL any more
+    with FakeAzureOpenAI(webhook_retries=3, webhook_backoff_seconds=1.0) as server:
+        endpoint_id, _ = server.register_webhook(old_url)
+        start_run(server, running(polls_before_done=0))
+        server.wait_for_deliveries(1)
+        httpx.post(f"{server.endpoint}/openai/v1/dashboard/webhook_endpoints/{endpoint_id}",
+                   json={"url": receiver.url}, headers={"api-key": server.api_key})
+        server.wait_for_webhooks_settled()
+
+        attempts = server.webhook_deliveries()
+        assert attempts[0].url == old_url and attempts[0].status is None
+        assert attempts[-1].url == receiver.url and attempts[-1].status == 200
+        assert len({d.webhook_id for d in attempts}) == 1
+
+
 def test_retries_are_bounded(receiver: WebhookReceiver) -> None:
     with FakeAzureOpenAI(webhook_retries=2, webhook_backoff_seconds=0.01) as server:
         server.register_webhook(receiver.url)

@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,8 +77,11 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
 class Deliverer:
     """Sends and records webhook messages; thread-safe."""
 
-    def __init__(self, policy: RetryPolicy) -> None:
+    def __init__(self, policy: RetryPolicy, current_url: Callable[[str], str | None] | None = None) -> None:
         self.policy = policy
+        # A retry goes to the endpoint's URL as registered now (updated since the first attempt,
+        # e.g. the app moved behind a new address): None when it was deleted meanwhile.
+        self._current_url = current_url
         self._changed = threading.Condition()
         self._records: list[WebhookDelivery] = []
         self._pending = 0  # messages whose last attempt has not been made yet
@@ -147,14 +151,15 @@ class Deliverer:
                 if self._closed.is_set():
                     return
                 headers = signed_headers(endpoint.secret, webhook_id, int(time.time()), body)
+                url = (self._current_url(endpoint.endpoint_id) if self._current_url else None) or endpoint.url
                 status: int | None = None
                 try:
-                    status = answered = post(endpoint.url, body, headers, self.policy.timeout_seconds)
+                    status = answered = post(url, body, headers, self.policy.timeout_seconds)
                     failure = None if 200 <= answered < 300 else f"answered {answered}"
                 except OSError as error:
                     failure = _describe(error)
                 record = WebhookDelivery(
-                    endpoint.url, webhook_id, event_type, response_id, attempt, status, failure, endpoint.endpoint_id
+                    url, webhook_id, event_type, response_id, attempt, status, failure, endpoint.endpoint_id
                 )
                 self._add(record)
                 if record.ok or attempt > self.policy.retries or self._closed.wait(delay):

@@ -552,7 +552,8 @@ class FakeAzureOpenAI:
         self._server: _FakeHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._webhook_endpoints = EndpointRegistry()
-        self._deliverer = Deliverer(RetryPolicy(webhook_retries, webhook_backoff_seconds, webhook_timeout_seconds))
+        self._deliverer = Deliverer(RetryPolicy(webhook_retries, webhook_backoff_seconds, webhook_timeout_seconds),
+                                    self._webhook_endpoints.url_of)
         self._timers: dict[str, threading.Timer] = {}  # response id -> its seconds_before_done clock
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -222,6 +222,12 @@ class EndpointRegistry:
                 setattr(endpoint, name, value)
             return endpoint
 
+    def url_of(self, endpoint_id: str) -> str | None:
+        """The endpoint's URL as registered now; None once it is deleted."""
+        with self._lock:
+            endpoint = self._endpoints.get(endpoint_id)
+            return None if endpoint is None else endpoint.url
+
     def get(self, endpoint_id: str) -> WebhookEndpoint:
         with self._lock:
             endpoint = self._endpoints.get(endpoint_id)

@@ -8,6 +8,7 @@ instances are processes of their own. Everything this session starts, it stops, 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import os
@@ -156,6 +157,8 @@ class Session:
             observed = self._observe(fake, driver, proxy, scheduler, azurite.connection_string)
             with (self.workdir / "events.jsonl").open("w", encoding="utf-8") as evidence:
                 evidence.writelines(json.dumps(event) + "\n" for event in observed.events)
+            with (self.workdir / "webhooks.jsonl").open("w", encoding="utf-8") as evidence:
+                evidence.writelines(json.dumps(dataclasses.asdict(d)) + "\n" for d in fake.webhook_deliveries())
             violations = check(observed) + [
                 Violation("caller_served", rid or f"run {log.spec.index}", None, f"run {log.spec.index} "
                           f"({log.spec.how}): {problem}")
