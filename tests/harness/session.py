@@ -213,9 +213,12 @@ class Session:
         expected: dict[str, RunLog] = {}
         for log in driver.logs.values():
             ids = set(log.response_ids) | set(driver.created_for(log.spec.prompt))
+            # Capture-all records a run only if it used the code interpreter (it made files).
+            made_files = log.scenario is not None and bool(log.scenario.containers)
             for rid in ids:
-                if log.spec.how != "capture" or any(first_ok.get(rid, "").startswith(u) for u in all_mode) \
-                        or self._status(driver, rid, None)[0] == 200:
+                if log.spec.how != "capture" or self._status(driver, rid, None)[0] == 200 or (
+                    made_files and any(first_ok.get(rid, "").startswith(u) for u in all_mode)
+                ):
                     expected[rid] = log
         return expected
 
