@@ -275,7 +275,22 @@ async def _forward_chunked(reader: asyncio.StreamReader, writer: asyncio.StreamW
 # -- the command line: the proxy in its own process, with a control port ---------------------------
 
 
-class _Control(BaseHTTPRequestHandler):
+class JsonControl(BaseHTTPRequestHandler):
+    """A proxy's control endpoint: answers JSON, logs nothing (the proxies here and in tests/harness)."""
+
+    def _answer(self, document: dict[str, Any], status: int = 200) -> None:
+        body = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _Control(JsonControl):
     proxy: LatencyProxy
 
     def do_GET(self) -> None:
@@ -306,19 +321,9 @@ class _Control(BaseHTTPRequestHandler):
             return
         self._answer({"delay_ms": self.proxy.delay_ms})
 
-    def _answer(self, document: dict[str, Any], status: int = 200) -> None:
-        body = json.dumps(document).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-def _route(text: str) -> tuple[str, tuple[str, int]]:
+def route_argument(text: str) -> tuple[str, tuple[str, int]]:
+    """``NAME=HOST:PORT`` on a proxy's command line."""
     name, _, address = text.partition("=")
     host, _, port = address.rpartition(":")
     if not name or not host or not port.isdigit():
@@ -329,7 +334,8 @@ def _route(text: str) -> tuple[str, tuple[str, int]]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.latency_proxy", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--route", type=_route, action="append", required=True, help="NAME=HOST:PORT (repeatable)")
+    parser.add_argument("--route", type=route_argument, action="append", required=True,
+                        help="NAME=HOST:PORT (repeatable)")
     parser.add_argument("--delay-ms", type=float, default=DEFAULT_DELAY_MS, help="per request")
     parser.add_argument("--connect-delay-ms", type=float, default=None,
                         help="per new connection (default: the request delay, as it changes)")

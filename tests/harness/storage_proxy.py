@@ -31,11 +31,11 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from bench.latency_proxy import Head, ProtocolError, parse_head
+from bench.latency_proxy import Head, JsonControl, ProtocolError, parse_head, route_argument
 
 _READ_SIZE = 256 * 1024
 _MAX_HEAD_BYTES = 64 * 1024
@@ -300,13 +300,10 @@ async def _copy_chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
 # -- the process: the proxy and its control port -------------------------------------------------
 
 
-class _Control(BaseHTTPRequestHandler):
+class _Control(JsonControl):
     proxy: StorageFaultProxy
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
         if self.path == "/commits":
             self._answer({"commits": [vars(c) for c in self.proxy.commits()]})
         elif self.path == "/dropped":
@@ -316,7 +313,7 @@ class _Control(BaseHTTPRequestHandler):
         else:
             self._answer({"error": "not found"}, 404)
 
-    def do_POST(self) -> None:
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
         if self.path != "/fault":
             self._answer({"error": "not found"}, 404)
             return
@@ -330,26 +327,11 @@ class _Control(BaseHTTPRequestHandler):
             return
         self._answer({"ok": True})
 
-    def _answer(self, document: dict[str, Any], status: int = 200) -> None:
-        body = json.dumps(document).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-def _route(text: str) -> tuple[str, tuple[str, int]]:
-    name, _, address = text.partition("=")
-    host, _, port = address.rpartition(":")
-    if not name or not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected NAME=HOST:PORT, got {text!r}")
-    return name, (host, int(port))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.harness.storage_proxy")
-    parser.add_argument("--route", type=_route, action="append", required=True, help="NAME=HOST:PORT")
+    parser.add_argument("--route", type=route_argument, action="append", required=True, help="NAME=HOST:PORT")
     args = parser.parse_args(argv)
     proxy = StorageFaultProxy(dict(args.route)).start()
     control = ThreadingHTTPServer(("127.0.0.1", 0), type("Control", (_Control,), {"proxy": proxy}))
