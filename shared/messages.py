@@ -231,18 +231,18 @@ def _count(data: dict[str, Any], key: str, most: int = _MAX_COUNT) -> int:
 
 
 def _positive_or_none(data: dict[str, Any], key: str) -> int | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_RUN_NUMBER:
-        raise ValueError(f"{key} must be an integer from 1 to {_MAX_RUN_NUMBER} or null")
-    return value
+    return _optional_int(data, key, 1, _MAX_RUN_NUMBER, f"an integer from 1 to {_MAX_RUN_NUMBER}")
 
 
 def _optional_size(data: dict[str, Any]) -> int | None:
-    value = data.get("size")
+    return _optional_int(data, "size", 0, None, "a non-negative integer")
+
+
+def _optional_int(data: dict[str, Any], key: str, least: int, most: int | None, what: str) -> int | None:
+    """``data[key]``: null, or an integer (never a bool) from ``least`` to ``most`` (None: no bound)."""
+    value = data.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError("size must be a non-negative integer or null")
+    if isinstance(value, bool) or not isinstance(value, int) or value < least or (most is not None and value > most):
+        raise ValueError(f"{key} must be {what} or null")
     return value

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tests.harness.journal import Delivery, read_journal
-from tests.support.azurite import ACCOUNT, ACCOUNT_KEY, ROOT, Azurite
+from tests.support.azurite import ROOT, Azurite, loopback_connection_string, stop_process
 
 _START_SECONDS = 60.0  # an instance imports the app and its SDKs first; the machine may be busy
 
@@ -54,12 +54,7 @@ class StorageProxyProcess:
     @property
     def connection_string(self) -> str:
         """Azurite's account, reached through the proxy: what the instances use."""
-        return (
-            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-            f"BlobEndpoint=http://127.0.0.1:{self.blob_port}/{ACCOUNT};"
-            f"QueueEndpoint=http://127.0.0.1:{self.queue_port}/{ACCOUNT};"
-            f"TableEndpoint=http://127.0.0.1:{self.table_port}/{ACCOUNT};"
-        )
+        return loopback_connection_string(self.blob_port, self.queue_port, self.table_port)
 
     def fault(self, spec: dict[str, Any]) -> None:
         self._call("POST", "/fault", spec)
@@ -84,12 +79,7 @@ class StorageProxyProcess:
             return json.loads(answer.read())
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
         self._log.close()
 
 
@@ -180,9 +170,4 @@ class Instance:
         for incarnation in self.incarnations:
             if incarnation.process.poll() is None:
                 incarnation.process.send_signal(signal.SIGCONT)  # a paused process cannot die of TERM
-                incarnation.process.terminate()
-                try:
-                    incarnation.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    incarnation.process.kill()
-                    incarnation.process.wait()
+                stop_process(incarnation.process)
