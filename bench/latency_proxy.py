@@ -63,6 +63,15 @@ class Head:
     chunked: bool
 
 
+async def read_head(reader: asyncio.StreamReader) -> Head | None:
+    """The next request's head on a kept-alive connection; None once the client is gone."""
+    try:
+        raw = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+        return None
+    return parse_head(raw)
+
+
 def parse_head(raw: bytes) -> Head:
     """Frame one request from its head (the bytes up to and including the blank line)."""
     lines = raw.split(b"\r\n")
@@ -216,11 +225,9 @@ class LatencyProxy:
     async def _requests(self, route: str, reader: asyncio.StreamReader, upstream: asyncio.StreamWriter) -> None:
         """Forward one request after another, each after the delay, bodies streamed as they come."""
         while True:
-            try:
-                raw = await reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            head = await read_head(reader)
+            if head is None:
                 return
-            head = parse_head(raw)
             with self._lock:
                 counts = self._counts[route]
                 counts.requests += 1

@@ -35,7 +35,7 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from bench.latency_proxy import Head, JsonControl, ProtocolError, parse_head, route_argument
+from bench.latency_proxy import Head, JsonControl, ProtocolError, read_head, route_argument
 
 _READ_SIZE = 256 * 1024
 _MAX_HEAD_BYTES = 64 * 1024
@@ -137,11 +137,9 @@ class StorageFaultProxy:
         upstream: asyncio.StreamWriter | None = None
         try:
             while True:
-                try:
-                    raw = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                head = await read_head(reader)
+                if head is None:
                     return
-                head = parse_head(raw)
                 fault = self._fault_for(route)
                 if fault is not None and fault.kind == "status":
                     await _drain_body(reader, head)  # the client sent it; Storage would read it
