@@ -1,25 +1,25 @@
 """Bindings only: each function hands its trigger to ``shared``.
 
 Queue names are read when the app loads, because bindings are fixed then. No function uses a
-queue output binding: the app sends its messages itself (``shared.queues``), with delays, and
+queue output binding: the app sends its messages itself (``shared.storage.queues``), with delays, and
 knows whether each send succeeded before it answers.
 """
 
 import azure.functions as func
 
-from shared import config
-from shared.persist import record_poisoned_artifact
-from shared.persist_step import handle_artifact_message
-from shared.queue_monitor import MONITOR_SCHEDULE, report_queue_depths
-from shared.run_actions import cancel_response, import_response
+from shared import settings
+from shared.api.import_cancel import cancel_response, import_response
+from shared.api.start import start_run
+from shared.api.status import response_status
+from shared.api.webhooks import receive_webhook
+from shared.pipeline.persist import record_poisoned_artifact
+from shared.pipeline.persist_step import handle_artifact_message
+from shared.pipeline.queue_monitor import MONITOR_SCHEDULE, report_queue_depths
+from shared.pipeline.watcher import give_up_poisoned_run, handle_watch_message
 from shared.runtime import check_settings_at_startup, get_runtime
-from shared.start_run import start_run
-from shared.status_api import response_status
 from shared.telemetry import configure_from_environment
-from shared.watcher import give_up_poisoned_run, handle_watch_message
-from shared.webhooks import receive_webhook
 
-QUEUES = config.queue_names()
+QUEUES = settings.queue_names()
 STORAGE_CONNECTION = "AzureWebJobsStorage"
 
 configure_from_environment()  # before the first invocation, as the Functions OpenTelemetry docs ask

@@ -307,8 +307,8 @@ def other_rows(env: dict[str, str], repeat: int) -> list[Row]:
 
 def pipeline_rows(env: dict[str, str], repeat: int, delay_ms: float) -> list[Row]:
     """The durable pipeline at cloud latency: the POST's answer time, polls per run, and run end -> event."""
-    from shared.config import load_settings  # noqa: PLC0415
-    from shared.watcher import poll_delay  # noqa: PLC0415
+    from shared.pipeline.watcher import poll_delay  # noqa: PLC0415
+    from shared.settings import load_settings  # noqa: PLC0415
 
     latency = f"{delay_ms:g} ms"
     print(f"pipeline at {latency}, {repeat} runs each", flush=True)

@@ -84,7 +84,7 @@ class CommitClock:
 
     @contextlib.contextmanager
     def watching(self) -> Iterator[CommitClock]:
-        from shared.blob_store import ArtifactStore  # noqa: PLC0415 - the app, loaded by the caller's settings
+        from shared.storage.artifact_blobs import ArtifactStore  # noqa: PLC0415 - the app, loaded by the caller's settings
 
         original = ArtifactStore.write
         clock = self
@@ -253,8 +253,8 @@ def measure(repeats: int, lengths: Sequence[float]) -> dict[str, Any]:
 
 def look_times(poll_min: int, poll_max: int, until: float) -> list[int]:
     """When the watcher looks at a run, in seconds after the POST (the production schedule)."""
-    from shared.config import load_settings  # noqa: PLC0415
-    from shared.watcher import poll_delay  # noqa: PLC0415
+    from shared.pipeline.watcher import poll_delay  # noqa: PLC0415
+    from shared.settings import load_settings  # noqa: PLC0415
 
     settings = load_settings({
         "AZURE_OPENAI_ENDPOINT": "https://example.openai.azure.com",

@@ -54,7 +54,7 @@ def seed(files: list[tuple[str, int]]) -> dict[str, Any]:
 
 
 def message(container: dict[str, Any], file: dict[str, Any]) -> bytes:
-    from shared.messages import ArtifactMessage  # noqa: PLC0415
+    from shared.storage.messages import ArtifactMessage  # noqa: PLC0415
 
     response_id = f"resp_{uuid.uuid4().hex}"
     name = file["path"].rsplit("/", 1)[1]
@@ -103,7 +103,7 @@ def raw_upload(size: int) -> dict[str, Any]:
 
 
 def persist(size: int) -> dict[str, Any]:
-    from shared.persist import persist_message  # noqa: PLC0415
+    from shared.pipeline.persist import persist_message  # noqa: PLC0415
     from shared.runtime import get_runtime  # noqa: PLC0415
 
     runtime = get_runtime()
@@ -251,9 +251,9 @@ def _cpu_seconds() -> float:
 
 def overhead() -> dict[str, Any]:
     """The per-message path without I/O: parse, runtime lookup, names and metadata."""
-    from shared.messages import ArtifactMessage  # noqa: PLC0415
-    from shared.naming import content_disposition, content_type_for, metadata_filename  # noqa: PLC0415
     from shared.runtime import get_runtime  # noqa: PLC0415
+    from shared.storage.messages import ArtifactMessage  # noqa: PLC0415
+    from shared.storage.naming import content_disposition, content_type_for, metadata_filename  # noqa: PLC0415
 
     get_runtime()
     body = message({"container_id": "cntr_1"}, {"file_id": "cfile_1", "path": "/mnt/data/銷售 圖表.png"})

@@ -51,7 +51,7 @@ param httpPerInstanceConcurrency int = 16
 param storageSkuName string = 'Standard_LRS'
 
 // ---------------------------------------------------------------------------------------------
-// App settings (each one the code reads; defaults match shared/config.py)
+// App settings (each one the code reads; defaults match shared/settings.py)
 // ---------------------------------------------------------------------------------------------
 
 @minLength(3)

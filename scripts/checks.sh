@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Deployment checks, each in its own environment (created on first run, reused after):
 #   1. checkov scans infra/ (Bicep): no failed check, and every skip carries its reason.
-#   2. The app settings infra/ writes are the ones shared/config.py reads, in a form it accepts;
+#   2. The app settings infra/ writes are the ones shared/settings.py reads, in a form it accepts;
 #      infra/ creates the queues the app uses and grants, queue by queue, the role each needs;
 #      host.json, infra/ and README.md agree on telemetry, concurrency, Easy Auth, the webhook's
 #      Key Vault, download links and alerts (tests/infra/operability.py).
@@ -95,7 +95,7 @@ audit=$?
 set -e
 result $((scan || audit)) "checkov"
 
-echo "==> app settings written by infra/ vs shared/config.py"
+echo "==> app settings written by infra/ vs shared/settings.py"
 set +e
 .venv-checkov/bin/python -m tests.infra.settings_check --write-env "$REPORTS/cloud-settings.json" \
   | tee "$REPORTS/settings.log"

@@ -25,7 +25,7 @@ from urllib.parse import unquote
 from azure.storage.blob import BlobServiceClient
 
 from scripts import local_settings
-from shared.config import load_settings
+from shared.settings import load_settings
 from tests.fake_openai import FakeAzureOpenAI, demo_scenario
 from tests.support.azurite import port_open, start_azurite
 from tests.support.host import FunctionsHost

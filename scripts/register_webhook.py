@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
-from shared.config import _normalise_endpoint  # one reading of AZURE_OPENAI_ENDPOINT, the app's
+from shared.settings import _normalise_endpoint  # one reading of AZURE_OPENAI_ENDPOINT, the app's
 
 if TYPE_CHECKING:
     from azure.core.credentials import AccessToken, TokenCredential

@@ -21,19 +21,19 @@ from azure.storage.blob import BlobServiceClient, ExponentialRetry
 from azure.storage.queue import ExponentialRetry as QueueExponentialRetry
 from azure.storage.queue import QueueServiceClient
 
-from shared.blob_store import ArtifactStore
-from shared.config import SETTING_NAMES, ConfigError, Settings, StorageSettings, load_settings
 from shared.host_settings import OVERRIDE_SETTINGS, HostSettings, host_settings
-from shared.links import LinkSigner, link_signer
 from shared.openai_client import (
     COGNITIVE_SERVICES_SCOPE,
     ApiKeyAuth,
     AzureOpenAIClient,
     BearerTokenAuth,
 )
-from shared.queues import QueueSender
 from shared.retry import RetryPolicy
-from shared.status_store import StatusStore
+from shared.settings import SETTING_NAMES, ConfigError, Settings, StorageSettings, load_settings
+from shared.storage.artifact_blobs import ArtifactStore
+from shared.storage.links import LinkSigner, link_signer
+from shared.storage.queues import QueueSender
+from shared.storage.status_records import StatusStore
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential

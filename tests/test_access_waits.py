@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from shared import persist
-from shared.messages import ArtifactMessage, InvalidMessage
+from shared.pipeline import persist
+from shared.storage.messages import ArtifactMessage, InvalidMessage
 from tests.conftest import AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
 from tests.support.azurite import Azurite
@@ -54,7 +54,7 @@ def test_a_file_refused_by_azure_openai_lands_once_access_is_granted(
     monkeypatch.setattr(persist, "AUTH_WAIT_SECONDS", (0, 0))  # visible again at once, for the test
     response_id, file = discovered_file(host, fake, b"x,y\n3,4\n")
     fake.fail_next("/content", 401, REFUSED, times=10)  # every delivery of the message and of its first wait
-    with caplog.at_level(logging.WARNING, logger="shared.persist"):
+    with caplog.at_level(logging.WARNING, logger="shared.pipeline.persist"):
         deliveries = host.deliver("persist_artifact", until_empty=True, max_rounds=20)
     # Five deliveries fail as usual; the fifth sends the message again to wait, twice; then it lands.
     assert [d.dequeue_count for d in deliveries] == [1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1]

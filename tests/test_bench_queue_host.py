@@ -8,7 +8,7 @@ import hashlib
 import threading
 
 from bench.queue_host import FunctionWorker, QueueSettings, host_queues, listeners
-from shared.messages import ArtifactMessage
+from shared.storage.messages import ArtifactMessage
 from tests.conftest import AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile
 from tests.support.azurite import Azurite

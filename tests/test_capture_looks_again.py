@@ -9,9 +9,9 @@ import uuid
 
 import pytest
 
-from shared.messages import WatchMessage
-from shared.run_record import RunRecord
 from shared.runtime import get_runtime
+from shared.storage.messages import WatchMessage
+from shared.storage.run_records import RunRecord
 from tests.conftest import DEPLOYMENT, AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
 from tests.support.flow import events, landed

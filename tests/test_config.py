@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import ConfigError, QueueNames, load_settings, queue_names
+from shared.settings import ConfigError, QueueNames, load_settings, queue_names
 
 BASE = {
     "AZURE_OPENAI_ENDPOINT": "https://res.openai.azure.com/",

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from shared.idempotency import CLAIM_TAG_KEY
+from shared.storage.idempotency import CLAIM_TAG_KEY
 from tests.conftest import AppEnv
 from tests.fake_openai import CreateFault, FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
 from tests.support.flow import events, finished, landed

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from shared.discovery import find_artifacts, output_text
+from shared.pipeline.discovery import find_artifacts, output_text
 
 
 def call(container_id: str, **extra: Any) -> dict[str, Any]:

@@ -8,10 +8,10 @@ from typing import Any
 
 from azure.core.credentials import AccessToken
 
-from shared.config import load_settings
-from shared.messages import ArtifactMessage
-from shared.persist import persist_message
+from shared.pipeline.persist import persist_message
 from shared.runtime import build_runtime
+from shared.settings import load_settings
+from shared.storage.messages import ArtifactMessage
 from tests.conftest import DEPLOYMENT, AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile
 from tests.support.azurite import Azurite

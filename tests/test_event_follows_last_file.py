@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from shared.messages import ArtifactMessage
-from shared.persist import persist_message
+from shared.pipeline.persist import persist_message
+from shared.pipeline.watcher import handle_watch_message
 from shared.runtime import get_runtime
-from shared.watcher import handle_watch_message
+from shared.storage.messages import ArtifactMessage
 from tests.conftest import AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
 from tests.support.flow import events, start_and_discover

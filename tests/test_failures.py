@@ -24,7 +24,7 @@ import pytest
 from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobServiceClient
 
-from shared.persist import persist_message
+from shared.pipeline.persist import persist_message
 from shared.runtime import get_runtime
 from tests.conftest import API_KEY, AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario

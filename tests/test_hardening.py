@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from shared import start_run
+from shared.api import start
 from shared.host_settings import read_host_settings
 from shared.runtime import get_runtime
 from tests.conftest import AppEnv
@@ -112,7 +112,7 @@ def test_a_run_with_too_many_files_is_capped_with_a_warning(
 def test_the_wait_never_outlasts_the_http_budget(
     host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(start_run, "HTTP_BUDGET_SECONDS", 7.0)  # the front end's 230 s, scaled down
+    monkeypatch.setattr(start, "HTTP_BUDGET_SECONDS", 7.0)  # the front end's 230 s, scaled down
     call = post_run(host, fake, Scenario([FakeContainer([])], polls_before_done=10**6), wait=200)
     answer = call.json()
     assert answer["status"] in ("queued", "in_progress")  # answered in the budget, run still going

@@ -23,8 +23,8 @@ import pytest
 from azure.core.pipeline import PipelineResponse
 from azure.storage.blob import BlobServiceClient
 
-from shared.config import ConfigError
-from shared.links import (
+from shared.settings import ConfigError
+from shared.storage.links import (
     CLOCK_SKEW,
     KEY_REUSE_AT_LEAST,
     MAX_LIFETIME,
@@ -34,7 +34,7 @@ from shared.links import (
     link_signer,
     utcnow,
 )
-from shared.naming import content_disposition
+from shared.storage.naming import content_disposition
 from tests.support.azurite import ACCOUNT_KEY, Azurite
 from tests.support.azurite_oauth import OBJECT_ID, EntraLikeCredential, OAuthAzurite, start_oauth_azurite
 

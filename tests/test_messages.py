@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from shared.messages import ArtifactMessage, InvalidMessage
+from shared.storage.messages import ArtifactMessage, InvalidMessage
 
 GOOD = ArtifactMessage(
     response_id="resp_1",

@@ -6,7 +6,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from shared.naming import (
+from shared.storage.naming import (
     _TYPES,
     MAX_FILENAME_BYTES,
     content_disposition,

@@ -19,11 +19,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.messages import WatchMessage
-from shared.run_record import RUN_RECORD
+from shared.pipeline.watcher import MAX_EARLY_LOOKS, Watcher, give_up_poisoned_run
 from shared.runtime import get_runtime
-from shared.status_store import Failure
-from shared.watcher import MAX_EARLY_LOOKS, Watcher, give_up_poisoned_run
+from shared.storage.messages import WatchMessage
+from shared.storage.run_records import RUN_RECORD
+from shared.storage.status_records import Failure
 from tests.conftest import AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
 from tests.support.azurite import Azurite

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from bench.latency_proxy import LatencyProxy
-from shared.config import load_settings
-from shared.messages import ArtifactMessage
-from shared.persist import persist_message
+from shared.pipeline.persist import persist_message
 from shared.runtime import Runtime, build_runtime, get_runtime
+from shared.settings import load_settings
+from shared.storage.messages import ArtifactMessage
 from tests.conftest import AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile
 from tests.support.azurite import ACCOUNT, Azurite

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from shared.messages import WatchMessage
 from shared.runtime import get_runtime
+from shared.storage.messages import WatchMessage
 from tests.conftest import AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
 from tests.support.azurite import Azurite

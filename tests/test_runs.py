@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from shared.messages import WatchMessage
+from shared.pipeline.watcher import Watcher
 from shared.runtime import get_runtime
-from shared.watcher import Watcher
+from shared.storage.messages import WatchMessage
 from tests.conftest import AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
 from tests.support.azurite import Azurite

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from shared.blob_store import StoredBlob
-from shared.config import load_settings
-from shared.messages import ArtifactMessage
-from shared.persist import persist_message
+from shared.pipeline.persist import persist_message
 from shared.runtime import build_runtime, get_runtime
+from shared.settings import load_settings
+from shared.storage.artifact_blobs import StoredBlob
+from shared.storage.messages import ArtifactMessage
 from tests.conftest import AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile
 

@@ -67,7 +67,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
 }
 
-// Every setting the app reads (shared/config.py) plus what the host needs; nothing secret.
+// Every setting the app reads (shared/settings.py) plus what the host needs; nothing secret.
 // AZURE_OPENAI_API_KEY and AzureWebJobsStorage (a connection string) are deliberately absent:
 // without them the app and the host authenticate with the managed identity.
 var appSettings = {

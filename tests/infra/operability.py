@@ -225,8 +225,8 @@ def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
             if stated.get(key) != value:
                 problems.append(f"README.md's concurrency table says {key} = {stated.get(key)}, infra/host.json "
                                 f"set {value} (table header {README_CONCURRENCY_HEADER!r})")
-        download_mib = (int_constant("blob_store", "DEFAULT_BLOCK_CONCURRENCY") + 1) \
-            * int_constant("blob_store", "DEFAULT_BLOCK_SIZE") // 2**20
+        download_mib = (int_constant("storage/artifact_blobs", "DEFAULT_BLOCK_CONCURRENCY") + 1) \
+            * int_constant("storage/artifact_blobs", "DEFAULT_BLOCK_SIZE") // 2**20
         allowed: list[int] = next((d["argument"] for d in infra.main["parameters"]["instanceMemoryMB"]["decorators"]
                                    if d["type"] == "allowed"), [])
         need = queue * download_mib + INSTANCE_BASELINE_MIB

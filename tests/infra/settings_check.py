@@ -5,7 +5,7 @@ setting of the Function App back to a parameter of ``infra/main.bicep`` (its def
 module output (a sample of what Azure returns), in two scenarios (the defaults, and every option
 on: webhooks, Easy Auth, alerts), and then:
 
-- every setting ``shared/config.py`` reads is written, or deliberately left out (listed below);
+- every setting ``shared/settings.py`` reads is written, or deliberately left out (listed below);
 - every setting written is read by the code, the Functions host or the Python worker;
 - no secret is written (the webhook secret only as a Key Vault reference);
 - ``load_settings`` accepts them and takes the identity-based path (no key, no connection string);
@@ -17,7 +17,7 @@ on: webhooks, Easy Auth, alerts), and then:
 - and the operability checks in ``operability.py`` (host.json telemetry, concurrency, Easy Auth,
   the webhook's Key Vault, download links, alerts).
 
-Runs in the checkov environment (``.venv-checkov``; ``shared/config.py`` needs only the standard
+Runs in the checkov environment (``.venv-checkov``; ``shared/settings.py`` needs only the standard
 library), from the repository root:
 
     .venv-checkov/bin/python -m tests.infra.settings_check [--write-env settings.json]
@@ -73,7 +73,7 @@ HOST_SETTINGS = {
 }
 # Settings whose value is a secret, written only as a Key Vault reference the platform resolves.
 KEY_VAULT_REFERENCE = re.compile(r"^@Microsoft\.KeyVault\(VaultName=[a-z0-9-]{3,24};SecretName=[A-Za-z0-9-]{1,127}\)$")
-# App setting -> the constant in shared/config.py that main.bicep's default must equal.
+# App setting -> the constant in shared/settings.py that main.bicep's default must equal.
 DEFAULTS = {
     "ARTIFACTS_QUEUE": "DEFAULT_QUEUE",
     "ARTIFACTS_CONTAINER": "DEFAULT_CONTAINER",
@@ -104,8 +104,8 @@ INFRA = ROOT / "infra"
 
 
 def load_config() -> ModuleType:
-    """shared/config.py on its own (standard library only), without the rest of the app."""
-    spec = importlib.util.spec_from_file_location("app_config", ROOT / "shared" / "config.py")
+    """shared/settings.py on its own (standard library only), without the rest of the app."""
+    spec = importlib.util.spec_from_file_location("app_config", ROOT / "shared" / "settings.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
@@ -149,14 +149,14 @@ def app_queue_bindings(queues: Any) -> tuple[dict[str, str], dict[str, str]]:
 def app_queue_sends(queues: Any) -> set[str]:
     """The queues the code in shared/ sends to itself (not through a binding)."""
     fields = set()
-    for path in sorted((ROOT / "shared").glob("*.py")):
+    for path in sorted((ROOT / "shared").rglob("*.py")):
         fields |= set(QUEUE_SEND.findall(path.read_text(encoding="utf-8")))
     return {str(getattr(queues, field)) for field in fields}
 
 
 def app_reads_queue_depth() -> bool:
     """Whether shared/ reads queue properties or peeks at messages (the queue monitor does)."""
-    return any(QUEUE_READ.search(path.read_text(encoding="utf-8")) for path in (ROOT / "shared").glob("*.py"))
+    return any(QUEUE_READ.search(path.read_text(encoding="utf-8")) for path in (ROOT / "shared").rglob("*.py"))
 
 
 def checks(scenarios: dict[str, Infra], config: ModuleType) -> list[tuple[str, Callable[[], list[str]]]]:
@@ -173,7 +173,7 @@ def checks(scenarios: dict[str, Infra], config: ModuleType) -> list[tuple[str, C
         return run
 
     def every_read_setting_is_written() -> list[str]:
-        return [f"{name} is read by shared/config.py but not written by infra/ (nor listed in NOT_WRITTEN)"
+        return [f"{name} is read by shared/settings.py but not written by infra/ (nor listed in NOT_WRITTEN)"
                 for name in sorted(read - every_setting - set(NOT_WRITTEN))]
 
     def every_written_setting_is_read() -> list[str]:
@@ -280,7 +280,7 @@ def checks(scenarios: dict[str, Infra], config: ModuleType) -> list[tuple[str, C
                 continue
             default = code_default(setting)
             if default is None:
-                problems.append(f"shared/config.py has no {DEFAULTS[setting]} (the default of {setting})")
+                problems.append(f"shared/settings.py has no {DEFAULTS[setting]} (the default of {setting})")
             elif bicep_text(infra.main_defaults[param]) != bicep_text(default):
                 problems.append(f"{param} defaults to {bicep_text(infra.main_defaults[param])}, "
                                 f"the code to {bicep_text(default)}")
@@ -312,7 +312,7 @@ def checks(scenarios: dict[str, Infra], config: ModuleType) -> list[tuple[str, C
                 for name in sorted(set(infra.main["parameters"]) - AZD_PARAMETERS) if f"`{name}`" not in text]
 
     return [
-        ("infra/ writes every setting shared/config.py reads", every_read_setting_is_written),
+        ("infra/ writes every setting shared/settings.py reads", every_read_setting_is_written),
         ("every setting infra/ writes is read by the code or the host", every_written_setting_is_read),
         ("no key, connection string or other secret in the app settings (secrets only as Key Vault references)",
          per_scenario(nothing_secret)),

@@ -27,11 +27,11 @@ import hashlib
 import json
 from typing import Any
 
-from shared.blob_store import utc_timestamp
-from shared.messages import MAX_MESSAGE_BYTES, SCHEMA_VERSION
-from shared.progress import artifact_states, count_states, with_links
-from shared.run_record import RunRecord
+from shared.pipeline.progress import artifact_states, count_states, with_links
 from shared.runtime import Runtime
+from shared.storage.artifact_blobs import utc_timestamp
+from shared.storage.messages import MAX_MESSAGE_BYTES, SCHEMA_VERSION
+from shared.storage.run_records import RunRecord
 from shared.telemetry import current_trace_fields
 
 EVENT_TYPE = "artifacts.completed"

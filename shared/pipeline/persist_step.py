@@ -1,6 +1,6 @@
 """One delivery of an artifact message, observed: its span (continuing the run's trace from the
 message), the files and bytes persisted, the download's duration, and one log line per outcome
-with the ids as dimensions. The work itself is ``shared.persist``'s."""
+with the ids as dimensions. The work itself is ``shared.pipeline.persist``'s."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import logging
 import time
 from typing import Any
 
-from shared.persist import persist_message
+from shared.pipeline.persist import persist_message
 from shared.runtime import Runtime
 from shared.telemetry import annotate, bytes_persisted, context_from, download_duration, files_persisted, step_span
 

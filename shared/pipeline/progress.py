@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.run_record import RunRecord
 from shared.runtime import Runtime
+from shared.storage.run_records import RunRecord
 
 STATES = ("pending", "persisted", "failed")
 

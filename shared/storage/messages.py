@@ -23,11 +23,11 @@ The artifact message (queue ``ARTIFACTS_QUEUE``), one per file::
 Only the three ids are required; ``v`` defaults to 1, ``filename`` to the file id and
 ``blob_name`` to the one derived from the ids and the filename. ``"auth_waits": 2`` appears only
 on a message the app sent again while Storage or Azure OpenAI refused it access (see
-``shared.persist``): how many times it has waited so far; ``"throttle_waited": 180`` on one sent
+``shared.pipeline.persist``): how many times it has waited so far; ``"throttle_waited": 180`` on one sent
 again while Azure OpenAI kept throttling its download: the seconds it has waited so far.
 ``"queued": 50, "generation": 1`` (from the fan-out) say how many files it queued for that run
 and which generation of the run (an import starts the next) they belong to: the delivery that
-settles the last of them wakes the watcher (see ``shared.persist``). Messages without them never do.
+settles the last of them wakes the watcher (see ``shared.pipeline.persist``). Messages without them never do.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.ids import require_id
-from shared.naming import MAX_DISPLAY_NAME_CHARS, blob_name, safe_filename, valid_mime_type
+from shared.storage.naming import MAX_DISPLAY_NAME_CHARS, blob_name, safe_filename, valid_mime_type
 from shared.telemetry import TRACE_FIELDS, current_trace_fields
 
 SCHEMA_VERSION = 1
@@ -46,7 +46,7 @@ _MAX_COUNT = 1000  # far above any count the app writes
 _MAX_WAIT_SECONDS = 7 * 24 * 3600  # a queue message's longest visibility delay
 _MAX_RUN_NUMBER = 10**9  # a run's files queued, or its generation: far above any the app writes
 _MAX_LOOKS = 100_000  # a capture's looks: one per poll interval for ARTIFACTS_RUN_MAX_HOURS
-_MAX_OWNER_CHARS = 300  # "{identity provider}:{principal id}", each part bounded by shared.callers
+_MAX_OWNER_CHARS = 300  # "{identity provider}:{principal id}", each part bounded by shared.api.callers
 _MAX_TEXT_BYTES = 4 * MAX_DISPLAY_NAME_CHARS + 64  # a bounded name (<= 4 UTF-8 bytes per char) or blob name
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.ids import is_valid_id
-from shared.naming import display_name, extension_for, is_placeholder_name, valid_mime_type
+from shared.storage.naming import display_name, extension_for, is_placeholder_name, valid_mime_type
 
 log = logging.getLogger(__name__)
 

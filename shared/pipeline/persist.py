@@ -42,20 +42,20 @@ from typing import Any
 import httpx
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
-from shared.blob_store import (
+from shared.host_settings import DEFAULT_FUNCTION_TIMEOUT_SECONDS
+from shared.openai_client import FileGoneError, TransientUpstreamError, UpstreamError
+from shared.retry import RetryPolicy, TransientError
+from shared.runtime import Runtime
+from shared.storage.artifact_blobs import (
     ConcurrentWriteError,
     ContainerMissingError,
     SizeMismatchError,
     StoredBlob,
     TooLargeError,
 )
-from shared.host_settings import DEFAULT_FUNCTION_TIMEOUT_SECONDS
-from shared.messages import ArtifactMessage, InvalidMessage, WatchMessage
-from shared.naming import content_disposition, content_type_for, metadata_filename, valid_mime_type
-from shared.openai_client import FileGoneError, TransientUpstreamError, UpstreamError
-from shared.retry import RetryPolicy, TransientError
-from shared.runtime import Runtime
-from shared.status_store import Failure
+from shared.storage.messages import ArtifactMessage, InvalidMessage, WatchMessage
+from shared.storage.naming import content_disposition, content_type_for, metadata_filename, valid_mime_type
+from shared.storage.status_records import Failure
 
 log = logging.getLogger(__name__)
 

@@ -38,17 +38,18 @@ from typing import Any
 import httpx
 from azure.core.exceptions import AzureError, ClientAuthenticationError
 
-from shared.blob_store import utc_timestamp
-from shared.config import Settings
-from shared.discovery import output_text, used_code_interpreter
-from shared.events import freeze_outcome, send_event
-from shared.fan_out import discover, fan_out
 from shared.host_settings import DEFAULT_FUNCTION_TIMEOUT_SECONDS
-from shared.idempotency import CLAIM_TAG_KEY
-from shared.messages import ArtifactMessage, InvalidMessage, WatchMessage
 from shared.openai_client import ResponseNotFound, TransientUpstreamError, UpstreamError
-from shared.progress import artifact_states, count_states
-from shared.run_record import (
+from shared.pipeline.discovery import output_text, used_code_interpreter
+from shared.pipeline.events import freeze_outcome, send_event
+from shared.pipeline.fan_out import discover, fan_out
+from shared.pipeline.progress import artifact_states, count_states
+from shared.runtime import Runtime
+from shared.settings import Settings
+from shared.storage.artifact_blobs import utc_timestamp
+from shared.storage.idempotency import CLAIM_TAG_KEY
+from shared.storage.messages import ArtifactMessage, InvalidMessage, WatchMessage
+from shared.storage.run_records import (
     RUNNING_STATUSES,
     WEBHOOK_CAPTURE,
     RecordConflict,
@@ -57,8 +58,7 @@ from shared.run_record import (
     Stored,
     new_step_token,
 )
-from shared.runtime import Runtime
-from shared.status_store import Failure
+from shared.storage.status_records import Failure
 from shared.telemetry import annotate, context_from, run_polls, runs_given_up, step_span, time_to_last_artifact
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, ContentSettings
 
-from shared.blob_store import ContainerGuard
+from shared.storage.artifact_blobs import ContainerGuard
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,7 @@ import time
 import azure.functions as func
 from azure.core.exceptions import AzureError
 
-from shared.callers import Caller, caller_of
-from shared.http_json import (
+from shared.api.answers import (
     UPSTREAM_FAILURES,
     Refusal,
     accepted,
@@ -29,11 +28,12 @@ from shared.http_json import (
     unknown_run,
     upstream_refusal,
 )
-from shared.messages import WatchMessage
+from shared.api.callers import Caller, caller_of
 from shared.openai_client import ResponseNotFound, UpstreamError
-from shared.run_record import RecordConflict, RecordMissing, RunRecord, Stored, new_step_token
+from shared.pipeline.watcher import step_message
 from shared.runtime import Runtime
-from shared.watcher import step_message
+from shared.storage.messages import WatchMessage
+from shared.storage.run_records import RecordConflict, RecordMissing, RunRecord, Stored, new_step_token
 
 log = logging.getLogger(__name__)
 

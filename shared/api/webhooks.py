@@ -24,10 +24,10 @@ from azure.core.exceptions import AzureError
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from shared.http_json import Refusal, json_errors, json_response, runtime_or_refuse
+from shared.api.answers import Refusal, json_errors, json_response, runtime_or_refuse
 from shared.ids import is_valid_id
-from shared.messages import WatchMessage
 from shared.runtime import Runtime
+from shared.storage.messages import WatchMessage
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,10 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings
 
-from shared.blob_store import ContainerGuard, utc_timestamp
-from shared.idempotency import IdempotencyClaims
 from shared.ids import is_valid_id
-from shared.run_record import RunStore
+from shared.storage.artifact_blobs import ContainerGuard, utc_timestamp
+from shared.storage.idempotency import IdempotencyClaims
+from shared.storage.run_records import RunStore
 from shared.telemetry import files_failed
 
 log = logging.getLogger(__name__)

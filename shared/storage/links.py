@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, UserDelegationKey, generate_blob_sas
 
-from shared.config import MAX_LINK_MINUTES, ConfigError
-from shared.naming import content_disposition
+from shared.settings import MAX_LINK_MINUTES, ConfigError
+from shared.storage.naming import content_disposition
 
 log = logging.getLogger(__name__)
 

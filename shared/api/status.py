@@ -11,10 +11,10 @@ import logging
 import azure.functions as func
 from azure.core.exceptions import AzureError
 
-from shared.callers import caller_of
-from shared.events import final_states, is_complete
-from shared.http_json import Refusal, json_errors, json_response, route_response_id, runtime_or_refuse, unknown_run
-from shared.progress import count_states, with_links
+from shared.api.answers import Refusal, json_errors, json_response, route_response_id, runtime_or_refuse, unknown_run
+from shared.api.callers import caller_of
+from shared.pipeline.events import final_states, is_complete
+from shared.pipeline.progress import count_states, with_links
 
 log = logging.getLogger(__name__)
 

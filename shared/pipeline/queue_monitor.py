@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-from shared.config import QueueNames
 from shared.runtime import Runtime
+from shared.settings import QueueNames
 from shared.telemetry import queue_depth, queue_oldest_age
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ answer never waits on the run unless the caller asks to (``wait``). A success an
 only once the watch message is queued; when that fails, the error answer still names the run
 so it can be imported.
 
-With an ``Idempotency-Key`` the request first claims the key (``shared.idempotency``). A create
+With an ``Idempotency-Key`` the request first claims the key (``shared.storage.idempotency``). A create
 that fails in a way proving no run started frees the key; one whose outcome is unknown keeps it,
 so no retry starts a second paid run. However the run comes to be recorded (this request, its
 retry, a webhook capture that got there first), it is recorded for this caller or not at all.
@@ -23,10 +23,7 @@ from typing import Any
 import azure.functions as func
 from opentelemetry import trace
 
-from shared.callers import Caller, caller_of
-from shared.discovery import output_text
-from shared.fan_out import discover
-from shared.http_json import (
+from shared.api.answers import (
     UPSTREAM_FAILURES,
     Refusal,
     accepted,
@@ -36,15 +33,18 @@ from shared.http_json import (
     unknown_run,
     upstream_refusal,
 )
-from shared.idempotency import CLAIM_TAG_KEY, Claim, KeyInFlight, KeyOutcomeUnknown, KeyReused, check_key
+from shared.api.callers import Caller, caller_of
+from shared.api.run_request import InvalidRequest, RunRequest, parse_run_request
 from shared.ids import is_valid_id
-from shared.messages import WatchMessage
 from shared.openai_client import CreateOutcomeUnknown
-from shared.run_record import RUNNING_STATUSES, RecordConflict, RunRecord, Stored, new_step_token
-from shared.run_request import InvalidRequest, RunRequest, parse_run_request
+from shared.pipeline.discovery import output_text
+from shared.pipeline.fan_out import discover
+from shared.pipeline.watcher import poll_delay, step_message
 from shared.runtime import Runtime
+from shared.storage.idempotency import CLAIM_TAG_KEY, Claim, KeyInFlight, KeyOutcomeUnknown, KeyReused, check_key
+from shared.storage.messages import WatchMessage
+from shared.storage.run_records import RUNNING_STATUSES, RecordConflict, RunRecord, Stored, new_step_token
 from shared.telemetry import annotate
-from shared.watcher import poll_delay, step_message
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import azure.functions as func
 
-from shared.config import Settings
-from shared.run_record import WEBHOOK_CAPTURE, RunRecord
+from shared.settings import Settings
+from shared.storage.run_records import WEBHOOK_CAPTURE, RunRecord
 
 PRINCIPAL_ID_HEADER = "X-MS-CLIENT-PRINCIPAL-ID"
 PRINCIPAL_IDP_HEADER = "X-MS-CLIENT-PRINCIPAL-IDP"

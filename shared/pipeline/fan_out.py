@@ -7,10 +7,10 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from shared.discovery import find_artifacts
-from shared.messages import ArtifactMessage
-from shared.naming import blob_name, safe_filename
+from shared.pipeline.discovery import find_artifacts
 from shared.runtime import Runtime
+from shared.storage.messages import ArtifactMessage
+from shared.storage.naming import blob_name, safe_filename
 
 
 def discover(

@@ -14,10 +14,10 @@ import httpx
 from azure.core.exceptions import ClientAuthenticationError
 from opentelemetry.trace import SpanKind
 
-from shared.config import ConfigError
 from shared.ids import is_valid_id
 from shared.openai_client import TransientUpstreamError, UpstreamError
 from shared.runtime import Runtime, get_runtime
+from shared.settings import ConfigError
 from shared.telemetry import annotate, fail, step_span
 
 log = logging.getLogger(__name__)
