@@ -12,8 +12,7 @@ from shared.api.import_cancel import cancel_response, import_response
 from shared.api.start import start_run
 from shared.api.status import response_status
 from shared.api.webhooks import receive_webhook
-from shared.pipeline.persist import record_poisoned_artifact
-from shared.pipeline.persist_step import handle_artifact_message
+from shared.pipeline.persist import handle_artifact_message, record_poisoned_artifact
 from shared.pipeline.queue_monitor import MONITOR_SCHEDULE, report_queue_depths
 from shared.pipeline.watcher import give_up_poisoned_run, handle_watch_message
 from shared.runtime import check_settings_at_startup, get_runtime

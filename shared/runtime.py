@@ -49,8 +49,8 @@ _CA_BUNDLE_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")  # requests' own names
 class Runtime:
     settings: Settings
     openai: AzureOpenAIClient
-    store: ArtifactStore
-    status: StatusStore
+    artifact_blobs: ArtifactStore
+    status_records: StatusStore
     queues: QueueSender
     host: HostSettings
     download_retry: RetryPolicy
@@ -194,8 +194,8 @@ def build_runtime(settings: Settings, credential: TokenCredential | None = None)
             timeout_seconds=settings.timeout_seconds,
             secrets=(settings.api_key or "",),
         ),
-        store=ArtifactStore(service, settings.artifacts_container),
-        status=StatusStore(service, settings.status_container),
+        artifact_blobs=ArtifactStore(service, settings.artifacts_container),
+        status_records=StatusStore(service, settings.status_container),
         queues=QueueSender(queue_service, base64_messages=host.base64_messages),
         host=host,
         download_retry=RetryPolicy(attempts=settings.download_attempts),

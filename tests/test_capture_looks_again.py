@@ -43,7 +43,7 @@ def enqueue(host: FunctionsHost, queue: str, message: WatchMessage) -> None:
 
 
 def record(response_id: str) -> RunRecord | None:
-    stored = get_runtime().status.runs.read(response_id)
+    stored = get_runtime().status_records.runs.read(response_id)
     return None if stored is None else stored.record
 
 

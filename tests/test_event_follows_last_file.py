@@ -122,4 +122,4 @@ def test_a_message_without_its_fan_outs_count_wakes_nothing(
     assert deliver(json.dumps(old)) is not None
     assert wakes(host, app_env, response_id) == []
     # The status container holds no settle line for it; the failures listing ignores the log anyway.
-    assert get_runtime().status.failures(response_id) == {}
+    assert get_runtime().status_records.failures(response_id) == {}

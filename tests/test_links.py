@@ -23,6 +23,7 @@ import pytest
 from azure.core.pipeline import PipelineResponse
 from azure.storage.blob import BlobServiceClient
 
+from shared.clock import utc_now
 from shared.settings import ConfigError
 from shared.storage.links import (
     CLOCK_SKEW,
@@ -32,7 +33,6 @@ from shared.storage.links import (
     DownloadLink,
     LinkSigner,
     link_signer,
-    utcnow,
 )
 from shared.storage.naming import content_disposition
 from tests.support.azurite import ACCOUNT_KEY, Azurite
@@ -78,7 +78,7 @@ class Place:
         self.service.get_blob_client(self.container, blob_name).upload_blob(data)
         return blob_name
 
-    def signer(self, lifetime: timedelta = HOUR, clock: Callable[[], datetime] = utcnow) -> LinkSigner:
+    def signer(self, lifetime: timedelta = HOUR, clock: Callable[[], datetime] = utc_now) -> LinkSigner:
         return link_signer(self.service, self.container, lifetime, clock=clock)
 
     def stored(self, blob_name: str) -> bytes:
@@ -145,7 +145,7 @@ def parse_time(value: str) -> datetime:
 def test_link_downloads_the_blob_as_an_attachment(place: Place) -> None:
     data = b"\x89PNG\r\n" + bytes(range(256)) * 40
     blob_name = place.upload(data)
-    clock = ManualClock(utcnow().replace(microsecond=123456))
+    clock = ManualClock(utc_now().replace(microsecond=123456))
 
     link = place.signer(clock=clock).sign(blob_name, "squares.png")
 
@@ -237,11 +237,11 @@ def test_a_changed_link_is_refused(place: Place, tampered: str) -> None:
 
 def test_an_expired_link_is_refused(place: Place) -> None:
     blob_name = place.upload(b"old chart")
-    two_hours_ago = utcnow() - 2 * HOUR
+    two_hours_ago = utc_now() - 2 * HOUR
 
     link = place.signer(clock=lambda: two_hours_ago).sign(blob_name, "chart.png")
 
-    assert link.expires_at < utcnow()
+    assert link.expires_at < utc_now()
     response = place.http.get(link.url)
     assert response.status_code == 403
     assert b"old chart" not in response.content
@@ -292,7 +292,7 @@ def test_one_delegation_key_serves_many_links_at_once(delegated: Place) -> None:
 
 def test_the_delegation_key_is_replaced_before_a_link_would_outlive_it(delegated: Place) -> None:
     blob_name = delegated.upload(b"chart")
-    clock = ManualClock(utcnow().replace(microsecond=0))
+    clock = ManualClock(utc_now().replace(microsecond=0))
     signer = delegated.signer(lifetime=HOUR, clock=clock)
 
     first = signer.sign(blob_name, "chart.png")
@@ -318,7 +318,7 @@ def test_the_delegation_key_is_replaced_before_a_link_would_outlive_it(delegated
 
 def test_week_long_links_end_with_their_key(delegated: Place) -> None:
     blob_name = delegated.upload(b"chart")
-    clock = ManualClock(utcnow().replace(microsecond=0))
+    clock = ManualClock(utc_now().replace(microsecond=0))
     signer = delegated.signer(lifetime=MAX_LIFETIME, clock=clock)
 
     first = signer.sign(blob_name, "chart.png")

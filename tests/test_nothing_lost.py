@@ -89,7 +89,7 @@ def test_an_import_that_cannot_be_queued_leaves_the_run_as_it_was(
     made = files(2)
     response_id = post_run(host, fake, Scenario([FakeContainer(made)], polls_before_done=3)).json()["response_id"]
     host.run_until(lambda: fake.polls(response_id) >= 1, only=("watch_run",))
-    before = get_runtime().status.runs.read(response_id)
+    before = get_runtime().status_records.runs.read(response_id)
     assert before is not None and before.record.phase == "running"
 
     # Blobs work, the queues refuse the app: the import cannot send its wake-up.
@@ -99,7 +99,7 @@ def test_an_import_that_cannot_be_queued_leaves_the_run_as_it_was(
     assert refused.response.status_code == 503, refused.response.get_body()
     monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
 
-    after = get_runtime().status.runs.read(response_id)
+    after = get_runtime().status_records.runs.read(response_id)
     assert after is not None and after.etag == before.etag, "a failed import must not touch the record"
     final = finished(host, response_id)  # the live chain goes on
     assert final["counts"] == {"pending": 0, "persisted": 2, "failed": 0}
@@ -179,12 +179,12 @@ def test_a_wake_up_finding_the_run_completing_sends_nothing(
     finished(host, response_id)
     (sent,) = events(host, app_env)
     runtime = get_runtime()
-    stored = runtime.status.runs.read(response_id)
+    stored = runtime.status_records.runs.read(response_id)
     assert stored is not None
     # The record as the completing step leaves it just before it sends the event.
     completing = copy.deepcopy(stored.record)
     completing.event_sent = False
-    runtime.status.runs.replace(completing, stored.etag)
+    runtime.status_records.runs.replace(completing, stored.etag)
 
     for wake in (WatchMessage(response_id), WatchMessage(response_id, capture=True)):
         send_raw(host, app_env.runs_queue, wake.to_json())
@@ -255,7 +255,7 @@ def test_a_poisoned_wake_up_does_not_give_up_a_run_with_a_chain_of_its_own(
     runtime = get_runtime()
     # A webhook's (or a settled file's) wake-up failed every delivery: the poison queue's trigger.
     give_up_poisoned_run(runtime, WatchMessage(response_id).to_json().encode(), message_id="poisoned-wake")
-    stored = runtime.status.runs.read(response_id)
+    stored = runtime.status_records.runs.read(response_id)
     assert stored is not None and stored.record.given_up is None and stored.record.phase == "running"
     final = finished(host, response_id)
     assert final["given_up"] is None and final["complete"] is True
@@ -278,7 +278,7 @@ def test_the_outcome_is_frozen_when_the_run_completes(
     # The late delivery's blob: whole, with the metadata the app writes.
     artifact = final["artifacts"][0]
     content = made[0].content
-    late = get_runtime().store.write(artifact["blob_name"], [content], metadata={}, content_type="text/plain",
+    late = get_runtime().artifact_blobs.write(artifact["blob_name"], [content], metadata={}, content_type="text/plain",
                                      content_disposition="attachment")
     assert late.sha256
     after = status(host, response_id)
@@ -286,11 +286,11 @@ def test_the_outcome_is_frozen_when_the_run_completes(
     assert after["artifacts"][0]["state"] == "failed"
 
     # The safety net (or a redelivery of the completing step) sends the same event, if any.
-    stored = get_runtime().status.runs.read(response_id)
+    stored = get_runtime().status_records.runs.read(response_id)
     assert stored is not None
     record = copy.deepcopy(stored.record)
     record.event_sent = False
-    get_runtime().status.runs.replace(record, stored.etag)
+    get_runtime().status_records.runs.replace(record, stored.etag)
     Watcher(get_runtime()).handle(WatchMessage(response_id, record.seq, record.step_token))
     (again,) = events(host, app_env)
     assert again["event_id"] == event["event_id"] and again["counts"] == event["counts"]
@@ -311,7 +311,7 @@ def test_a_late_failure_of_an_earlier_generation_does_not_end_the_next(
     # A delivery of generation 1 that was still running records its failure now, after the import
     # cleared it and queued the file again for generation 2.
     artifact = first["artifacts"][0]
-    get_runtime().status.record_failure(
+    get_runtime().status_records.record_failure(
         Failure("upstream_error", "a late delivery of the first generation", 5),
         {"response_id": response_id, "container_id": artifact["container_id"], "file_id": artifact["file_id"],
          "filename": artifact["filename"], "blob_name": artifact["blob_name"], "generation": 1},
@@ -333,7 +333,7 @@ def test_an_early_message_whose_step_never_saves_is_dropped_in_the_end(
     response_id = post_run(host, fake, Scenario([FakeContainer(files(1))], polls_before_done=50)).json()[
         "response_id"]
     runtime = get_runtime()
-    record = runtime.status.runs.read(response_id).record  # type: ignore[union-attr]
+    record = runtime.status_records.runs.read(response_id).record  # type: ignore[union-attr]
     early = WatchMessage(response_id, record.seq + 1, "orphan")
     Watcher(runtime).handle(early)
     resent = taken_with_token(host, app_env.runs_queue, "orphan")  # sent again, 2 s later

@@ -99,7 +99,7 @@ def test_a_fan_outs_message_also_notes_the_file_settled_and_the_last_wakes_the_w
     first = dataclasses.replace(first, queued=2, generation=1)
     last = dataclasses.replace(last, response_id=response_id, blob_name=f"{response_id}/{last.file_id}/two.png",
                                queued=2, generation=1)
-    runtime.status.open_settle_log(response_id, 1)
+    runtime.status_records.open_settle_log(response_id, 1)
     runtime.queues.client(runtime.settings.queues.runs).create_queue()  # the watcher's queue, as in Azure
     counted.requests()
     deliver(runtime, first)

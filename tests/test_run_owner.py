@@ -99,7 +99,7 @@ def test_a_wake_up_that_records_a_run_records_its_owner(
     host.queue(app_env.runs_queue).send_message(base64.b64encode(wake.to_json().encode()).decode())
     assert [d.error for d in host.deliver("watch_run", max_rounds=1)] == [None]  # the wake-up records the run
     finished(host, response_id, headers=ALICE)
-    stored = get_runtime().status.runs.read(response_id)
+    stored = get_runtime().status_records.runs.read(response_id)
     assert stored is not None and stored.record.owner == ALICE_OWNER
     assert seen_by(host, response_id, BOB) == 404
 
@@ -150,7 +150,7 @@ def test_a_capture_that_records_the_run_first_does_not_take_the_callers_run(
         captured = [m for m in visible_watch_messages(host, app_env) if m["response_id"] == response_id]
         assert [m["capture"] for m in captured] == [True]
         host.deliver("watch_run", max_rounds=1)
-        stored = get_runtime().status.runs.read(response_id)
+        stored = get_runtime().status_records.runs.read(response_id)
         assert stored is not None and stored.record.started_via == "webhook"
 
     (answer,) = answers
@@ -174,10 +174,10 @@ def test_a_run_captured_for_nobody_is_imported_by_its_caller(
     assert lost.response.status_code in (502, 504) and lost.json()["error"]["code"] == "outcome_unknown"
     (response_id,) = fake.response_ids(prompt)
     fake.wait_for_deliveries(1, response_id=response_id)
-    host.run_until(lambda: get_runtime().status.runs.read(response_id) is not None)
-    captured = get_runtime().status.runs.read(response_id)
+    host.run_until(lambda: get_runtime().status_records.runs.read(response_id) is not None)
+    captured = get_runtime().status_records.runs.read(response_id)
     assert captured is not None and captured.record.owner is None
-    host.run_until(lambda: get_runtime().status.runs.read(response_id).record.event_sent)  # type: ignore[union-attr]
+    host.run_until(lambda: get_runtime().status_records.runs.read(response_id).record.event_sent)  # type: ignore[union-attr]
     (nobodys,) = events(host, app_env)
     assert nobodys["owner"] is None
 
@@ -198,7 +198,7 @@ def test_a_post_that_adopts_a_capture_already_complete_gets_an_event_naming_its_
 ) -> None:
     with alices_post_held(host, fake) as (response_id, answers):
         # The capture records the run for nobody and completes it, event and all, before the POST resumes.
-        host.run_until(lambda: (stored := get_runtime().status.runs.read(response_id)) is not None
+        host.run_until(lambda: (stored := get_runtime().status_records.runs.read(response_id)) is not None
                        and stored.record.event_sent)
     (nobodys,) = events(host, app_env)
     assert nobodys["owner"] is None

@@ -275,7 +275,7 @@ def test_two_watchers_on_the_last_step_send_one_event(
     assert all(d.error is None for d in host.deliver("persist_artifact"))
     # Then the watcher's next step is delivered twice at once (a duplicate message, two instances).
     runtime = get_runtime()
-    record = runtime.status.runs.read(response_id).record  # type: ignore[union-attr]
+    record = runtime.status_records.runs.read(response_id).record  # type: ignore[union-attr]
     step = WatchMessage(response_id, record.seq, record.step_token)
     all_at_once(2, lambda: Watcher(runtime).handle(step))
     host.run_until(lambda: status(host, response_id)["event_id"] is not None)
@@ -291,7 +291,7 @@ def test_a_leftover_step_message_never_starts_a_second_chain(
     response_id = post_run(host, fake, Scenario([FakeContainer(files(1))], polls_before_done=3)).json()[
         "response_id"
     ]
-    record = get_runtime().status.runs.read(response_id).record  # type: ignore[union-attr]
+    record = get_runtime().status_records.runs.read(response_id).record  # type: ignore[union-attr]
     leftover = WatchMessage(response_id, record.seq, "leftover-token")
     host.queue(app_env.runs_queue).send_message(base64.b64encode(leftover.to_json().encode()).decode())
     final = finished(host, response_id)
@@ -375,7 +375,7 @@ def test_poisoned_watch_message_gives_the_run_up_but_a_stale_one_does_not(
     assert [d.error for d in host.deliver("give_up_run")] == [None]
     assert status(host, response_id)["phase"] == "running"  # seq 0 was a stale duplicate
 
-    current = get_runtime().status.runs.read(response_id)
+    current = get_runtime().status_records.runs.read(response_id)
     assert current is not None
     step = WatchMessage(response_id, current.record.seq, current.record.step_token)
     poison.send_message(base64.b64encode(step.to_json().encode()).decode())

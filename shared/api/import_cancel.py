@@ -30,7 +30,7 @@ from shared.api.answers import (
 )
 from shared.api.callers import Caller, caller_of
 from shared.openai_client import ResponseNotFound, UpstreamError
-from shared.pipeline.watcher import step_message
+from shared.pipeline.watcher import send_first_step
 from shared.runtime import Runtime
 from shared.storage.messages import WatchMessage
 from shared.storage.run_records import RecordConflict, RecordMissing, RunRecord, Stored, new_step_token
@@ -47,7 +47,7 @@ def import_response(req: func.HttpRequest) -> func.HttpResponse:
     runtime = runtime_or_refuse()
     caller = caller_of(req, runtime.settings)
     try:
-        known = runtime.status.runs.read(response_id)
+        known = runtime.status_records.runs.read(response_id)
     except ValueError:
         known = None  # damaged: the import rebuilds it
     if known is not None and not (caller.owns(known.record) or caller.may_adopt(known.record)):
@@ -73,7 +73,7 @@ def import_response(req: func.HttpRequest) -> func.HttpResponse:
 def cancel_response(req: func.HttpRequest) -> func.HttpResponse:
     response_id = route_response_id(req)
     runtime = runtime_or_refuse()
-    stored = runtime.status.runs.read(response_id)
+    stored = runtime.status_records.runs.read(response_id)
     if stored is None or not caller_of(req, runtime.settings).owns(stored.record):
         raise unknown_run(response_id)
     cancelled = True
@@ -111,19 +111,19 @@ def _restart(runtime: Runtime, response_id: str, status: str | None, caller: Cal
         fresh = RunRecord.start(response_id, "import", status=status, owner=caller.owner,
                                 step_token=new_step_token())
         try:
-            stored = runtime.status.runs.read(response_id)
+            stored = runtime.status_records.runs.read(response_id)
         except ValueError:
             stored = None
-            damaged = runtime.status.runs.etag(response_id)
+            damaged = runtime.status_records.runs.etag(response_id)
             if damaged is not None:
                 log.warning("run %s: its record was damaged; the import writes a new one", response_id)
-                _send_first_step(runtime, fresh)
+                send_first_step(runtime, fresh)
                 with contextlib.suppress(RecordConflict, RecordMissing):
-                    return runtime.status.runs.replace(fresh, damaged)
+                    return runtime.status_records.runs.replace(fresh, damaged)
                 continue
         if stored is None:
-            _send_first_step(runtime, fresh)
-            created = runtime.status.runs.create(fresh)
+            send_first_step(runtime, fresh)
+            created = runtime.status_records.runs.create(fresh)
             if created is not None:
                 return created
             continue
@@ -133,17 +133,12 @@ def _restart(runtime: Runtime, response_id: str, status: str | None, caller: Cal
         record.restart()
         record.owner = caller.owner  # adopted, if a capture recorded it for nobody
         record.status = status or record.status
-        _send_first_step(runtime, record)
+        send_first_step(runtime, record)
         try:
-            return runtime.status.runs.replace(record, stored.etag)
+            return runtime.status_records.runs.replace(record, stored.etag)
         except (RecordConflict, RecordMissing):
             continue  # a watcher step landed in between (or the record went): start from what is there
     raise Refusal(409, "busy", "the run's record kept changing; try again")
-
-
-def _send_first_step(runtime: Runtime, record: RunRecord) -> None:
-    """The message for the step the record is about to expect (before the record is written)."""
-    runtime.queues.send(runtime.settings.queues.runs, step_message(record).to_json())
 
 
 def _wake(runtime: Runtime, response_id: str) -> None:

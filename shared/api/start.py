@@ -38,8 +38,8 @@ from shared.api.run_request import InvalidRequest, RunRequest, parse_run_request
 from shared.ids import is_valid_id
 from shared.openai_client import CreateOutcomeUnknown
 from shared.pipeline.discovery import output_text
-from shared.pipeline.fan_out import discover
-from shared.pipeline.watcher import poll_delay, step_message
+from shared.pipeline.fan_out import artifact_messages
+from shared.pipeline.watcher import send_first_step, step_message
 from shared.runtime import Runtime
 from shared.storage.idempotency import CLAIM_TAG_KEY, Claim, KeyInFlight, KeyOutcomeUnknown, KeyReused, check_key
 from shared.storage.messages import WatchMessage
@@ -87,7 +87,7 @@ def start_run(req: func.HttpRequest) -> func.HttpResponse:
                                upstream=unknown.detail) from None
     except UPSTREAM_FAILURES as error:
         if claim is not None:
-            runtime.status.claims.release(claim)  # refused, or never sent: no run started
+            runtime.status_records.claims.release(claim)  # refused, or never sent: no run started
         raise upstream_refusal(error) from None
 
     response_id = response.get("id")
@@ -135,14 +135,14 @@ def _check_previous_run(runtime: Runtime, caller: Caller, run: RunRequest) -> No
     previous = run.options.get("previous_response_id")
     if not isinstance(previous, str):
         return
-    stored = runtime.status.runs.read(previous)
+    stored = runtime.status_records.runs.read(previous)
     if stored is not None and not caller.owns(stored.record):
         raise unknown_run(previous)
 
 
 def _claim(runtime: Runtime, key: str, caller: Caller, digest: str, *, tagged: bool) -> Claim:
     try:
-        return runtime.status.claims.claim(key, caller.scope, digest, owner=caller.owner, tagged=tagged)
+        return runtime.status_records.claims.claim(key, caller.scope, digest, owner=caller.owner, tagged=tagged)
     except KeyOutcomeUnknown:
         raise Refusal(
             409, "outcome_unknown",
@@ -182,7 +182,7 @@ def _outcome_unknown(runtime: Runtime, claim: Claim | None, reason: str, *, time
                   "starts a second one.")
     else:
         try:
-            runtime.status.claims.outcome_unknown(claim)
+            runtime.status_records.claims.outcome_unknown(claim)
         except Exception as error:  # the claim stays unreleased either way: retries never start a run
             log.error("could not mark an idempotency claim's outcome unknown: %s", type(error).__name__)
         advice = (f"Retrying with the same {IDEMPOTENCY_HEADER} never starts a second run: it answers 409 "
@@ -196,7 +196,7 @@ def _note_started(runtime: Runtime, claim: Claim, digest: str, response_id: str)
     """Whether the claim now names the run; when not, the run's record carries the claim's tag and
     the watcher's first step notes it, so retries get the run instead of 409 for a day."""
     try:
-        runtime.status.claims.started(claim, digest, response_id)
+        runtime.status_records.claims.started(claim, digest, response_id)
     except Exception as error:  # the run exists: answering matters more than the key
         log.error("could not record the idempotency key of run %s: %s", response_id, type(error).__name__)
         return False
@@ -224,8 +224,7 @@ def _record_and_watch(
     try:
         # The first step's message goes first, as every step's does: if the record's write then
         # fails, that message finds no record at step 0 and records the run, for this caller.
-        delay = poll_delay(runtime.settings, 1) if status in RUNNING_STATUSES else 0
-        runtime.queues.send(runtime.settings.queues.runs, step_message(record).to_json(), delay_seconds=delay)
+        send_first_step(runtime, record)
         if _record_for(runtime, record, caller) is None:
             # Recorded already (a webhook capture came first): its watcher goes on, woken now.
             wake = WatchMessage(response_id, owner=caller.owner)
@@ -248,10 +247,10 @@ def _record_for(runtime: Runtime, record: RunRecord, caller: Caller) -> Stored |
     (adopted, if a webhook capture recorded it for nobody). Never leaves it recorded for another."""
     response_id = record.response_id
     for _ in range(_RECORD_TRIES):
-        made = runtime.status.runs.create(record)
+        made = runtime.status_records.runs.create(record)
         if made is not None:
             return made
-        stored = runtime.status.runs.read(response_id)
+        stored = runtime.status_records.runs.read(response_id)
         if stored is None:
             continue  # deleted in between: create it again
         if caller.owns(stored.record):
@@ -272,7 +271,7 @@ def _record_for(runtime: Runtime, record: RunRecord, caller: Caller) -> Stored |
             adopted.restart()
             runtime.queues.send(runtime.settings.queues.runs, step_message(adopted).to_json())
         try:
-            runtime.status.runs.replace(adopted, stored.etag)
+            runtime.status_records.runs.replace(adopted, stored.etag)
         except RecordConflict:
             continue  # a watcher step wrote in between: read it again
         log.info("run %s: adopted the record a webhook capture made", response_id)
@@ -299,7 +298,7 @@ def _accepted(req: func.HttpRequest, runtime: Runtime, response: dict[str, Any],
     if response.get("status") not in RUNNING_STATUSES:
         # Ended in time: the files as the watcher will find them (it fans them out, not this request).
         body["output_text"] = output_text(response)
-        messages, warnings = discover(runtime, response, (), deadline=deadline)
+        messages, warnings = artifact_messages(runtime, response, (), deadline=deadline)
         body["artifacts"] = [message.describe() for message in messages]
         if warnings:
             body["warnings"] = warnings
@@ -316,7 +315,7 @@ def _replayed(
     try:
         # The wake-up first: it records the run for this caller if the write below fails.
         runtime.queues.send(runtime.settings.queues.runs, WatchMessage(response_id, owner=caller.owner).to_json())
-        stored = _record_for(runtime, record, caller) or runtime.status.runs.read(response_id)
+        stored = _record_for(runtime, record, caller) or runtime.status_records.runs.read(response_id)
     except Refusal:
         raise
     except Exception as error:

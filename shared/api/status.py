@@ -24,7 +24,7 @@ def response_status(req: func.HttpRequest) -> func.HttpResponse:
     response_id = route_response_id(req)
     runtime = runtime_or_refuse()
     try:
-        stored = runtime.status.runs.read(response_id)
+        stored = runtime.status_records.runs.read(response_id)
         if stored is None or not caller_of(req, runtime.settings).owns(stored.record):
             raise unknown_run(response_id)
         record = stored.record

@@ -46,7 +46,7 @@ def receive_webhook(req: func.HttpRequest) -> func.HttpResponse:
     _verify(runtime, body, headers)
 
     event = _event(body)
-    if runtime.status.webhook_handled(webhook_id):
+    if runtime.status_records.webhook_handled(webhook_id):
         return _ok(webhook_id, handled=False, reason="duplicate: this webhook-id was handled already")
     event_type = event.get("type")
     if event_type not in RESPONSE_ENDED_EVENTS:
@@ -57,10 +57,11 @@ def receive_webhook(req: func.HttpRequest) -> func.HttpResponse:
         raise Refusal(400, "invalid_event", "data.id: must be the response id", field="data.id")
 
     try:
-        followed = runtime.status.runs.read(response_id) is not None
+        followed = runtime.status_records.runs.read(response_id) is not None
         # A POST that never heard its create's answer may be waiting for this run: the capture
         # matches the claim tag the run carries (one GET), whatever the capture mode.
-        capture = not followed and (runtime.settings.webhook_capture == "all" or runtime.status.claims.any_pending())
+        claims = runtime.status_records.claims
+        capture = not followed and (runtime.settings.webhook_capture == "all" or claims.any_pending())
         if not followed and not capture:
             log.info("webhook %s: %s for run %s: not followed, not captured", webhook_id, event_type, response_id)
             return _done(runtime, webhook_id, handled=False, reason="the app does not follow this run",
@@ -102,7 +103,7 @@ def _event(body: bytes) -> dict[str, Any]:
 def _done(runtime: Runtime, webhook_id: str, **outcome: Any) -> func.HttpResponse:
     """Remember the delivery (best effort: at worst a retry does the same harmless work again)."""
     try:
-        runtime.status.note_webhook(webhook_id, outcome)
+        runtime.status_records.note_webhook(webhook_id, outcome)
     except AzureError as error:
         log.warning("could not remember webhook %s: %s", webhook_id, type(error).__name__)
     return _ok(webhook_id, **outcome)

@@ -27,9 +27,9 @@ import hashlib
 import json
 from typing import Any
 
+from shared.clock import utc_timestamp
 from shared.pipeline.progress import artifact_states, count_states, with_links
 from shared.runtime import Runtime
-from shared.storage.artifact_blobs import utc_timestamp
 from shared.storage.messages import MAX_MESSAGE_BYTES, SCHEMA_VERSION
 from shared.storage.run_records import RunRecord
 from shared.telemetry import current_trace_fields
@@ -104,9 +104,9 @@ def send_event(runtime: Runtime, record: RunRecord) -> dict[str, Any]:
     event = build_event(runtime, record)
     text = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
     if len(text.encode("utf-8")) > MAX_MESSAGE_BYTES:
-        name = runtime.status.write_event_document(record.response_id, event)
+        name = runtime.status_records.write_event_document(record.response_id, event)
         event = {key: value for key, value in event.items() if key != "artifacts"}
-        event.update(artifacts_truncated=True, details_blob=f"{runtime.status.container_name}/{name}")
+        event.update(artifacts_truncated=True, details_blob=f"{runtime.status_records.container_name}/{name}")
         text = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
     runtime.queues.send(runtime.settings.queues.events, text)
     return event

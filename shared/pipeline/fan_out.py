@@ -13,7 +13,7 @@ from shared.storage.messages import ArtifactMessage
 from shared.storage.naming import blob_name, safe_filename
 
 
-def discover(
+def artifact_messages(
     runtime: Runtime, response: dict[str, Any], input_file_ids: Iterable[str], *, deadline: float
 ) -> tuple[list[ArtifactMessage], list[dict[str, str]]]:
     """The run's files as artifact messages, and the warnings of any listing that failed or ran out of time."""
@@ -53,16 +53,16 @@ def fan_out(runtime: Runtime, messages: list[ArtifactMessage], *, generation: in
     if not messages:
         return 0
     response_id = messages[0].response_id
-    persisted = runtime.store.artifacts_of(response_id)
+    persisted = runtime.artifact_blobs.artifacts_of(response_id)
     todo = [message for message in messages if message.file_id not in persisted]
     if generation > 1:
-        failed = runtime.status.failures(response_id)
+        failed = runtime.status_records.failures(response_id)
         for message in todo:
             if message.file_id in failed:
-                runtime.status.clear_failure(response_id, message.file_id)
+                runtime.status_records.clear_failure(response_id, message.file_id)
     if not todo:
         return 0
-    runtime.status.open_settle_log(response_id, generation)
+    runtime.status_records.open_settle_log(response_id, generation)
     counted = [dataclasses.replace(message, queued=len(todo), generation=generation) for message in todo]
     runtime.queues.send_many(runtime.settings.queues.artifacts, [message.to_json() for message in counted])
     return len(todo)

@@ -1,4 +1,4 @@
-"""The queue function's work: download one container file, streaming, into Blob Storage.
+"""The artifact queue step: download one container file, streaming, into Blob Storage.
 
 Outcomes, so that every file either lands whole or is recorded:
 - stored (or already stored whole by an earlier delivery: a redelivery, a message naming only
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import time
@@ -56,6 +57,7 @@ from shared.storage.artifact_blobs import (
 from shared.storage.messages import ArtifactMessage, InvalidMessage, WatchMessage
 from shared.storage.naming import content_disposition, content_type_for, metadata_filename, valid_mime_type
 from shared.storage.status_records import Failure
+from shared.telemetry import annotate, bytes_persisted, context_from, download_duration, files_persisted, step_span
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,33 @@ class _Permanent(Exception):
         self.upstream_status = upstream_status
 
 
+def handle_artifact_message(
+    runtime: Runtime, body: bytes, *, message_id: str | None, dequeue_count: int | None
+) -> None:
+    """One delivery of an artifact message, observed: its span (continuing the run's trace from the
+    message), the files and bytes persisted, the download's duration, and one log line per outcome
+    with the ids as dimensions."""
+    ids = _ids(body)
+    started = time.monotonic()
+    with step_span("persist_artifact", parent=context_from(ids), delivery=dequeue_count,
+                   response_id=ids.get("response_id"), container_id=ids.get("container_id"),
+                   file_id=ids.get("file_id")) as span:
+        stored = persist_message(runtime, body, message_id=message_id, dequeue_count=dequeue_count)
+        if stored is None:
+            outcome = "not_persisted"  # recorded as failed (its metric counted there), or waiting for access
+        elif stored.already_present:
+            outcome = "already_persisted"
+        else:
+            outcome = "persisted"
+            files_persisted.add(1)
+            bytes_persisted.add(stored.size)
+            download_duration.record(time.monotonic() - started)
+        annotate(span, outcome=outcome, bytes=stored.size if stored is not None else None)
+        log.info("artifact %s: %s", ids.get("file_id"), outcome,
+                 extra={**{key: ids.get(key) for key in ("response_id", "container_id", "file_id")},
+                        "outcome": outcome, "bytes": stored.size if stored is not None else None})
+
+
 def persist_message(
     runtime: Runtime,
     body: bytes,
@@ -111,7 +140,7 @@ def persist_message(
         message = ArtifactMessage.from_json(body)
     except InvalidMessage as error:
         log.error("unusable queue message %s: %s", message_id, error)
-        runtime.status.record_invalid_message(
+        runtime.status_records.record_invalid_message(
             Failure("invalid_message", str(error), deliveries), _excerpt(body), message_id
         )
         return None
@@ -139,7 +168,7 @@ def _persist(runtime: Runtime, message: ArtifactMessage, message_id: str | None,
         look_first = _may_be_stored(runtime, message, deliveries)
         if look_first:
             # By ids, not by name: a message naming only the ids of a stored file finds it too.
-            existing = runtime.store.find_artifact(message.response_id, message.file_id)
+            existing = runtime.artifact_blobs.find_artifact(message.response_id, message.file_id)
             if existing is not None:
                 log.info("%s is already stored whole; nothing to do", existing.blob_name)
                 _settled(runtime, message)  # the delivery that stored it may have stopped before its own note
@@ -172,8 +201,8 @@ def _may_be_stored(runtime: Runtime, message: ArtifactMessage, deliveries: int) 
         deliveries > 1
         or not message.names_blob
         or message.size is None
-        or message.size > runtime.store.block_size
-        or runtime.store.stored_here(message.response_id, message.file_id)
+        or message.size > runtime.artifact_blobs.block_size
+        or runtime.artifact_blobs.stored_here(message.response_id, message.file_id)
     )
 
 
@@ -183,11 +212,11 @@ def record_poisoned_artifact(runtime: Runtime, body: bytes, *, message_id: str |
     try:
         message = ArtifactMessage.from_json(body)
     except InvalidMessage as error:
-        runtime.status.record_invalid_message(
+        runtime.status_records.record_invalid_message(
             Failure("invalid_message", str(error), runtime.max_dequeue_count), _excerpt(body), message_id
         )
         return
-    if runtime.store.find_artifact(message.response_id, message.file_id) is None:
+    if runtime.artifact_blobs.find_artifact(message.response_id, message.file_id) is None:
         deliveries = runtime.max_dequeue_count
         reason = f"all {deliveries} deliveries failed, timed out or were stopped"
         failure = Failure("retries_exhausted", reason, deliveries)
@@ -204,7 +233,7 @@ def _settled(runtime: Runtime, message: ArtifactMessage) -> None:
     if message.queued is None or message.generation is None:
         return
     try:
-        settled = runtime.status.note_settled(message.response_id, message.generation, message.file_id)
+        settled = runtime.status_records.note_settled(message.response_id, message.generation, message.file_id)
         if settled >= message.queued:
             runtime.queues.send(runtime.settings.queues.runs, WatchMessage(message.response_id).to_json())
     except Exception as error:
@@ -270,9 +299,9 @@ def _download(runtime: Runtime, message: ArtifactMessage, deadline: float) -> St
     with runtime.openai.open_file_content(message.container_id, message.file_id, deadline=deadline) as answer:
         served = valid_mime_type(answer.headers.get("content-type"))
         hint = message.mime_type or (served if served not in _GENERIC_TYPES else None)
-        return runtime.store.write(
+        return runtime.artifact_blobs.write(
             message.blob_name,
-            _blocks_until(answer.iter_bytes(), runtime.store.block_size, deadline),
+            _blocks_until(answer.iter_bytes(), runtime.artifact_blobs.block_size, deadline),
             metadata=metadata,
             content_type=content_type_for(message.filename, hint),
             content_disposition=content_disposition(message.filename),
@@ -302,7 +331,7 @@ def _record(
         artifact["upstream_status"] = upstream_status
     if message.generation is not None:
         artifact["generation"] = message.generation
-    runtime.status.record_failure(failure, artifact, message_id, keep_existing=keep_existing)
+    runtime.status_records.record_failure(failure, artifact, message_id, keep_existing=keep_existing)
 
 
 def _upstream_reason(error: UpstreamError | TransientUpstreamError) -> str:
@@ -410,3 +439,14 @@ def _expected_size(answer: httpx.Response, listed_size: int | None) -> int | Non
 def _excerpt(body: bytes) -> str:
     """The start of a broken message, for the record: enough to recognise it, bounded."""
     return body[:512].decode("utf-8", errors="replace")
+
+
+def _ids(body: bytes) -> dict[str, Any]:
+    """The message's ids and trace context for telemetry; an unusable message has none (persist says why)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {key: value for key, value in data.items() if isinstance(value, str) and len(value) <= 512}

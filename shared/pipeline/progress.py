@@ -20,8 +20,8 @@ STATES = ("pending", "persisted", "failed")
 def artifact_states(runtime: Runtime, record: RunRecord) -> list[dict[str, Any]]:
     if not record.artifacts:
         return []
-    stored = runtime.store.artifacts_of(record.response_id)
-    failures = runtime.status.failures(record.response_id)
+    stored = runtime.artifact_blobs.artifacts_of(record.response_id)
+    failures = runtime.status_records.failures(record.response_id)
     states: list[dict[str, Any]] = []
     for artifact in record.artifacts:
         file_id = str(artifact.get("file_id"))

@@ -38,15 +38,15 @@ from typing import Any
 import httpx
 from azure.core.exceptions import AzureError, ClientAuthenticationError
 
+from shared.clock import utc_timestamp
 from shared.host_settings import DEFAULT_FUNCTION_TIMEOUT_SECONDS
 from shared.openai_client import ResponseNotFound, TransientUpstreamError, UpstreamError
 from shared.pipeline.discovery import output_text, used_code_interpreter
 from shared.pipeline.events import freeze_outcome, send_event
-from shared.pipeline.fan_out import discover, fan_out
+from shared.pipeline.fan_out import artifact_messages, fan_out
 from shared.pipeline.progress import artifact_states, count_states
 from shared.runtime import Runtime
 from shared.settings import Settings
-from shared.storage.artifact_blobs import utc_timestamp
 from shared.storage.idempotency import CLAIM_TAG_KEY
 from shared.storage.messages import ArtifactMessage, InvalidMessage, WatchMessage
 from shared.storage.run_records import (
@@ -81,7 +81,7 @@ def handle_watch_message(runtime: Runtime, body: bytes, *, message_id: str | Non
         message = WatchMessage.from_json(body)
     except InvalidMessage as error:
         log.error("unusable run message %s: %s", message_id, error)
-        runtime.status.record_invalid_message(
+        runtime.status_records.record_invalid_message(
             Failure("invalid_message", str(error), dequeue_count), body[:512].decode("utf-8", "replace"), message_id
         )
         return
@@ -95,7 +95,7 @@ def give_up_poisoned_run(runtime: Runtime, body: bytes, *, message_id: str | Non
     try:
         message = WatchMessage.from_json(body)
     except InvalidMessage as error:
-        runtime.status.record_invalid_message(
+        runtime.status_records.record_invalid_message(
             Failure("invalid_message", str(error), runtime.max_dequeue_count),
             body[:512].decode("utf-8", "replace"),
             message_id,
@@ -155,7 +155,7 @@ class Watcher:
         """The run's record (and the response, when a capture fetched it); None: nothing to follow."""
         if message.capture:
             return self._capture(message)
-        found = self.runtime.status.runs.read(message.response_id)
+        found = self.runtime.status_records.runs.read(message.response_id)
         if found is None and message.seq is not None:
             found = self._follow_again(message)  # the record was deleted under a live chain
         return (found if found is not None else self._load_or_start(message)), None
@@ -163,7 +163,7 @@ class Watcher:
     def give_up(self, message: WatchMessage, reason: str) -> None:
         """Stop following a run (its watcher kept failing): record why and send its event."""
         response_id = message.response_id
-        stored = self.runtime.status.runs.read(response_id)
+        stored = self.runtime.status_records.runs.read(response_id)
         if stored is None:
             # Never recorded (a capture or a wake-up that kept failing): there is no run to give
             # up, and no caller waiting for its event. Importing it follows it.
@@ -197,7 +197,7 @@ class Watcher:
         if record.claim_to_note is not None:
             # Best effort: until it is noted, a retry of the POST answers 409, never a second run.
             with contextlib.suppress(AzureError):
-                self.runtime.status.claims.resolve(record.claim_to_note, rid)
+                self.runtime.status_records.claims.resolve(record.claim_to_note, rid)
                 record.claim_to_note = None
         try:
             if response is None:
@@ -227,7 +227,7 @@ class Watcher:
         record.ended_at = record.ended_at or utc_timestamp()
         record.set_output_text(output_text(response))
         record.error = _ending_details(response)
-        found, warnings = discover(
+        found, warnings = artifact_messages(
             self.runtime, response, record.input_file_ids, deadline=time.monotonic() + STEP_SECONDS / 2
         )
         # A re-discovery (an import, often after the container expired) may see less than an earlier
@@ -273,7 +273,7 @@ class Watcher:
         record.seq = stored.record.seq + 1
         record.step_token = new_step_token()
         self._send(step_message(record), delay)
-        self.runtime.status.runs.replace(record, stored.etag)
+        self.runtime.status_records.runs.replace(record, stored.etag)
 
     def _complete(self, stored: Stored, record: RunRecord, states: list[dict[str, Any]] | None = None) -> None:
         """Mark the run complete (one instance wins the write), then send its one event.
@@ -289,7 +289,7 @@ class Watcher:
         record.seq = stored.record.seq + 1
         record.step_token = new_step_token()
         self._send(step_message(record), EVENT_SAFETY_NET_SECONDS)
-        completed = self.runtime.status.runs.replace(record, stored.etag)
+        completed = self.runtime.status_records.runs.replace(record, stored.etag)
         _measure_run(record)
         if time.time() - record.completed_at > EVENT_SAFETY_NET_SECONDS / 2:
             log.warning("run %s: marked complete too slowly to race its safety net; it sends the event",
@@ -315,7 +315,7 @@ class Watcher:
         record.event_sent = True
         # An import restarted the run meanwhile (its own event follows), or the record was deleted.
         with contextlib.suppress(RecordConflict, RecordMissing):
-            self.runtime.status.runs.replace(record, stored.etag)
+            self.runtime.status_records.runs.replace(record, stored.etag)
 
     def _follow_again(self, message: WatchMessage) -> Stored | None:
         """A step's message found no record. At step 0 the record was never written (the POST's or
@@ -330,7 +330,7 @@ class Watcher:
             record.warnings = [{"code": RECORD_LOST, "problem": (
                 f"the run record was missing at step {message.seq}; the run was followed again from the start, "
                 "so what the record held before (earlier warnings, the owner if the message had none) is lost")}]
-        return self.runtime.status.runs.create(record)
+        return self.runtime.status_records.runs.create(record)
 
     def _send(self, message: WatchMessage, delay: int) -> None:
         self.runtime.queues.send(self.runtime.settings.queues.runs, message.to_json(), delay_seconds=delay)
@@ -342,7 +342,7 @@ class Watcher:
         follow (one GET, nothing recorded), or when the run cannot be read now: then it is looked
         at again later, as the watcher does, for at most ARTIFACTS_RUN_MAX_HOURS."""
         response_id = message.response_id
-        stored = self.runtime.status.runs.read(response_id)
+        stored = self.runtime.status_records.runs.read(response_id)
         if stored is not None:
             return stored, None
         settings = self.runtime.settings
@@ -366,7 +366,7 @@ class Watcher:
                           response_id, settings.run_max_seconds / 3600, _describe(error))
             return None
         metadata = response.get("metadata")
-        claimed = self.runtime.status.claims.resolve(
+        claimed = self.runtime.status_records.claims.resolve(
             metadata.get(CLAIM_TAG_KEY) if isinstance(metadata, dict) else None, response_id
         )
         if claimed is None and (settings.webhook_capture != "all" or not used_code_interpreter(response)):
@@ -381,10 +381,10 @@ class Watcher:
                 response_created_at=created if isinstance(created, int) and not isinstance(created, bool) else None,
                 owner=None if claimed is None else claimed.owner,
             )
-        made = self.runtime.status.runs.create(record)
+        made = self.runtime.status_records.runs.create(record)
         if made is not None:
             return made, response
-        again = self.runtime.status.runs.read(response_id)  # recorded meanwhile (its POST, another capture)
+        again = self.runtime.status_records.runs.read(response_id)  # recorded meanwhile (its POST, another capture)
         if again is None:
             raise RecordConflict(response_id)  # deleted as soon as made: the delivery is tried again
         return again, None
@@ -392,15 +392,15 @@ class Watcher:
     def _load_or_start(self, message: WatchMessage) -> Stored:
         """The run's record; a watch message for a run never recorded starts following it."""
         response_id = message.response_id
-        stored = self.runtime.status.runs.read(response_id)
+        stored = self.runtime.status_records.runs.read(response_id)
         if stored is not None:
             return stored
         with step_span("follow_run", parent=context_from(message.trace), response_id=response_id):
             started = RunRecord.start(response_id, "watch", owner=message.owner)  # the waking caller's run
-        created = self.runtime.status.runs.create(started)
+        created = self.runtime.status_records.runs.create(started)
         if created is not None:
             return created
-        again = self.runtime.status.runs.read(response_id)
+        again = self.runtime.status_records.runs.read(response_id)
         if again is None:
             raise RecordConflict(response_id)
         return again
@@ -422,6 +422,14 @@ def _measure_run(record: RunRecord) -> None:
 def _is_current_step(message: WatchMessage, record: RunRecord) -> bool:
     """The message the record expects next (a record from before step tokens takes any token)."""
     return message.seq == record.seq and record.step_token in (None, message.token)
+
+
+def send_first_step(runtime: Runtime, record: RunRecord) -> None:
+    """Queue the step a new or restarted record expects, before the record is written (as every
+    step is sent before its write). A run still queued or in progress is first looked at one poll
+    delay from now; an ended one at once."""
+    delay = poll_delay(runtime.settings, 1) if record.status in RUNNING_STATUSES else 0
+    runtime.queues.send(runtime.settings.queues.runs, step_message(record).to_json(), delay_seconds=delay)
 
 
 def step_message(record: RunRecord) -> WatchMessage:

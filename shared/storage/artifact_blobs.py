@@ -20,7 +20,6 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from azure.core import MatchConditions
@@ -31,6 +30,8 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 from azure.storage.blob import BlobBlock, BlobClient, BlobServiceClient, ContentSettings
+
+from shared.clock import utc_timestamp
 
 DEFAULT_BLOCK_SIZE = 4 * 1024 * 1024
 DEFAULT_BLOCK_CONCURRENCY = 4
@@ -305,11 +306,6 @@ def _whole(name: str, size: int | None, metadata: dict[str, str] | None) -> Stor
 def _check_size(size: int, expected: int | None) -> None:
     if expected is not None and size != expected:
         raise SizeMismatchError(f"received {size} bytes, the server announced {expected}")
-
-
-def utc_timestamp() -> str:
-    """Now, in UTC, to the second: the form of every timestamp the app writes."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _final_metadata(metadata: dict[str, str], size: int, digest: str) -> dict[str, str]:

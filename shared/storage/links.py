@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, UserDelegationKey, generate_blob_sas
 
+from shared.clock import utc_now
 from shared.settings import MAX_LINK_MINUTES, ConfigError
 from shared.storage.naming import content_disposition
 
@@ -40,10 +41,6 @@ REFRESH_MARGIN = timedelta(minutes=5)
 KEY_REUSE_AT_LEAST = timedelta(hours=1)
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass(frozen=True)
 class DownloadLink:
     url: str = field(repr=False)  # carries the signature
@@ -60,7 +57,7 @@ class LinkSigner:
         *,
         lifetime: timedelta,
         account_key: str | None,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         if not timedelta(0) < lifetime <= MAX_LIFETIME:
             raise ValueError(f"a link lifetime must be more than 0 and at most {MAX_LIFETIME}")
@@ -137,7 +134,7 @@ class LinkSigner:
 
 
 def link_signer(
-    service: BlobServiceClient, container: str, lifetime: timedelta, *, clock: Callable[[], datetime] = utcnow
+    service: BlobServiceClient, container: str, lifetime: timedelta, *, clock: Callable[[], datetime] = utc_now
 ) -> LinkSigner:
     """A signer using what ``service`` authenticates with: its account key, else its identity."""
     credential = service.credential

@@ -18,7 +18,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import ContentSettings
 
-from shared.storage.artifact_blobs import ContainerGuard, utc_timestamp
+from shared.clock import utc_timestamp
+from shared.storage.artifact_blobs import ContainerGuard
 from shared.telemetry import current_trace_fields
 
 RUN_RECORD = "_run.json"

@@ -28,8 +28,9 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings
 
+from shared.clock import utc_timestamp
 from shared.ids import is_valid_id
-from shared.storage.artifact_blobs import ContainerGuard, utc_timestamp
+from shared.storage.artifact_blobs import ContainerGuard
 from shared.storage.idempotency import IdempotencyClaims
 from shared.storage.run_records import RunStore
 from shared.telemetry import files_failed
