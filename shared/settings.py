@@ -14,24 +14,30 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from shared.limits import (
+    DEFAULT_UPSTREAM_CALL_SECONDS,
+    HTTP_REQUEST_LIMIT_SECONDS,
+    MAX_LINK_MINUTES,
+    MAX_UPSTREAM_CALL_SECONDS,
+    QUEUE_MAX_VISIBILITY_SECONDS,
+)
+
 DEFAULT_QUEUE = "artifact-downloads"
 DEFAULT_RUNS_QUEUE = "artifact-runs"
 DEFAULT_EVENTS_QUEUE = "artifact-events"
 POISON_SUFFIX = "-poison"  # the host's: a message that failed maxDequeueCount times moves there
 DEFAULT_CONTAINER = "artifacts"
 DEFAULT_STATUS_CONTAINER = "artifact-status"
-DEFAULT_TIMEOUT_SECONDS = 200.0  # under the 230 s an HTTP-triggered function may hold a request
-MAX_TIMEOUT_SECONDS = 220.0
+DEFAULT_TIMEOUT_SECONDS = float(DEFAULT_UPSTREAM_CALL_SECONDS)
 DEFAULT_MAX_FILE_BYTES = 4 * 1024**3
 DEFAULT_DOWNLOAD_ATTEMPTS = 4  # per delivery; the queue redelivers up to maxDequeueCount times
 DEFAULT_MAX_FILES_PER_RUN = 1000  # more are left out, with a warning: every message, record and event stays bounded
 DEFAULT_RUN_MAX_HOURS = 6.0  # a run still unfinished after this is given up
 DEFAULT_POLL_MIN_SECONDS = 2  # the run watcher's first delay; it doubles up to the maximum
 DEFAULT_POLL_MAX_SECONDS = 30
-MAX_POLL_SECONDS = 7 * 24 * 3600  # a Storage queue message's visibility delay is at most 7 days
+MAX_POLL_SECONDS = QUEUE_MAX_VISIBILITY_SECONDS
 MIN_POLL_SECONDS = 1  # 0 times any growth stays 0: the watcher would poll in a hot loop
 DEFAULT_LINK_MINUTES = 60  # download links' lifetime
-MAX_LINK_MINUTES = 7 * 24 * 60  # a user delegation key, and so a link signed with it, lives at most 7 days
 WEBHOOK_CAPTURE_MODES = ("started", "all")  # which ended responses a webhook makes the app persist
 KEY_VAULT_REFERENCE_PREFIX = "@Microsoft.KeyVault("  # what App Service leaves in a setting it could not resolve
 
@@ -188,9 +194,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     timeout = _positive_float(get("AZURE_OPENAI_TIMEOUT_SECONDS"), DEFAULT_TIMEOUT_SECONDS,
                               "AZURE_OPENAI_TIMEOUT_SECONDS", problems)
-    if timeout > MAX_TIMEOUT_SECONDS:
-        problems.append(f"AZURE_OPENAI_TIMEOUT_SECONDS must be at most {MAX_TIMEOUT_SECONDS:.0f} "
-                        "(an HTTP request is cut off at 230 s)")
+    if timeout > MAX_UPSTREAM_CALL_SECONDS:
+        problems.append(f"AZURE_OPENAI_TIMEOUT_SECONDS must be at most {MAX_UPSTREAM_CALL_SECONDS} "
+                        f"(an HTTP request is cut off at {HTTP_REQUEST_LIMIT_SECONDS} s)")
     max_file_bytes = _positive_int(get("ARTIFACTS_MAX_FILE_BYTES"), DEFAULT_MAX_FILE_BYTES,
                                    "ARTIFACTS_MAX_FILE_BYTES", problems)
     attempts = _positive_int(get("ARTIFACTS_DOWNLOAD_ATTEMPTS"), DEFAULT_DOWNLOAD_ATTEMPTS,
@@ -215,7 +221,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     link_minutes = _positive_int(get("ARTIFACTS_LINK_MINUTES"), DEFAULT_LINK_MINUTES,
                                  "ARTIFACTS_LINK_MINUTES", problems)
     if link_minutes > MAX_LINK_MINUTES:
-        problems.append(f"ARTIFACTS_LINK_MINUTES must be at most {MAX_LINK_MINUTES} (7 days)")
+        problems.append(f"ARTIFACTS_LINK_MINUTES must be at most {MAX_LINK_MINUTES} (the signing key's longest life)")
     easy_auth = get("WEBSITE_AUTH_ENABLED").lower() == "true"
 
     if problems:

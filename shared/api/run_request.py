@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.ids import is_valid_id
+from shared.limits import MAX_WAIT_SECONDS
 
 MAX_BODY_BYTES = 1024 * 1024
-MAX_WAIT_SECONDS = 200  # inside the 230 s an HTTP request may last, with room for the rest
 _TOOL_CHOICES = ("auto", "none", "required")
 _METADATA_MAX_PAIRS, _METADATA_MAX_KEY, _METADATA_MAX_VALUE = 16, 64, 512
 _MIN_OUTPUT_TOKENS = 16  # the Responses API rejects smaller values

@@ -36,6 +36,7 @@ from shared.api.answers import (
 from shared.api.callers import Caller, caller_of
 from shared.api.run_request import InvalidRequest, RunRequest, parse_run_request
 from shared.ids import is_valid_id
+from shared.limits import HTTP_BUDGET_SECONDS
 from shared.openai_client import CreateOutcomeUnknown
 from shared.pipeline.discovery import output_text
 from shared.pipeline.fan_out import artifact_messages
@@ -48,7 +49,6 @@ from shared.telemetry import annotate
 
 log = logging.getLogger(__name__)
 
-HTTP_BUDGET_SECONDS = 225.0  # Azure's front end ends an HTTP request at 230 s
 _MIN_LISTING_SECONDS = 5.0
 _WAIT_POLL_SECONDS = (0.5, 3.0)  # the first and the largest pause between looks while ``wait`` runs
 IDEMPOTENCY_HEADER = "Idempotency-Key"

@@ -28,9 +28,10 @@ import json
 from typing import Any
 
 from shared.clock import utc_timestamp
+from shared.limits import MAX_MESSAGE_BYTES
 from shared.pipeline.progress import artifact_states, count_states, with_links
 from shared.runtime import Runtime
-from shared.storage.messages import MAX_MESSAGE_BYTES, SCHEMA_VERSION
+from shared.storage.messages import SCHEMA_VERSION
 from shared.storage.run_records import RunRecord
 from shared.telemetry import current_trace_fields
 

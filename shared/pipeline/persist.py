@@ -141,7 +141,7 @@ def persist_message(
     except InvalidMessage as error:
         log.error("unusable queue message %s: %s", message_id, error)
         runtime.status_records.record_invalid_message(
-            Failure("invalid_message", str(error), deliveries), _excerpt(body), message_id
+            Failure("invalid_message", str(error), deliveries), body, message_id
         )
         return None
 
@@ -213,7 +213,7 @@ def record_poisoned_artifact(runtime: Runtime, body: bytes, *, message_id: str |
         message = ArtifactMessage.from_json(body)
     except InvalidMessage as error:
         runtime.status_records.record_invalid_message(
-            Failure("invalid_message", str(error), runtime.max_dequeue_count), _excerpt(body), message_id
+            Failure("invalid_message", str(error), runtime.max_dequeue_count), body, message_id
         )
         return
     if runtime.artifact_blobs.find_artifact(message.response_id, message.file_id) is None:
@@ -434,11 +434,6 @@ def _expected_size(answer: httpx.Response, listed_size: int | None) -> int | Non
     if "chunked" in answer.headers.get("transfer-encoding", "").lower():
         return None
     return listed_size
-
-
-def _excerpt(body: bytes) -> str:
-    """The start of a broken message, for the record: enough to recognise it, bounded."""
-    return body[:512].decode("utf-8", errors="replace")
 
 
 def _ids(body: bytes) -> dict[str, Any]:

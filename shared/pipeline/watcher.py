@@ -82,7 +82,7 @@ def handle_watch_message(runtime: Runtime, body: bytes, *, message_id: str | Non
     except InvalidMessage as error:
         log.error("unusable run message %s: %s", message_id, error)
         runtime.status_records.record_invalid_message(
-            Failure("invalid_message", str(error), dequeue_count), body[:512].decode("utf-8", "replace"), message_id
+            Failure("invalid_message", str(error), dequeue_count), body, message_id
         )
         return
     Watcher(runtime).handle(message)
@@ -97,7 +97,7 @@ def give_up_poisoned_run(runtime: Runtime, body: bytes, *, message_id: str | Non
     except InvalidMessage as error:
         runtime.status_records.record_invalid_message(
             Failure("invalid_message", str(error), runtime.max_dequeue_count),
-            body[:512].decode("utf-8", "replace"),
+            body,
             message_id,
         )
         return

@@ -32,6 +32,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, ContentSettings
 
+from shared.limits import CLAIM_ABANDONED_SECONDS
 from shared.storage.artifact_blobs import ContainerGuard
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 KEY_LIFETIME_SECONDS = 24 * 3600
 MAX_KEY_CHARS = 255
 CLAIM_TAG_KEY = "artifacts_claim"  # the create's metadata key carrying the claim's tag (reserved)
-_CLAIM_ABANDONED_SECONDS = 240.0  # past the 230 s an HTTP request may last: its holder is gone
 _LOSER_WAIT_SECONDS = 20.0
 _LOSER_POLL_SECONDS = 0.2
 _RESOLVE_TRIES = 5  # conditional writes lost to the claim's own request before giving up
@@ -122,7 +122,7 @@ class IdempotencyClaims:
             if held.response_id is not None:
                 return Claim(blob, etag, held.response_id, held.owner)
             # Never taken over: a holder that died while creating may have started the run.
-            if held.outcome == "unknown" or held.age() > _CLAIM_ABANDONED_SECONDS:
+            if held.outcome == "unknown" or held.age() > CLAIM_ABANDONED_SECONDS:
                 raise KeyOutcomeUnknown(key)
             if time.monotonic() > deadline:
                 raise KeyInFlight(key)

@@ -22,21 +22,22 @@ from urllib.parse import urlsplit
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, UserDelegationKey, generate_blob_sas
 
 from shared.clock import utc_now
-from shared.settings import MAX_LINK_MINUTES, ConfigError
+from shared.limits import MAX_LINK_MINUTES, USER_DELEGATION_KEY_MAX_VALIDITY
+from shared.settings import ConfigError
 from shared.storage.naming import content_disposition
 
 log = logging.getLogger(__name__)
 
 MAX_LIFETIME = timedelta(minutes=MAX_LINK_MINUTES)
-# Storage refuses a user delegation key that expires more than 7 days from its own clock.
-KEY_MAX_VALIDITY = timedelta(days=7)
+# Storage refuses a user delegation key that expires later than this from its own clock.
+KEY_MAX_VALIDITY = USER_DELEGATION_KEY_MAX_VALIDITY
 KEY_MIN_VALIDITY = timedelta(days=1)
 # Our clock may be ahead of or behind Storage's: a key starts this far back, and ends this far
-# short of the 7-day limit.
+# short of that limit.
 CLOCK_SKEW = timedelta(minutes=5)
 # A key is replaced while it still covers a new link's whole lifetime and this much more.
 REFRESH_MARGIN = timedelta(minutes=5)
-# With lifetimes near 7 days no key can cover a whole new link for long: a key is then still
+# With lifetimes near that limit no key can cover a whole new link for long: a key is then still
 # used for at least this long, and links made late in its life end with it (slightly early).
 KEY_REUSE_AT_LEAST = timedelta(hours=1)
 

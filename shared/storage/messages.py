@@ -37,13 +37,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.ids import require_id
+from shared.limits import MAX_MESSAGE_BYTES, QUEUE_MAX_VISIBILITY_SECONDS
 from shared.storage.naming import MAX_DISPLAY_NAME_CHARS, blob_name, safe_filename, valid_mime_type
 from shared.telemetry import TRACE_FIELDS, current_trace_fields
 
 SCHEMA_VERSION = 1
-MAX_MESSAGE_BYTES = 48 * 1024  # a Storage queue message is at most 64 KiB after base64
+
 _MAX_COUNT = 1000  # far above any count the app writes
-_MAX_WAIT_SECONDS = 7 * 24 * 3600  # a queue message's longest visibility delay
 _MAX_RUN_NUMBER = 10**9  # a run's files queued, or its generation: far above any the app writes
 _MAX_LOOKS = 100_000  # a capture's looks: one per poll interval for ARTIFACTS_RUN_MAX_HOURS
 _MAX_OWNER_CHARS = 300  # "{identity provider}:{principal id}", each part bounded by shared.api.callers
@@ -169,7 +169,7 @@ class ArtifactMessage:
                 mime_type=valid_mime_type(_optional_text(data, "mime_type")),
                 size=_optional_size(data),
                 auth_waits=_count(data, "auth_waits"),
-                throttle_waited=_count(data, "throttle_waited", _MAX_WAIT_SECONDS),
+                throttle_waited=_count(data, "throttle_waited", QUEUE_MAX_VISIBILITY_SECONDS),
                 queued=_positive_or_none(data, "queued"),
                 generation=_positive_or_none(data, "generation"),
                 names_blob=data.get("blob_name") is not None,

@@ -30,6 +30,7 @@ from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings
 
 from shared.clock import utc_timestamp
 from shared.ids import is_valid_id
+from shared.limits import EXCERPT_BYTES
 from shared.storage.artifact_blobs import ContainerGuard
 from shared.storage.idempotency import IdempotencyClaims
 from shared.storage.run_records import RunStore
@@ -41,7 +42,7 @@ EVENT_DOCUMENT = "_event.json"
 SETTLE_LOG = "_settled.{generation}.log"  # not ".json": failures() skips it
 _JSON = ContentSettings(content_type="application/json")
 _TEXT = ContentSettings(content_type="text/plain; charset=utf-8")
-_MAX_REASON_CHARS = 1000  # metadata of one blob is at most 8 KiB
+_MAX_REASON_CHARS = 1000  # well inside BLOB_METADATA_MAX_BYTES with the other metadata
 
 
 @dataclass(frozen=True)
@@ -136,9 +137,11 @@ class StatusStore:
         self._put(name, event)
         return name
 
-    def record_invalid_message(self, failure: Failure, excerpt: str, message_id: str | None) -> str:
+    def record_invalid_message(self, failure: Failure, body: bytes, message_id: str | None) -> str:
+        """A queue message no step can use, with the start of its body (to recognise it, bounded)."""
         key = message_id if is_valid_id(message_id) else uuid.uuid4().hex
         name = f"_invalid/{key}.json"
+        excerpt = body[:EXCERPT_BYTES].decode("utf-8", "replace")
         self._put(name, _failure_document(failure, {"message_excerpt": excerpt}, message_id))
         return name
 
