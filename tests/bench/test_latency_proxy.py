@@ -19,7 +19,7 @@ import pytest
 
 from bench.latency_proxy import LatencyProxy, ProtocolError, parse_head
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class _Echo(BaseHTTPRequestHandler):

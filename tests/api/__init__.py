@@ -1,0 +1,1 @@
+"""Tests of shared/api/: the HTTP functions (start, status, answers, callers, webhooks)."""

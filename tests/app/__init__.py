@@ -1,0 +1,1 @@
+"""Tests of function_app.py as the host sees it: bindings, metadata, and the hardening around its triggers."""

@@ -1,0 +1,1 @@
+"""Tests of shared/pipeline/: the watcher, discovery, fan-out, persist step and events."""

@@ -1,0 +1,1 @@
+"""Tests of shared/storage/: messages, names, links, and blobs written once."""
