@@ -353,7 +353,7 @@ def render(rows: list[Row], args: argparse.Namespace, *, load_before: tuple[floa
         f"(`.venv/bin/python -m bench.run`); took {minutes:.1f} min.",
         f"Load average (1, 5, 15 min) before: {_load(load_before)}; after: {_load(load_after)}; 1-minute load "
         f"as each group ended: {', '.join(f'{load:.2f}' for load in loads)} ({os.cpu_count()} cores, shared: "
-        "what else ran is in the README's performance section).",
+        "what else ran is in docs/development.md's performance section).",
         f"Latency: the proxy adds {args.delay_ms:g} ms to every request and every new connection "
         "(\"at 0 ms\": the same path, no delay).",
         "",

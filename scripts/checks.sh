@@ -3,7 +3,7 @@
 #   1. checkov scans infra/ (Bicep): no failed check, and every skip carries its reason.
 #   2. The app settings infra/ writes are the ones shared/settings.py reads, in a form it accepts;
 #      infra/ creates the queues the app uses and grants, queue by queue, the role each needs;
-#      host.json, infra/ and README.md agree on telemetry, concurrency, Easy Auth, the webhook's
+#      host.json, infra/ and docs/deploy.md agree on telemetry, concurrency, Easy Auth, the webhook's
 #      Key Vault, download links and alerts (tests/infra/operability.py).
 #   3. The real Azure Functions Python worker (Python 3.13) indexes function_app.py as the host
 #      makes it do, with those settings and others, and reports the expected functions/bindings.

@@ -1,12 +1,12 @@
 """Deployment checks for running the app in production: telemetry, concurrency, identity, secrets.
 
 Each check reads the facts from where they are set (host.json, the Bicep templates, function_app.py,
-shared/, README.md) and fails when two of them disagree:
+shared/, the docs in docs/) and fails when two of them disagree:
 
 - host.json keeps OpenTelemetry mode and complete request telemetry (no ``Host.Results`` filter, no
   sampling of requests), and infra/ and local.settings.json.example give the Python worker what it
   needs for OpenTelemetry;
-- the in-flight numbers in README.md are what host.json and infra/ set, the worker has a thread for
+- the in-flight numbers in docs/deploy.md are what host.json and infra/ set, the worker has a thread for
   each of them, and the downloads they allow fit every instance size infra/ offers;
 - Easy Auth, when on, requires a token everywhere but on the webhook route function_app.py serves;
 - the webhook secret is only a Key Vault reference resolved with the app's identity, in a vault with
@@ -47,7 +47,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     },
 }
 
-# The OpenTelemetry metrics the app emits (the contract with shared/; README "Operating it").
+# The OpenTelemetry metrics the app emits (the contract with shared/; docs/operations.md "Metrics").
 METRICS = {
     "artifacts.files.persisted",
     "artifacts.files.failed",
@@ -85,9 +85,10 @@ HOOK_OUTPUTS = {
     "FUNCTION_APP_URL", "AZURE_OPENAI_ENDPOINT", "AZURE_KEY_VAULT_ENDPOINT", "AZURE_KEY_VAULT_NAME",
 }
 
-# The README's table of what runs at once on one instance: first cell -> which figure it states.
-README_CONCURRENCY_HEADER = "| on one instance of"
-README_CONCURRENCY_ROWS = {
+# docs/deploy.md's table of what runs at once on one instance: first cell -> which figure it states.
+CONCURRENCY_DOC = ROOT / "docs" / "deploy.md"
+CONCURRENCY_HEADER = "| on one instance of"
+CONCURRENCY_ROWS = {
     "the HTTP functions": "http",
     "one queue function": "queue",
     "the Python worker": "threads",
@@ -151,10 +152,10 @@ def webhook_paths() -> list[str]:
     return sorted(paths)
 
 
-def readme_concurrency() -> dict[str, int]:
-    """The figures in README.md's table of what runs at once on one instance."""
-    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith(README_CONCURRENCY_HEADER)), None)
+def documented_concurrency() -> dict[str, int]:
+    """The figures in docs/deploy.md's table of what runs at once on one instance."""
+    lines = CONCURRENCY_DOC.read_text(encoding="utf-8").splitlines() if CONCURRENCY_DOC.exists() else []
+    start = next((i for i, line in enumerate(lines) if line.startswith(CONCURRENCY_HEADER)), None)
     if start is None:
         return {}
     figures = {}
@@ -162,7 +163,7 @@ def readme_concurrency() -> dict[str, int]:
         if not line.startswith("|"):
             break
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        for prefix, key in README_CONCURRENCY_ROWS.items():
+        for prefix, key in CONCURRENCY_ROWS.items():
             if cells[0].startswith(prefix) and re.fullmatch(r"\d+", cells[1]):
                 figures[key] = int(cells[1])
     return figures
@@ -219,12 +220,12 @@ def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
         problems += [f"{name} overrides host.json's queue concurrency" for name in settings
                      if name.lower().startswith("azurefunctionsjobhost__extensions__queues__")
                      and name.lower().endswith(("batchsize", "newbatchthreshold"))]
-        stated = readme_concurrency()
+        stated = documented_concurrency()
         actual = {"http": http, "queue": queue, "threads": threads}
         for key, value in actual.items():
             if stated.get(key) != value:
-                problems.append(f"README.md's concurrency table says {key} = {stated.get(key)}, infra/host.json "
-                                f"set {value} (table header {README_CONCURRENCY_HEADER!r})")
+                problems.append(f"docs/deploy.md's concurrency table says {key} = {stated.get(key)}, infra/host.json "
+                                f"set {value} (table header {CONCURRENCY_HEADER!r})")
         download_mib = (int_constant("storage/artifact_blobs", "DEFAULT_BLOCK_CONCURRENCY") + 1) \
             * int_constant("storage/artifact_blobs", "DEFAULT_BLOCK_SIZE") // 2**20
         allowed: list[int] = next((d["argument"] for d in infra.main["parameters"]["instanceMemoryMB"]["decorators"]
@@ -326,7 +327,7 @@ def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
     return [
         ("host.json keeps OpenTelemetry mode and complete request telemetry; the worker is set up for it",
          telemetry_is_complete),
-        ("the README's in-flight numbers are what host.json and infra/ set; threads and memory cover them",
+        ("docs/deploy.md's in-flight numbers are what host.json and infra/ set; threads and memory cover them",
          concurrency_is_pinned),
         ("Easy Auth (off by default) requires a token everywhere but on the webhook route",
          easy_auth_spares_only_the_webhook),

@@ -12,7 +12,7 @@ on: webhooks, Easy Auth, alerts), and then:
 - infra/ creates exactly the queues the app uses (the ones ``function_app.py`` triggers on and
   ``shared/`` sends to) and gives the app's identity, queue by queue, the role each one needs;
 - the defaults in main.bicep are the code's defaults, and main.parameters.json falls back to the
-  same; main.parameters.json and README.md name only (and, for the docs, all) parameters
+  same; main.parameters.json and docs/deploy.md name only (and, for the docs, all) parameters
   main.bicep declares;
 - and the operability checks in ``operability.py`` (host.json telemetry, concurrency, Easy Auth,
   the webhook's Key Vault, download links, alerts).
@@ -304,11 +304,11 @@ def checks(scenarios: dict[str, Infra], config: ModuleType) -> list[tuple[str, C
         return problems
 
     def docs_name_every_parameter() -> list[str]:
-        docs = ROOT / "README.md"
+        docs = ROOT / "docs" / "deploy.md"
         if not docs.exists():
-            return ["README.md is missing"]
+            return ["docs/deploy.md is missing"]
         text = docs.read_text(encoding="utf-8")
-        return [f"README.md does not mention the parameter {name}"
+        return [f"docs/deploy.md does not mention the parameter {name}"
                 for name in sorted(set(infra.main["parameters"]) - AZD_PARAMETERS) if f"`{name}`" not in text]
 
     return [
@@ -323,7 +323,7 @@ def checks(scenarios: dict[str, Infra], config: ModuleType) -> list[tuple[str, C
         ("main.bicep defaults equal the code's defaults", defaults_match_the_code),
         ("main.parameters.json maps only declared parameters, all required ones, with main.bicep's defaults",
          parameters_file_matches),
-        ("README.md names every main.bicep parameter", docs_name_every_parameter),
+        ("docs/deploy.md names every main.bicep parameter", docs_name_every_parameter),
         *operability_checks(scenarios, config),
     ]
 
