@@ -20,8 +20,16 @@ from typing import Any
 
 import httpx
 
+from shared.errors import (
+    CreateOutcomeUnknown,
+    FileGoneError,
+    ResponseNotFound,
+    TransientError,
+    TransientUpstreamError,
+    UpstreamError,
+)
 from shared.ids import require_id
-from shared.retry import RetryPolicy, TransientError, retry_after_seconds
+from shared.retry import RetryPolicy, retry_after_seconds
 
 CONTAINER_API_VERSION = "preview"
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
@@ -37,46 +45,7 @@ _NAMES_A_MISSING_OBJECT = re.compile(r"\b(container|file|response)s?\b")
 log = logging.getLogger(__name__)
 
 
-class UpstreamError(Exception):
-    """Azure OpenAI answered with an error. ``detail`` is safe to show a caller."""
-
-    def __init__(self, status: int, detail: dict[str, Any]) -> None:
-        self.status = status
-        self.detail = detail
-        super().__init__(f"Azure OpenAI answered {status}: {detail.get('message', '')}")
-
-
-class FileGoneError(UpstreamError):
-    """The container or file no longer exists (404, or 400 "Container is expired.")."""
-
-
-class ResponseNotFound(UpstreamError):
-    """No response with that id on this resource (or it was created with ``store: false``)."""
-
-
-class CreateOutcomeUnknown(Exception):
-    """A create request may have reached Azure OpenAI and its answer was lost or unusable (a read
-    timeout, a dropped connection, a 5xx, a body without JSON): a run may have started, and it
-    must not be started again blindly. ``detail`` is safe to show a caller."""
-
-    def __init__(self, reason: str, *, timed_out: bool, detail: dict[str, Any] | None = None) -> None:
-        self.reason = reason
-        self.timed_out = timed_out
-        self.detail = detail or {}
-        super().__init__(reason)
-
-
-# Failures that happen before a byte of the request is sent: nothing can have started.
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-
-
-class TransientUpstreamError(TransientError):
-    """429 or 5xx: try again later."""
-
-    def __init__(self, status: int, detail: dict[str, Any], retry_after: float | None) -> None:
-        self.status = status
-        self.detail = detail
-        super().__init__(f"Azure OpenAI answered {status}: {detail.get('message', '')}", retry_after)
 
 
 class ApiKeyAuth(httpx.Auth):

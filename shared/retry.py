@@ -13,13 +13,7 @@ from dataclasses import dataclass
 
 import tenacity
 
-
-class TransientError(Exception):
-    """A failure worth trying again; ``retry_after`` is the server's hint in seconds, if any."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+from shared.errors import TransientError
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from azure.storage.blob import BlobServiceClient, ExponentialRetry
 from azure.storage.queue import ExponentialRetry as QueueExponentialRetry
 from azure.storage.queue import QueueServiceClient
 
+from shared.errors import ConfigError
 from shared.host_settings import OVERRIDE_SETTINGS, HostSettings, host_settings
 from shared.openai_client import (
     COGNITIVE_SERVICES_SCOPE,
@@ -29,7 +30,7 @@ from shared.openai_client import (
     BearerTokenAuth,
 )
 from shared.retry import RetryPolicy
-from shared.settings import SETTING_NAMES, ConfigError, Settings, StorageSettings, load_settings
+from shared.settings import SETTING_NAMES, Settings, StorageSettings, load_settings
 from shared.storage.artifact_blobs import ArtifactStore
 from shared.storage.links import LinkSigner, link_signer
 from shared.storage.queues import QueueSender

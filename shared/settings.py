@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from shared.errors import ConfigError
 from shared.limits import (
     DEFAULT_UPSTREAM_CALL_SECONDS,
     HTTP_REQUEST_LIMIT_SECONDS,
@@ -90,14 +91,6 @@ _DEVELOPMENT_STORAGE = (
     "QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
     "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
 )
-
-
-class ConfigError(ValueError):
-    """One or more settings are missing or malformed; the message names each of them."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("invalid app settings: " + "; ".join(problems))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.settings import ConfigError, QueueNames, load_settings, queue_names
+from shared.errors import ConfigError
+from shared.settings import QueueNames, load_settings, queue_names
 
 BASE = {
     "AZURE_OPENAI_ENDPOINT": "https://res.openai.azure.com/",

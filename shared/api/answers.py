@@ -14,10 +14,9 @@ import httpx
 from azure.core.exceptions import ClientAuthenticationError
 from opentelemetry.trace import SpanKind
 
+from shared.errors import ConfigError, Refusal, TransientUpstreamError, UpstreamError
 from shared.ids import is_valid_id
-from shared.openai_client import TransientUpstreamError, UpstreamError
 from shared.runtime import Runtime, get_runtime
-from shared.settings import ConfigError
 from shared.telemetry import annotate, fail, step_span
 
 log = logging.getLogger(__name__)
@@ -37,14 +36,6 @@ def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | N
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> func.HttpResponse:
     return json_response(status, {"error": {"code": code, "message": message, **extra}})
-
-
-class Refusal(Exception):
-    """Ends a request early with a JSON error answer."""
-
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(f"{status} {code}")
-        self.response = error_response(status, code, message, **extra)
 
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
@@ -67,7 +58,7 @@ def json_errors(handler: Handler) -> Handler:
         try:
             return handler(req)
         except Refusal as refusal:
-            return refusal.response
+            return error_response(refusal.status, refusal.code, refusal.message, **refusal.extra)
         except Exception:
             log.exception("unexpected error in %s", handler.__name__)  # the details go to the log only
             return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
@@ -116,15 +107,15 @@ def unknown_run(response_id: str) -> Refusal:
 
 def upstream_refusal(error: Exception) -> Refusal:
     """An Azure OpenAI call that failed, as the caller should see it (no secrets: details are scrubbed)."""
-    if isinstance(error, UpstreamError):
-        log.warning("Azure OpenAI refused: %s", error)
-        return _refused_upstream(error)
-    if isinstance(error, TransientUpstreamError):
+    if isinstance(error, TransientUpstreamError):  # before UpstreamError, which includes it
         if error.detail.get("route_not_found"):
             return Refusal(502, "upstream_route_not_found",
                            "Azure OpenAI has no such route: check AZURE_OPENAI_ENDPOINT", upstream=error.detail)
         return Refusal(503, "upstream_unavailable", "Azure OpenAI is busy or unavailable; try again",
                        upstream=error.detail)
+    if isinstance(error, UpstreamError):
+        log.warning("Azure OpenAI refused: %s", error)
+        return _refused_upstream(error)
     if isinstance(error, httpx.TimeoutException):
         return Refusal(504, "upstream_timeout", "Azure OpenAI did not answer in time")
     if isinstance(error, httpx.TransportError):
@@ -146,4 +137,4 @@ def _refused_upstream(error: UpstreamError) -> Refusal:
     return Refusal(502, "upstream_error", "Azure OpenAI answered with an error", upstream=error.detail)
 
 
-UPSTREAM_FAILURES = (UpstreamError, TransientUpstreamError, httpx.TransportError, ClientAuthenticationError)
+UPSTREAM_FAILURES = (UpstreamError, httpx.TransportError, ClientAuthenticationError)

@@ -20,7 +20,6 @@ from azure.core.exceptions import AzureError
 
 from shared.api.answers import (
     UPSTREAM_FAILURES,
-    Refusal,
     accepted,
     json_errors,
     route_response_id,
@@ -29,11 +28,11 @@ from shared.api.answers import (
     upstream_refusal,
 )
 from shared.api.callers import Caller, caller_of
-from shared.openai_client import ResponseNotFound, UpstreamError
+from shared.errors import RecordConflict, RecordMissing, Refusal, ResponseNotFound, UpstreamError
 from shared.pipeline.watcher import send_first_step
 from shared.runtime import Runtime
 from shared.storage.messages import WatchMessage
-from shared.storage.run_records import RecordConflict, RecordMissing, RunRecord, Stored, new_step_token
+from shared.storage.run_records import RunRecord, Stored, new_step_token
 
 log = logging.getLogger(__name__)
 

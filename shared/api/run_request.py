@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.errors import FieldProblem, InvalidRequest
 from shared.ids import is_valid_id
 from shared.limits import MAX_WAIT_SECONDS
 
@@ -15,21 +16,6 @@ MAX_BODY_BYTES = 1024 * 1024
 _TOOL_CHOICES = ("auto", "none", "required")
 _METADATA_MAX_PAIRS, _METADATA_MAX_KEY, _METADATA_MAX_VALUE = 16, 64, 512
 _MIN_OUTPUT_TOKENS = 16  # the Responses API rejects smaller values
-
-
-@dataclass(frozen=True)
-class FieldProblem:
-    field: str
-    problem: str
-
-
-class InvalidRequest(Exception):
-    """The caller's body is wrong; each problem names its field."""
-
-    def __init__(self, problems: list[FieldProblem], status: int = 400) -> None:
-        self.problems = problems
-        self.status = status
-        super().__init__("; ".join(f"{p.field}: {p.problem}" for p in problems))
 
 
 @dataclass(frozen=True)

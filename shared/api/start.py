@@ -25,7 +25,6 @@ from opentelemetry import trace
 
 from shared.api.answers import (
     UPSTREAM_FAILURES,
-    Refusal,
     accepted,
     json_errors,
     runtime_or_refuse,
@@ -34,17 +33,25 @@ from shared.api.answers import (
     upstream_refusal,
 )
 from shared.api.callers import Caller, caller_of
-from shared.api.run_request import InvalidRequest, RunRequest, parse_run_request
+from shared.api.run_request import RunRequest, parse_run_request
+from shared.errors import (
+    CreateOutcomeUnknown,
+    InvalidRequest,
+    KeyInFlight,
+    KeyOutcomeUnknown,
+    KeyReused,
+    RecordConflict,
+    Refusal,
+)
 from shared.ids import is_valid_id
 from shared.limits import HTTP_BUDGET_SECONDS
-from shared.openai_client import CreateOutcomeUnknown
 from shared.pipeline.discovery import output_text
 from shared.pipeline.fan_out import artifact_messages
 from shared.pipeline.watcher import send_first_step, step_message
 from shared.runtime import Runtime
-from shared.storage.idempotency import CLAIM_TAG_KEY, Claim, KeyInFlight, KeyOutcomeUnknown, KeyReused, check_key
+from shared.storage.idempotency import CLAIM_TAG_KEY, Claim, check_key
 from shared.storage.messages import WatchMessage
-from shared.storage.run_records import RUNNING_STATUSES, RecordConflict, RunRecord, Stored, new_step_token
+from shared.storage.run_records import RUNNING_STATUSES, RunRecord, Stored, new_step_token
 from shared.telemetry import annotate
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,9 @@ import logging
 import azure.functions as func
 from azure.core.exceptions import AzureError
 
-from shared.api.answers import Refusal, json_errors, json_response, route_response_id, runtime_or_refuse, unknown_run
+from shared.api.answers import json_errors, json_response, route_response_id, runtime_or_refuse, unknown_run
 from shared.api.callers import caller_of
+from shared.errors import Refusal
 from shared.pipeline.events import final_states, is_complete
 from shared.pipeline.progress import count_states, with_links
 

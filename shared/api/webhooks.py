@@ -24,7 +24,8 @@ from azure.core.exceptions import AzureError
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from shared.api.answers import Refusal, json_errors, json_response, runtime_or_refuse
+from shared.api.answers import json_errors, json_response, runtime_or_refuse
+from shared.errors import Refusal
 from shared.ids import is_valid_id
 from shared.runtime import Runtime
 from shared.storage.messages import WatchMessage

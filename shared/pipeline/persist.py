@@ -43,18 +43,21 @@ from typing import Any
 import httpx
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
-from shared.host_settings import DEFAULT_FUNCTION_TIMEOUT_SECONDS
-from shared.openai_client import FileGoneError, TransientUpstreamError, UpstreamError
-from shared.retry import RetryPolicy, TransientError
-from shared.runtime import Runtime
-from shared.storage.artifact_blobs import (
-    ConcurrentWriteError,
-    ContainerMissingError,
+from shared.errors import (
+    DeliveryTimeUp,
+    FileGoneError,
+    InvalidMessage,
     SizeMismatchError,
-    StoredBlob,
     TooLargeError,
+    TransientError,
+    TransientUpstreamError,
+    UpstreamError,
 )
-from shared.storage.messages import ArtifactMessage, InvalidMessage, WatchMessage
+from shared.host_settings import DEFAULT_FUNCTION_TIMEOUT_SECONDS
+from shared.retry import RetryPolicy
+from shared.runtime import Runtime
+from shared.storage.artifact_blobs import StoredBlob
+from shared.storage.messages import ArtifactMessage, WatchMessage
 from shared.storage.naming import content_disposition, content_type_for, metadata_filename, valid_mime_type
 from shared.storage.status_records import Failure
 from shared.telemetry import annotate, bytes_persisted, context_from, download_duration, files_persisted, step_span
@@ -76,18 +79,7 @@ THROTTLE_FIRST_WAIT_SECONDS = 60
 THROTTLE_WAIT_SECONDS = 600
 
 
-class DeliveryTimeUp(TransientError):
-    """The delivery used its share of functionTimeout: stop now; the queue delivers the message again."""
-
-
-_RETRYABLE = (
-    DeliveryTimeUp,
-    TransientUpstreamError,
-    httpx.TransportError,
-    SizeMismatchError,
-    ConcurrentWriteError,
-    ContainerMissingError,
-)
+_RETRYABLE = (TransientError, httpx.TransportError)  # DeliveryTimeUp, 429/5xx, short bodies, racing writes
 _GENERIC_TYPES = ("application/octet-stream", "binary/octet-stream")
 
 
@@ -253,6 +245,8 @@ def _download_with_retries(runtime: Runtime, message: ArtifactMessage, retry: Re
         for attempt in retry.retrying(*_RETRYABLE, deadline=deadline):
             with attempt:
                 return _download(runtime, message, deadline)
+    except TransientError:
+        raise  # retries spent (TransientUpstreamError included): the queue delivers the message again
     except FileGoneError as error:
         raise _Permanent("file_gone", _upstream_reason(error), error.status) from error
     except TooLargeError as error:
@@ -334,7 +328,7 @@ def _record(
     runtime.status_records.record_failure(failure, artifact, message_id, keep_existing=keep_existing)
 
 
-def _upstream_reason(error: UpstreamError | TransientUpstreamError) -> str:
+def _upstream_reason(error: UpstreamError) -> str:
     return f"Azure OpenAI answered {error.status}: {error.detail.get('message', '')}"
 
 
@@ -406,7 +400,7 @@ def _waited(message: ArtifactMessage) -> str:
 
 def _describe(error: BaseException) -> str:
     """A failure's kind and message, for a record: our own errors carry no secrets."""
-    if isinstance(error, (UpstreamError, TransientUpstreamError)):
+    if isinstance(error, UpstreamError):
         return _upstream_reason(error)
     if isinstance(error, HttpResponseError) and error.status_code in (401, 403):
         # The code (AuthorizationPermissionMismatch, AuthenticationFailed...) names the cause; the

@@ -39,8 +39,14 @@ import httpx
 from azure.core.exceptions import AzureError, ClientAuthenticationError
 
 from shared.clock import utc_timestamp
+from shared.errors import (
+    InvalidMessage,
+    RecordConflict,
+    RecordMissing,
+    ResponseNotFound,
+    UpstreamError,
+)
 from shared.host_settings import DEFAULT_FUNCTION_TIMEOUT_SECONDS
-from shared.openai_client import ResponseNotFound, TransientUpstreamError, UpstreamError
 from shared.pipeline.discovery import output_text, used_code_interpreter
 from shared.pipeline.events import freeze_outcome, send_event
 from shared.pipeline.fan_out import artifact_messages, fan_out
@@ -48,16 +54,8 @@ from shared.pipeline.progress import artifact_states, count_states
 from shared.runtime import Runtime
 from shared.settings import Settings
 from shared.storage.idempotency import CLAIM_TAG_KEY
-from shared.storage.messages import ArtifactMessage, InvalidMessage, WatchMessage
-from shared.storage.run_records import (
-    RUNNING_STATUSES,
-    WEBHOOK_CAPTURE,
-    RecordConflict,
-    RecordMissing,
-    RunRecord,
-    Stored,
-    new_step_token,
-)
+from shared.storage.messages import ArtifactMessage, WatchMessage
+from shared.storage.run_records import RUNNING_STATUSES, WEBHOOK_CAPTURE, RunRecord, Stored, new_step_token
 from shared.storage.status_records import Failure
 from shared.telemetry import annotate, context_from, run_polls, runs_given_up, step_span, time_to_last_artifact
 
@@ -206,7 +204,7 @@ class Watcher:
             record.given_up = "Azure OpenAI has no response with this id (deleted, never stored, or another resource)"
             self._complete(stored, record)
             return
-        except (TransientUpstreamError, UpstreamError, httpx.TransportError, ClientAuthenticationError) as error:
+        except (UpstreamError, httpx.TransportError, ClientAuthenticationError) as error:
             # Throttling, an outage, or a role assignment still propagating: look again later.
             log.warning("run %s: could not read the response (%s); looking again later", rid, _describe(error))
             record.polls += 1
@@ -351,7 +349,7 @@ class Watcher:
         except ResponseNotFound:
             log.info("run %s: announced by a webhook, but Azure OpenAI has no such response", response_id)
             return None
-        except (TransientUpstreamError, UpstreamError, httpx.TransportError, ClientAuthenticationError) as error:
+        except (UpstreamError, httpx.TransportError, ClientAuthenticationError) as error:
             # Throttling, an outage, or a role assignment still propagating: look again later.
             looks = message.looks + 1
             waited = sum(max(poll_delay(settings, look), 1) for look in range(1, looks + 1))
@@ -463,6 +461,6 @@ def _ending_details(response: dict[str, object]) -> dict[str, object] | None:
 
 
 def _describe(error: BaseException) -> str:
-    if isinstance(error, (UpstreamError, TransientUpstreamError)):
+    if isinstance(error, UpstreamError):
         return f"Azure OpenAI answered {error.status}"
     return type(error).__name__

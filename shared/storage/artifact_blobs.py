@@ -32,6 +32,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobBlock, BlobClient, BlobServiceClient, ContentSettings
 
 from shared.clock import utc_timestamp
+from shared.errors import ConcurrentWriteError, ContainerMissingError, SizeMismatchError, TooLargeError
 
 DEFAULT_BLOCK_SIZE = 4 * 1024 * 1024
 DEFAULT_BLOCK_CONCURRENCY = 4
@@ -44,22 +45,6 @@ class StoredBlob:
     size: int
     sha256: str
     already_present: bool = False
-
-
-class SizeMismatchError(Exception):
-    """Fewer or more bytes arrived than the server announced: the download is retried."""
-
-
-class ConcurrentWriteError(Exception):
-    """Another delivery wrote this blob while ours did, and it is not whole yet: retried."""
-
-
-class ContainerMissingError(Exception):
-    """The blob container disappeared while the app ran: retried after making it again."""
-
-
-class TooLargeError(Exception):
-    """The file is over the configured limit: a permanent failure, nothing is committed."""
 
 
 class ContainerGuard:

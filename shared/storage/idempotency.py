@@ -32,6 +32,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, ContentSettings
 
+from shared.errors import KeyInFlight, KeyOutcomeUnknown, KeyReused
 from shared.limits import CLAIM_ABANDONED_SECONDS
 from shared.storage.artifact_blobs import ContainerGuard
 
@@ -46,19 +47,6 @@ _RESOLVE_TRIES = 5  # conditional writes lost to the claim's own request before 
 _PENDING_PREFIX = "_idempotency/pending/"
 _TAG = re.compile(r"(?P<name>[0-9a-f]{64})\.(?P<nonce>[0-9a-f]{32})")
 _JSON = ContentSettings(content_type="application/json")
-
-
-class KeyReused(Exception):
-    """The key was used for a request with another body (HTTP 422)."""
-
-
-class KeyInFlight(Exception):
-    """The request that holds this key is still starting its run (HTTP 409, try again)."""
-
-
-class KeyOutcomeUnknown(Exception):
-    """The key's run may or may not have started, and nobody knows its id (HTTP 409): retrying
-    with this key never starts another run."""
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, UserDelegationKey, generate_blob_sas
 
 from shared.clock import utc_now
+from shared.errors import ConfigError
 from shared.limits import MAX_LINK_MINUTES, USER_DELEGATION_KEY_MAX_VALIDITY
-from shared.settings import ConfigError
 from shared.storage.naming import content_disposition
 
 log = logging.getLogger(__name__)

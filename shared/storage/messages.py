@@ -36,6 +36,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.errors import InvalidMessage
 from shared.ids import require_id
 from shared.limits import MAX_MESSAGE_BYTES, QUEUE_MAX_VISIBILITY_SECONDS
 from shared.storage.naming import MAX_DISPLAY_NAME_CHARS, blob_name, safe_filename, valid_mime_type
@@ -48,10 +49,6 @@ _MAX_RUN_NUMBER = 10**9  # a run's files queued, or its generation: far above an
 _MAX_LOOKS = 100_000  # a capture's looks: one per poll interval for ARTIFACTS_RUN_MAX_HOURS
 _MAX_OWNER_CHARS = 300  # "{identity provider}:{principal id}", each part bounded by shared.api.callers
 _MAX_TEXT_BYTES = 4 * MAX_DISPLAY_NAME_CHARS + 64  # a bounded name (<= 4 UTF-8 bytes per char) or blob name
-
-
-class InvalidMessage(ValueError):
-    """The message can never be processed: a permanent failure, recorded and not retried."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.storage.blob import ContentSettings
 
 from shared.clock import utc_timestamp
+from shared.errors import RecordConflict, RecordMissing
 from shared.storage.artifact_blobs import ContainerGuard
 from shared.telemetry import current_trace_fields
 
@@ -29,14 +30,6 @@ _JSON = ContentSettings(content_type="application/json")
 Phase = Literal["running", "persisting", "complete"]
 RUNNING_STATUSES = ("queued", "in_progress")
 WEBHOOK_CAPTURE = "webhook"  # ``started_via`` of a run recorded because its webhook arrived (capture)
-
-
-class RecordConflict(Exception):
-    """Another instance changed the record first: this one's step is a duplicate."""
-
-
-class RecordMissing(Exception):
-    """The record is gone (deleted by hand, or its container was): the run must be followed again."""
 
 
 def new_step_token() -> str:

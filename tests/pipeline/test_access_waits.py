@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from shared.errors import InvalidMessage
 from shared.pipeline import persist
-from shared.storage.messages import ArtifactMessage, InvalidMessage
+from shared.storage.messages import ArtifactMessage
 from tests.conftest import AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
 from tests.support.azurite import Azurite

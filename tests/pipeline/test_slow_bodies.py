@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from shared.pipeline.persist import DeliveryTimeUp
+from shared.errors import DeliveryTimeUp
 from tests.conftest import AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeFile
 from tests.support.flow import discovered_on_a_short_deadline, status

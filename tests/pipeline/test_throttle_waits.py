@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from shared.errors import InvalidMessage
 from shared.pipeline import persist
-from shared.storage.messages import ArtifactMessage, InvalidMessage
+from shared.storage.messages import ArtifactMessage
 from tests.conftest import AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
 from tests.support.flow import poisoned, spent_into_poison, start_and_discover, status

@@ -24,7 +24,7 @@ from azure.core.pipeline import PipelineResponse
 from azure.storage.blob import BlobServiceClient
 
 from shared.clock import utc_now
-from shared.settings import ConfigError
+from shared.errors import ConfigError
 from shared.storage.links import (
     CLOCK_SKEW,
     KEY_REUSE_AT_LEAST,

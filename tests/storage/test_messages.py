@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from shared.storage.messages import ArtifactMessage, InvalidMessage
+from shared.errors import InvalidMessage
+from shared.storage.messages import ArtifactMessage
 
 GOOD = ArtifactMessage(
     response_id="resp_1",
