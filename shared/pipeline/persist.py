@@ -59,7 +59,7 @@ from shared.runtime import Runtime
 from shared.storage.artifact_blobs import StoredBlob
 from shared.storage.messages import ArtifactMessage, WatchMessage
 from shared.storage.naming import content_disposition, content_type_for, metadata_filename, valid_mime_type
-from shared.storage.status_records import Failure
+from shared.storage.status_records import Failure, FailureCode
 from shared.telemetry import annotate, bytes_persisted, context_from, download_duration, files_persisted, step_span
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ _GENERIC_TYPES = ("application/octet-stream", "binary/octet-stream")
 
 
 class _Permanent(Exception):
-    def __init__(self, code: str, reason: str, upstream_status: int | None = None) -> None:
+    def __init__(self, code: FailureCode, reason: str, upstream_status: int | None = None) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason

@@ -21,7 +21,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import quote, unquote
 
 from azure.core import MatchConditions
@@ -45,9 +45,21 @@ _TEXT = ContentSettings(content_type="text/plain; charset=utf-8")
 _MAX_REASON_CHARS = 1000  # well inside BLOB_METADATA_MAX_BYTES with the other metadata
 
 
+# Why a file (or a message) failed for good: the ``code`` of a failure record, in the status API
+# and the completion event, and the ``code`` dimension of ``artifacts.files.failed``.
+FailureCode = Literal[
+    "file_gone",  # the container or file no longer exists (404, or 400 "Container is expired.")
+    "too_large",  # over ARTIFACTS_MAX_FILE_BYTES
+    "upstream_error",  # Azure OpenAI refused the download for good (another 4xx, a 3xx)
+    "retries_exhausted",  # every delivery failed; the reason names the last error
+    "invalid_message",  # a queue message no step can use
+]
+FAILURE_CODES: tuple[FailureCode, ...] = get_args(FailureCode)
+
+
 @dataclass(frozen=True)
 class Failure:
-    code: str  # machine-readable: "file_gone", "too_large", "invalid_message", "upstream_error", ...
+    code: FailureCode
     reason: str  # human-readable, free of secrets
     attempts: int  # deliveries of the queue message so far
 
