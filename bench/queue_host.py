@@ -43,7 +43,8 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.functions.queue import QueueMessage as WorkerQueueMessage
 from azure.storage.queue import QueueClient, QueueServiceClient
 
-from shared.host_settings import parse_timespan
+from shared.host_settings import DEFAULT_MAX_DEQUEUE_COUNT, parse_timespan
+from shared.settings import QueueNames
 from tests.support.host import FunctionInfo, load_host_json
 
 _MIN_POLL_SECONDS = 0.1
@@ -67,7 +68,7 @@ class QueueSettings:
             new_batch_threshold=int(queues.get("newBatchThreshold", 8)),
             max_polling_seconds=parse_timespan(str(queues.get("maxPollingInterval", "00:01:00"))) or 60.0,
             visibility_timeout=int(parse_timespan(str(queues.get("visibilityTimeout", "00:00:00"))) or 0),
-            max_dequeue_count=int(queues.get("maxDequeueCount", 5)),
+            max_dequeue_count=int(queues.get("maxDequeueCount", DEFAULT_MAX_DEQUEUE_COUNT)),
             base64=str(queues.get("messageEncoding", "base64")).lower() == "base64",
         )
 
@@ -241,7 +242,7 @@ class QueueListener:
             raise ValueError(f"{function.name} is not queue-triggered")
         self.function = function
         self.queue: QueueClient = service.get_queue_client(trigger.raw["queueName"])
-        self.poison: QueueClient = service.get_queue_client(f"{trigger.raw['queueName']}-poison")
+        self.poison: QueueClient = service.get_queue_client(QueueNames.poison(trigger.raw['queueName']))
         self.settings = settings
         self.worker = worker
         self.lease_seconds = max(1, int(lease_seconds))

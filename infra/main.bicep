@@ -27,7 +27,7 @@ param location string
 param resourceGroupName string = ''
 
 // ---------------------------------------------------------------------------------------------
-// Scale: what Flex Consumption lets an app set, pinned so the README's in-flight numbers hold
+// Scale: what Flex Consumption lets an app set, pinned so docs/deploy.md's in-flight numbers hold
 // ---------------------------------------------------------------------------------------------
 
 @minValue(1)

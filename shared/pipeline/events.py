@@ -1,6 +1,6 @@
 """The completion event: one JSON message per run on ``ARTIFACTS_EVENTS_QUEUE`` when every file has ended.
 
-A contract for downstream consumers (documented in the README)::
+A contract for downstream consumers (docs/contracts.md, "The completion event")::
 
     {"v": 1, "type": "artifacts.completed", "event_id": "evt_...", "response_id": "resp_...",
      "owner": "aad:..." | null, "status": "completed", "given_up": null, "complete": true, "sent_at": "...Z",

@@ -166,7 +166,7 @@ def test_a_run_captured_for_nobody_is_imported_by_its_caller(
     host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth: None, webhook_capture_all: None
 ) -> None:
     """A POST without a key whose answer was lost: capture-all records the run for nobody, and the
-    README's repair (import it) makes it the importer's, with an event that names them."""
+    the repair docs/api.md gives (import it) makes it the importer's, with an event that names them."""
     prompt = f"lost {uuid.uuid4().hex}"
     fake.register(prompt, scenario())
     fake.lose_next_create_answer()

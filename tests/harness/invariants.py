@@ -1,7 +1,8 @@
 """The pipeline's promises, checked at quiescence against what Storage, the fake and the journals hold.
 
 Each broken promise is one :class:`Violation` naming the run, the file (when one), the invariant
-and what was seen. The invariants (README: Failure semantics, The completion event, Callers):
+and what was seen. The invariants (docs/operations.md "Failure semantics", docs/contracts.md
+"The completion event", docs/api.md "Callers"):
 
 - ``file_whole``: every file the run made is one whole blob (size and SHA-256 of the fake's bytes,
   in the metadata and in the content), or recorded failed with a code and a reason;

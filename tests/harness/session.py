@@ -28,6 +28,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
+from shared.settings import QueueNames
 from tests.fake_openai import FakeAzureOpenAI
 from tests.harness.cluster import Instance, StorageProxyProcess
 from tests.harness.faults import MODERATE, Applied, FaultEvent, FaultMix, FaultScheduler, make_schedule
@@ -238,8 +239,8 @@ class Session:
                 if code != 200 or body is None or body.get("phase") != "complete" or not body.get("event_id"):
                     waiting.append(rid)
             depth = {name: _depth(queues, name) for name in (self.names["queue"], self.names["runs"],
-                                                             f"{self.names['queue']}-poison",
-                                                             f"{self.names['runs']}-poison")}
+                                                             QueueNames.poison(self.names["queue"]),
+                                                             QueueNames.poison(self.names["runs"]))}
             busy = sum(instance.in_flight() for instance in self.instances)
             if not waiting and not any(depth.values()) and busy == 0:
                 return notes

@@ -8,7 +8,7 @@ records it all for the invariant checker.
 How a run starts (``how``):
 
 - ``post``: ``POST /api/responses`` once; if its answer is lost (the instance died, 5xx), the
-  caller does what the README says: imports whatever the prompt created;
+  caller does what docs/api.md says: imports whatever the prompt created;
 - ``post_key``: the same POST with an ``Idempotency-Key``, sent several times (at once, to other
   instances, later), retried on 409/5xx/lost answers until one 202;
 - ``import``: the run is made "elsewhere" (straight at the fake), then imported, and sometimes
@@ -263,7 +263,7 @@ class Driver:
     def retrying(self, log: RunLog, attempt: Callable[[str | None], Answer], seconds: float = 20.0) -> Answer:
         """Call until an answer that is not worth retrying (409 in flight, 5xx, lost), bounded.
 
-        A create whose outcome is unknown is retried for longer, as the README tells a caller to:
+        A create whose outcome is unknown is retried for longer, as docs/api.md tells a caller to:
         with webhooks on, the run's webhook finds the claim when the run ends, and then a retry
         answers 202 with the run."""
         started = time.monotonic()
@@ -328,7 +328,7 @@ class Driver:
             log.problems.append(f"no 202 for Idempotency-Key {key}; last answer {answer.status} {answer.error}")
 
     def _repair_lost_post(self, log: RunLog, answer: Answer) -> None:
-        """The README's repair for a POST whose answer was lost: import what the prompt created."""
+        """The repair docs/api.md gives for a POST whose answer was lost: import what the prompt created."""
         for response_id in self.created_for(log.spec.prompt):
             log.response_ids.add(response_id)
             self._import(log, response_id)

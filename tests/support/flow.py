@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from shared.settings import QueueNames
 from tests.conftest import AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
 from tests.support.host import FunctionsHost, HttpCall
@@ -81,7 +82,7 @@ def finished(
 
 def poisoned(host: FunctionsHost, env: AppEnv) -> int:
     """How many artifact messages the poison queue holds."""
-    return host.queue(f"{env.queue}-poison").get_queue_properties().approximate_message_count or 0
+    return host.queue(QueueNames.poison(env.queue)).get_queue_properties().approximate_message_count or 0
 
 
 def spent_into_poison(host: FunctionsHost, env: AppEnv, response_id: str) -> tuple[list[bool], int, dict[str, Any]]:

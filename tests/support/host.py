@@ -29,6 +29,9 @@ from azure.core.exceptions import ResourceExistsError
 from azure.functions.queue import QueueMessage as WorkerQueueMessage
 from azure.storage.queue import QueueClient, QueueServiceClient
 
+from shared.host_settings import DEFAULT_MAX_DEQUEUE_COUNT
+from shared.settings import QueueNames
+
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
@@ -102,7 +105,7 @@ class FunctionsHost:
         }
         queues = load_host_json().get("extensions", {}).get("queues", {})
         self.base64 = str(queues.get("messageEncoding", "base64")).lower() == "base64"
-        self.max_dequeue_count = int(queues.get("maxDequeueCount", 5))
+        self.max_dequeue_count = int(queues.get("maxDequeueCount", DEFAULT_MAX_DEQUEUE_COUNT))
         self.retry_delay = retry_delay
         self._queues = QueueServiceClient.from_connection_string(storage_connection_string)
 
@@ -214,7 +217,7 @@ class FunctionsHost:
             result = target.call(**{trigger.name: message})
         except Exception as error:  # the host logs the failure and lets the message reappear
             if received.dequeue_count >= self.max_dequeue_count:
-                self.queue(f"{queue.queue_name}-poison").send_message(content)
+                self.queue(QueueNames.poison(queue.queue_name)).send_message(content)
                 queue.delete_message(received)
             else:
                 queue.update_message(received, visibility_timeout=self.retry_delay)
