@@ -1,10 +1,13 @@
-.PHONY: start test demo setup bench soak clean
+.PHONY: start test unit demo setup bench soak clean
 
 start:  ## set everything up and run the app locally (Azurite, fake Azure OpenAI if needed, func start)
 	bash scripts/start.sh
 
 test:   ## lint, type-check and run the test suite
 	bash scripts/test.sh
+
+unit:   ## only the tests that need no Azurite and start no process (pytest -m unit): seconds
+	bash scripts/setup.sh && .venv/bin/python -m pytest -m unit -q -p no:xdist
 
 demo:   ## push one prompt through the pipeline: Azurite, and the fake or the endpoint in the environment / local.settings.json
 	bash scripts/setup.sh && .venv/bin/python -m scripts.demo

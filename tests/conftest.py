@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, NoReturn
 
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
@@ -16,6 +18,44 @@ from tests.support.host import FunctionsHost
 
 API_KEY = "test-key-0123456789abcdef"
 DEPLOYMENT = "gpt-test"
+
+# ``unit``: a test that needs no Azurite and starts no child process; ``pytest -m unit`` runs them
+# alone, in seconds. Decided from each test's fixture closure and the two lists below; a test marked
+# ``unit`` that starts a process anyway fails (see _unit_tests_start_no_process).
+#
+# Fixtures that start Azurite (a child process): directly, or by asking for one by name
+# (test_links's ``place`` and ``delegated`` call request.getfixturevalue, invisible in the closure).
+# ``app_env`` and ``host`` need ``azurite``, so every test through them is in the closure already.
+AZURITE_FIXTURES = frozenset({"azurite", "restartable_azurite", "oauth_azurite", "place", "delegated"})
+# Tests that start Azurite or another child process in their own body, not through a fixture:
+# "module::test function".
+STARTS_PROCESSES = frozenset({
+    "tests.harness.test_harness::test_nothing_lost_across_instances_and_faults",  # Azurite and instances
+    "tests.bench.test_latency_proxy::test_the_command_line_serves_a_control_port",
+    "tests.test_register_webhook::test_a_refused_api_key_is_a_clear_error_exit",
+    "tests.test_register_webhook::test_the_hook_does_nothing_unless_webhooks_are_wanted",
+    "tests.test_register_webhook::test_the_hook_runs_the_script_when_webhooks_are_wanted",
+    "tests.infra.test_local_settings::test_has_answers_by_exit_status_and_prints_nothing",
+})
+
+
+def _test_key(item: pytest.Item) -> str:
+    module = getattr(item, "module", None)
+    return f"{module.__name__ if module else item.nodeid}::{getattr(item, 'originalname', item.name)}"
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    modules = {module.__name__: module for item in items if (module := getattr(item, "module", None))}
+    stale = sorted(
+        key for key in STARTS_PROCESSES
+        if (name := key.split("::")[0]) in modules and not hasattr(modules[name], key.split("::")[1])
+    )
+    if stale:
+        raise pytest.UsageError(f"tests/conftest.py STARTS_PROCESSES names tests that do not exist: {stale}")
+    for item in items:
+        if AZURITE_FIXTURES.isdisjoint(getattr(item, "fixturenames", ())) and _test_key(item) not in STARTS_PROCESSES:
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +70,19 @@ def fake() -> Iterator[FakeAzureOpenAI]:
     server = FakeAzureOpenAI(api_key=API_KEY).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``unit`` test that starts a child process (Azurite or any other) fails, naming the command:
+    the lists above are then wrong, and the test belongs in one of them."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refuse(self: subprocess.Popen[Any], args: Any, *_: Any, **__: Any) -> NoReturn:
+        raise AssertionError(f"a unit test started a process ({args!r}): list it in tests/conftest.py")
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
 
 
 @pytest.fixture(autouse=True)
