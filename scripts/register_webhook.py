@@ -36,14 +36,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
-from shared.settings import _normalise_endpoint  # one reading of AZURE_OPENAI_ENDPOINT, the app's
+from shared.settings import ENDPOINT, WEBHOOK_SECRET  # one reading of each setting: the app's
 
 if TYPE_CHECKING:
     from azure.core.credentials import AccessToken, TokenCredential
 
 ROUTE = "/api/webhooks/azure-openai"  # the app's webhook function
 EVENT_TYPES = ("response.completed", "response.failed", "response.cancelled", "response.incomplete")
-APP_SETTING = "AZURE_OPENAI_WEBHOOK_SECRET"
+APP_SETTING = WEBHOOK_SECRET.name
 VAULT_ENTRY = "azure-openai-webhook-secret"  # the name infra's Key Vault reference points at
 WHSEC = "whsec_"
 ENDPOINTS_PATH = "/openai/v1/dashboard/webhook_endpoints"  # Azure documents no api-version for it
@@ -410,7 +410,7 @@ def run(
     names += ["FUNCTION_APP_URL"] if args.url is None else []
     env = _required(environ, names)
     problems: list[str] = []
-    endpoint = _normalise_endpoint(env["AZURE_OPENAI_ENDPOINT"], problems)
+    endpoint = ENDPOINT.read(env, problems)
     if problems:
         raise RegistrationError("; ".join(problems))
     api_key = environ.get("AZURE_OPENAI_API_KEY", "").strip()

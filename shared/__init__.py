@@ -41,6 +41,10 @@ never from above, and no import cycle exists (both checked by tests/test_layers.
       openai_client          the Azure OpenAI endpoints this app calls
       retry, telemetry, ids, clock
 
+A name that starts with ``_`` is its module's own; any other name is used outside its module
+(or is a tunable the docs name), and is imported from the module that defines it, never through
+another that imported it.
+
 The contracts other systems rely on are documented in docs/contracts.md; the rest of the docs
 are in docs/ by reader, starting from README.md.
 """

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-__all__ = ["utc_now", "utc_timestamp"]
-
 
 def utc_now() -> datetime:
     """Now, in UTC, as an aware datetime."""

@@ -38,33 +38,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = [
-    "AppError",
-    "ConcurrentWriteError",
-    "ConfigError",
-    "ContainerMissingError",
-    "CreateOutcomeUnknown",
-    "DeliveryTimeUp",
-    "FieldProblem",
-    "FileGoneError",
-    "IdempotencyError",
-    "InvalidInput",
-    "InvalidMessage",
-    "InvalidRequest",
-    "KeyInFlight",
-    "KeyOutcomeUnknown",
-    "KeyReused",
-    "RecordConflict",
-    "RecordMissing",
-    "Refusal",
-    "ResponseNotFound",
-    "SizeMismatchError",
-    "TooLargeError",
-    "TransientError",
-    "TransientUpstreamError",
-    "UpstreamError",
-]
-
 
 class AppError(Exception):
     """The root: anything else that escapes a function is a bug."""

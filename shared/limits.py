@@ -9,22 +9,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-__all__ = [
-    "BLOB_METADATA_MAX_BYTES",
-    "CLAIM_ABANDONED_SECONDS",
-    "DEFAULT_UPSTREAM_CALL_SECONDS",
-    "EXCERPT_BYTES",
-    "HTTP_BUDGET_SECONDS",
-    "HTTP_REQUEST_LIMIT_SECONDS",
-    "MAX_LINK_MINUTES",
-    "MAX_MESSAGE_BYTES",
-    "MAX_UPSTREAM_CALL_SECONDS",
-    "MAX_WAIT_SECONDS",
-    "QUEUE_MAX_VISIBILITY_SECONDS",
-    "QUEUE_MESSAGE_MAX_BYTES",
-    "USER_DELEGATION_KEY_MAX_VALIDITY",
-]
-
 # --- The platform -----------------------------------------------------------------------------
 
 # Azure Functions: the front end (Azure Load Balancer) ends an HTTP-triggered request after 230 s,

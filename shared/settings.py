@@ -1,7 +1,13 @@
-"""App settings: read from the environment once, validated, with errors that name the setting.
+"""App settings: one table, read from the environment once, validated, errors naming the setting.
 
-Secrets (the API key, connection strings) are kept out of ``repr`` so a logged
-``Settings`` never leaks them.
+``SETTINGS`` declares every setting once: its name, how it is parsed, its default, whether it is
+required and what it is for. ``load_settings`` reads the app's settings through it; the settings
+table in docs/operations.md and ``local.settings.json.example`` are written from it
+(``python -m scripts.settings_docs``, checked by the tests), and the deployment check compares
+infra/'s app settings and defaults with it (tests/infra/settings_check.py).
+
+Secrets (the API key, connection strings) are kept out of ``repr`` so a logged ``Settings``
+never leaks them. Standard library only: the deployment check loads this module outside the app.
 """
 
 from __future__ import annotations
@@ -10,8 +16,9 @@ import base64
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from shared.errors import ConfigError
@@ -23,60 +30,18 @@ from shared.limits import (
     QUEUE_MAX_VISIBILITY_SECONDS,
 )
 
-DEFAULT_QUEUE = "artifact-downloads"
-DEFAULT_RUNS_QUEUE = "artifact-runs"
-DEFAULT_EVENTS_QUEUE = "artifact-events"
+T = TypeVar("T")
+
 POISON_SUFFIX = "-poison"  # the host's: a message that failed maxDequeueCount times moves there
-DEFAULT_CONTAINER = "artifacts"
-DEFAULT_STATUS_CONTAINER = "artifact-status"
-DEFAULT_TIMEOUT_SECONDS = float(DEFAULT_UPSTREAM_CALL_SECONDS)
-DEFAULT_MAX_FILE_BYTES = 4 * 1024**3
-DEFAULT_DOWNLOAD_ATTEMPTS = 4  # per delivery; the queue redelivers up to maxDequeueCount times
-DEFAULT_MAX_FILES_PER_RUN = 1000  # more are left out, with a warning: every message, record and event stays bounded
-DEFAULT_RUN_MAX_HOURS = 6.0  # a run still unfinished after this is given up
-DEFAULT_POLL_MIN_SECONDS = 2  # the run watcher's first delay; it doubles up to the maximum
-DEFAULT_POLL_MAX_SECONDS = 30
-MAX_POLL_SECONDS = QUEUE_MAX_VISIBILITY_SECONDS
 MIN_POLL_SECONDS = 1  # 0 times any growth stays 0: the watcher would poll in a hot loop
-DEFAULT_LINK_MINUTES = 60  # download links' lifetime
 WEBHOOK_CAPTURE_MODES = ("started", "all")  # which ended responses a webhook makes the app persist
 KEY_VAULT_REFERENCE_PREFIX = "@Microsoft.KeyVault("  # what App Service leaves in a setting it could not resolve
-
-# Every setting this module reads; the runtime rebuilds its clients only when one changes.
-SETTING_NAMES = (
-    "AZURE_OPENAI_ENDPOINT",
-    "AZURE_OPENAI_DEPLOYMENT",
-    "AZURE_OPENAI_API_KEY",
-    "AZURE_OPENAI_TIMEOUT_SECONDS",
-    "ARTIFACTS_MAX_FILE_BYTES",
-    "ARTIFACTS_DOWNLOAD_ATTEMPTS",
-    "ARTIFACTS_MAX_FILES_PER_RUN",
-    "AZURE_CLIENT_ID",
-    "AzureWebJobsStorage",
-    "AzureWebJobsStorage__blobServiceUri",
-    "AzureWebJobsStorage__accountName",
-    "AzureWebJobsStorage__clientId",
-    "ARTIFACTS_STORAGE_CONNECTION",
-    "AzureWebJobsStorage__queueServiceUri",
-    "ARTIFACTS_QUEUE",
-    "ARTIFACTS_RUNS_QUEUE",
-    "ARTIFACTS_EVENTS_QUEUE",
-    "AZURE_OPENAI_BACKGROUND",
-    "ARTIFACTS_RUN_MAX_HOURS",
-    "ARTIFACTS_POLL_MIN_SECONDS",
-    "ARTIFACTS_POLL_MAX_SECONDS",
-    "ARTIFACTS_CONTAINER",
-    "ARTIFACTS_STATUS_CONTAINER",
-    "AZURE_OPENAI_WEBHOOK_SECRET",
-    "ARTIFACTS_WEBHOOK_CAPTURE",
-    "ARTIFACTS_LINK_MINUTES",
-    "WEBSITE_AUTH_ENABLED",
-)
 
 # Storage naming rules: queues and containers share them (3-63, lowercase, digits, single hyphens).
 _STORAGE_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 # A queue's poison queue appends POISON_SUFFIX and must still be a valid name.
-_QUEUE_NAME = re.compile(rf"^(?=.{{3,{63 - len(POISON_SUFFIX)}}}$)[a-z0-9]+(-[a-z0-9]+)*$")
+_MAX_QUEUE_NAME = 63 - len(POISON_SUFFIX)
+_QUEUE_NAME = re.compile(rf"^(?=.{{3,{_MAX_QUEUE_NAME}}}$)[a-z0-9]+(-[a-z0-9]+)*$")
 
 # The only hosts AZURE_OPENAI_ENDPOINT may reach over plain http://: the credentials never leave the machine.
 _LOOPBACK_V4 = ipaddress.IPv4Network("127.0.0.0/8")
@@ -93,164 +58,79 @@ _DEVELOPMENT_STORAGE = (
 )
 
 
-@dataclass(frozen=True)
-class StorageSettings:
-    """Where artifacts are written: a connection string, or an account URL reached by identity."""
-
-    connection_string: str | None = field(default=None, repr=False)
-    account_url: str | None = None
-    client_id: str | None = None  # user-assigned managed identity; None means DefaultAzureCredential's choice
+# --- Parsers: the raw text (never empty) to a value, or ValueError saying what it must be ------
 
 
-@dataclass(frozen=True)
-class QueueNames:
-    """The queues the functions bind to: fixed when the app loads, like every binding."""
-
-    artifacts: str = DEFAULT_QUEUE
-    runs: str = DEFAULT_RUNS_QUEUE
-    events: str = DEFAULT_EVENTS_QUEUE
-
-    @staticmethod
-    def poison(queue: str) -> str:
-        return queue + POISON_SUFFIX
+def _text(raw: str) -> str | None:
+    return raw
 
 
-@dataclass(frozen=True)
-class Settings:
-    endpoint: str
-    deployment: str
-    api_key: str | None = field(repr=False)
-    storage: StorageSettings
-    queue_storage: StorageSettings  # always the host's own storage: the triggers listen there
-    queues: QueueNames
-    artifacts_container: str
-    status_container: str
-    timeout_seconds: float
-    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
-    download_attempts: int = DEFAULT_DOWNLOAD_ATTEMPTS
-    max_files_per_run: int = DEFAULT_MAX_FILES_PER_RUN
-    client_id: str | None = None
-    background: bool = True  # create runs with background: true (AZURE_OPENAI_BACKGROUND)
-    run_max_seconds: float = DEFAULT_RUN_MAX_HOURS * 3600
-    poll_min_seconds: int = DEFAULT_POLL_MIN_SECONDS
-    poll_max_seconds: int = DEFAULT_POLL_MAX_SECONDS
-    webhook_secret: str | None = field(default=None, repr=False)  # whsec_...; None: webhooks are refused
-    webhook_capture: str = "started"  # one of WEBHOOK_CAPTURE_MODES
-    link_minutes: int = DEFAULT_LINK_MINUTES
-    # App Service Authentication (Easy Auth) is on: the platform sets WEBSITE_AUTH_ENABLED, strips
-    # X-MS-CLIENT-PRINCIPAL-* from outside requests and sets them itself. Off, they are not trusted.
-    easy_auth: bool = False
-
-    @property
-    def uses_entra_id(self) -> bool:
-        return not self.api_key
-
-    @property
-    def queue_name(self) -> str:
-        return self.queues.artifacts
+def _positive_int(raw: str) -> int:
+    if not raw.isdigit() or int(raw) == 0:
+        raise ValueError("must be a positive whole number")
+    return int(raw)
 
 
-def queue_names(env: Mapping[str, str] | None = None) -> QueueNames:
-    """The queues the functions bind to. Read at import time because bindings are fixed then."""
-    source = os.environ if env is None else env
-    return QueueNames(
-        artifacts=source.get("ARTIFACTS_QUEUE", "").strip() or DEFAULT_QUEUE,
-        runs=source.get("ARTIFACTS_RUNS_QUEUE", "").strip() or DEFAULT_RUNS_QUEUE,
-        events=source.get("ARTIFACTS_EVENTS_QUEUE", "").strip() or DEFAULT_EVENTS_QUEUE,
-    )
+def _positive_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:  # also refuses NaN
+        raise ValueError("must be a positive number of seconds")
+    return value
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate every setting, collecting all problems before failing."""
-    source = os.environ if env is None else env
-    problems: list[str] = []
-
-    def get(name: str) -> str:
-        return source.get(name, "").strip()
-
-    endpoint = _normalise_endpoint(get("AZURE_OPENAI_ENDPOINT"), problems)
-    deployment = get("AZURE_OPENAI_DEPLOYMENT")
-    if not deployment:
-        problems.append("AZURE_OPENAI_DEPLOYMENT is not set (the model deployment name to call)")
-
-    queues = queue_names(source)
-    _check_queue_names(queues, problems)
-    container = get("ARTIFACTS_CONTAINER") or DEFAULT_CONTAINER
-    status_container = get("ARTIFACTS_STATUS_CONTAINER") or DEFAULT_STATUS_CONTAINER
-    for name, value in (("ARTIFACTS_CONTAINER", container), ("ARTIFACTS_STATUS_CONTAINER", status_container)):
-        if not _STORAGE_NAME.match(value):
-            problems.append(
-                f"{name} is {value!r}: must be 3-63 lowercase letters, digits or single hyphens"
-            )
-    if container == status_container:
-        problems.append("ARTIFACTS_STATUS_CONTAINER must differ from ARTIFACTS_CONTAINER")
-
-    timeout = _positive_float(get("AZURE_OPENAI_TIMEOUT_SECONDS"), DEFAULT_TIMEOUT_SECONDS,
-                              "AZURE_OPENAI_TIMEOUT_SECONDS", problems)
-    if timeout > MAX_UPSTREAM_CALL_SECONDS:
-        problems.append(f"AZURE_OPENAI_TIMEOUT_SECONDS must be at most {MAX_UPSTREAM_CALL_SECONDS} "
-                        f"(an HTTP request is cut off at {HTTP_REQUEST_LIMIT_SECONDS} s)")
-    max_file_bytes = _positive_int(get("ARTIFACTS_MAX_FILE_BYTES"), DEFAULT_MAX_FILE_BYTES,
-                                   "ARTIFACTS_MAX_FILE_BYTES", problems)
-    attempts = _positive_int(get("ARTIFACTS_DOWNLOAD_ATTEMPTS"), DEFAULT_DOWNLOAD_ATTEMPTS,
-                             "ARTIFACTS_DOWNLOAD_ATTEMPTS", problems)
-    max_files = _positive_int(get("ARTIFACTS_MAX_FILES_PER_RUN"), DEFAULT_MAX_FILES_PER_RUN,
-                              "ARTIFACTS_MAX_FILES_PER_RUN", problems)
-    background = _flag(get("AZURE_OPENAI_BACKGROUND"), True, "AZURE_OPENAI_BACKGROUND", problems)
-    run_max_hours = _positive_float(get("ARTIFACTS_RUN_MAX_HOURS"), DEFAULT_RUN_MAX_HOURS,
-                                    "ARTIFACTS_RUN_MAX_HOURS", problems)
-    poll_min = _whole_seconds(get("ARTIFACTS_POLL_MIN_SECONDS"), DEFAULT_POLL_MIN_SECONDS,
-                              "ARTIFACTS_POLL_MIN_SECONDS", problems)
-    poll_max = _whole_seconds(get("ARTIFACTS_POLL_MAX_SECONDS"), DEFAULT_POLL_MAX_SECONDS,
-                              "ARTIFACTS_POLL_MAX_SECONDS", problems)
-    if poll_max < poll_min:
-        problems.append("ARTIFACTS_POLL_MAX_SECONDS must not be less than ARTIFACTS_POLL_MIN_SECONDS")
-    storage = _storage_settings(source, problems)
-    queue_storage = _host_storage_settings(source, "queue", problems)
-    webhook_secret = _webhook_secret(get("AZURE_OPENAI_WEBHOOK_SECRET"), problems)
-    webhook_capture = get("ARTIFACTS_WEBHOOK_CAPTURE").lower() or WEBHOOK_CAPTURE_MODES[0]
-    if webhook_capture not in WEBHOOK_CAPTURE_MODES:
-        problems.append(f"ARTIFACTS_WEBHOOK_CAPTURE must be one of {', '.join(WEBHOOK_CAPTURE_MODES)}")
-    link_minutes = _positive_int(get("ARTIFACTS_LINK_MINUTES"), DEFAULT_LINK_MINUTES,
-                                 "ARTIFACTS_LINK_MINUTES", problems)
-    if link_minutes > MAX_LINK_MINUTES:
-        problems.append(f"ARTIFACTS_LINK_MINUTES must be at most {MAX_LINK_MINUTES} (the signing key's longest life)")
-    easy_auth = get("WEBSITE_AUTH_ENABLED").lower() == "true"
-
-    if problems:
-        raise ConfigError(problems)
-    return Settings(
-        endpoint=endpoint,
-        deployment=deployment,
-        api_key=get("AZURE_OPENAI_API_KEY") or None,
-        storage=storage,
-        queue_storage=queue_storage,
-        queues=queues,
-        artifacts_container=container,
-        status_container=status_container,
-        timeout_seconds=timeout,
-        max_file_bytes=max_file_bytes,
-        download_attempts=attempts,
-        max_files_per_run=max_files,
-        client_id=get("AZURE_CLIENT_ID") or None,
-        background=background,
-        run_max_seconds=run_max_hours * 3600,
-        poll_min_seconds=poll_min,
-        poll_max_seconds=poll_max,
-        webhook_secret=webhook_secret,
-        webhook_capture=webhook_capture,
-        link_minutes=link_minutes,
-        easy_auth=easy_auth,
-    )
+def _flag(raw: str) -> bool:
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise ValueError("must be true or false")
 
 
-def _webhook_secret(raw: str, problems: list[str]) -> str | None:
-    """The Standard Webhooks secret, or None when unset or a Key Vault reference not (yet) resolved.
+def _whole_seconds(raw: str) -> int:
+    if not raw.isdigit() or not MIN_POLL_SECONDS <= int(raw) <= QUEUE_MAX_VISIBILITY_SECONDS:
+        raise ValueError(
+            f"must be a whole number of seconds from {MIN_POLL_SECONDS} to {QUEUE_MAX_VISIBILITY_SECONDS}"
+        )
+    return int(raw)
+
+
+def _upstream_timeout(raw: str) -> float:
+    value = _positive_float(raw)
+    if value > MAX_UPSTREAM_CALL_SECONDS:
+        raise ValueError(f"must be at most {MAX_UPSTREAM_CALL_SECONDS} "
+                         f"(an HTTP request is cut off at {HTTP_REQUEST_LIMIT_SECONDS} s)")
+    return value
+
+
+def _link_minutes(raw: str) -> int:
+    value = _positive_int(raw)
+    if value > MAX_LINK_MINUTES:
+        raise ValueError(f"must be at most {MAX_LINK_MINUTES} (the signing key's longest life)")
+    return value
+
+
+def _container_name(raw: str) -> str:
+    if not _STORAGE_NAME.match(raw):
+        raise ValueError(f"is {raw!r}: must be 3-63 lowercase letters, digits or single hyphens")
+    return raw
+
+
+def _capture_mode(raw: str) -> str:
+    if raw.lower() not in WEBHOOK_CAPTURE_MODES:
+        raise ValueError(f"must be one of {', '.join(WEBHOOK_CAPTURE_MODES)}")
+    return raw.lower()
+
+
+def _webhook_secret(raw: str) -> str | None:
+    """The Standard Webhooks secret, or None while it is a Key Vault reference not (yet) resolved.
 
     An unresolved reference is not a configuration error of the whole app: the secret may not be
     stored yet (the registration script writes it after provisioning). Webhooks are refused until then.
     """
-    if not raw or raw.startswith(KEY_VAULT_REFERENCE_PREFIX):
+    if raw.startswith(KEY_VAULT_REFERENCE_PREFIX):
         return None
     encoded = raw.removeprefix("whsec_")
     try:
@@ -258,49 +138,22 @@ def _webhook_secret(raw: str, problems: list[str]) -> str | None:
     except ValueError:
         usable = False
     if not usable:
-        problems.append("AZURE_OPENAI_WEBHOOK_SECRET must be the endpoint's signing secret: whsec_ and base64")
-        return None
+        raise ValueError("must be the endpoint's signing secret: whsec_ and base64")
     return raw
 
 
-def _check_queue_names(queues: QueueNames, problems: list[str]) -> None:
-    named = (
-        ("ARTIFACTS_QUEUE", queues.artifacts),
-        ("ARTIFACTS_RUNS_QUEUE", queues.runs),
-        ("ARTIFACTS_EVENTS_QUEUE", queues.events),
-    )
-    for name, value in named:
-        if not _QUEUE_NAME.match(value):
-            problems.append(
-                f"{name} is {value!r}: must be 3-{63 - len(POISON_SUFFIX)} lowercase letters, digits or "
-                f"single hyphens (its poison queue appends {POISON_SUFFIX!r})"
-            )
-    every = [value for _, value in named]
-    every += [QueueNames.poison(value) for value in every]
-    if len(set(every)) != len(every):
-        problems.append("ARTIFACTS_QUEUE, ARTIFACTS_RUNS_QUEUE and ARTIFACTS_EVENTS_QUEUE must be distinct queues")
-
-
-def _normalise_endpoint(raw: str, problems: list[str]) -> str:
-    """Accept the resource URL with or without a trailing ``/openai`` or ``/openai/v1``."""
-    if not raw:
-        problems.append(
-            "AZURE_OPENAI_ENDPOINT is not set (e.g. https://my-resource.openai.azure.com)"
-        )
-        return ""
+def _endpoint(raw: str) -> str:
+    """The resource URL, with or without a trailing ``/openai`` or ``/openai/v1``."""
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        problems.append("AZURE_OPENAI_ENDPOINT must be an http(s) URL with a host name")
-        return ""
+        raise ValueError("must be an http(s) URL with a host name")
     if parts.query or parts.fragment or parts.username or parts.password:
-        problems.append("AZURE_OPENAI_ENDPOINT must not carry a query, fragment or credentials")
-        return ""
+        raise ValueError("must not carry a query, fragment or credentials")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        problems.append(
-            "AZURE_OPENAI_ENDPOINT must be https:// (plain http:// is allowed only for loopback: localhost, "
+        raise ValueError(
+            "must be https:// (plain http:// is allowed only for loopback: localhost, "
             "127.0.0.0/8 or ::1), or the API key or token would cross the network in cleartext"
         )
-        return ""
     path = parts.path.rstrip("/")
     for suffix in ("/openai/v1", "/openai"):
         if path.endswith(suffix):
@@ -322,76 +175,351 @@ def _is_loopback(host: str) -> bool:
     return address == _LOOPBACK_V6
 
 
-def _positive_float(raw: str, default: float, name: str, problems: list[str]) -> float:
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        problems.append(f"{name} must be a positive number of seconds")
-        return default
-    return value
+# --- The table ---------------------------------------------------------------------------------
 
 
-def _positive_int(raw: str, default: int, name: str, problems: list[str]) -> int:
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) == 0:
-        problems.append(f"{name} must be a positive whole number")
-        return default
-    return int(raw)
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """One setting: everything the code, the docs, the example and the deployment check know of it."""
+
+    name: str
+    default: T
+    parse: Callable[[str], T]
+    description: str
+    required: str = "no"  # the docs' "required" column: "yes", "no", "in Azure", "for webhooks", ...
+    missing: str = ""  # set: the setting is required, and this says what to put in it
+    shown_default: str = ""  # the docs' default column, when it says more than the default
+    # "app": read by load_settings; "telemetry": read from the environment when telemetry starts;
+    # "host": read by the Functions host or the Python worker, listed for the docs and infra/.
+    read_by: Literal["app", "telemetry", "host"] = "app"
+    example: str | None = None  # its value in local.settings.json.example; None: left out
+
+    def read(self, source: Mapping[str, str], problems: list[str]) -> T:
+        """The value, or the default with the problem noted (every problem is reported at once)."""
+        raw = source.get(self.name, "").strip()
+        if not raw:
+            if self.missing:
+                problems.append(f"{self.name} is not set ({self.missing})")
+            return self.default
+        try:
+            return self.parse(raw)
+        except ValueError as error:
+            problems.append(f"{self.name} {error}")
+            return self.default
 
 
-def _flag(raw: str, default: bool, name: str, problems: list[str]) -> bool:
-    if not raw:
-        return default
-    if raw.lower() in ("true", "1", "yes"):
-        return True
-    if raw.lower() in ("false", "0", "no"):
-        return False
-    problems.append(f"{name} must be true or false")
-    return default
+ENDPOINT = Setting(
+    "AZURE_OPENAI_ENDPOINT", "", _endpoint,
+    "`https://<resource>.openai.azure.com` (a trailing `/openai/v1` is accepted). `http://` only for loopback "
+    "(`localhost`, `127.0.0.0/8`, `[::1]`), e.g. a local fake; any other `http://` host is refused when the app "
+    "loads, as the key or token would cross the network in cleartext",
+    required="yes", missing="e.g. https://my-resource.openai.azure.com", example="",
+)
+DEPLOYMENT = Setting(
+    "AZURE_OPENAI_DEPLOYMENT", "", str, "default model deployment",
+    required="yes", missing="the model deployment name to call", example="gpt-5.6-terra",
+)
+API_KEY = Setting(
+    "AZURE_OPENAI_API_KEY", None, _text,
+    "sent as `api-key`. When absent: Entra ID via `DefaultAzureCredential`, `Authorization: Bearer` for "
+    "`https://cognitiveservices.azure.com/.default`. The key is never sent as a Bearer token",
+    example="",
+)
+TIMEOUT = Setting(
+    "AZURE_OPENAI_TIMEOUT_SECONDS", float(DEFAULT_UPSTREAM_CALL_SECONDS), _upstream_timeout,
+    f"per call, at most {MAX_UPSTREAM_CALL_SECONDS} (an HTTP request is cut off at {HTTP_REQUEST_LIMIT_SECONDS} s); "
+    "downloads wait at most 60 s between reads",
+)
+HOST_STORAGE = Setting(
+    "AzureWebJobsStorage", None, _text,
+    "the host's storage: the queues (the triggers listen there and the app sends there), and the artifact store "
+    "unless `ARTIFACTS_STORAGE_CONNECTION` is set. `UseDevelopmentStorage=true` means Azurite",
+    required="yes*", example="UseDevelopmentStorage=true",
+)
+CLIENT_ID = Setting(
+    "AZURE_CLIENT_ID", None, _text,
+    "client id of a user-assigned managed identity for Entra ID. In Azure (`infra/`): the app's identity, "
+    "for Azure OpenAI tokens",
+)
+BLOB_SERVICE_URI = Setting(
+    "AzureWebJobsStorage__blobServiceUri", None, _text,
+    "identity-based host storage instead of `AzureWebJobsStorage`: `https://<account>.blob.core.windows.net/`. "
+    "Also the artifact store (unless `ARTIFACTS_STORAGE_CONNECTION`)",
+    required="*or this",
+)
+QUEUE_SERVICE_URI = Setting(
+    "AzureWebJobsStorage__queueServiceUri", None, _text,
+    "`https://<account>.queue.core.windows.net/`: the queue triggers, and the app's own sends",
+    required="with it",
+)
+ACCOUNT_NAME = Setting(
+    "AzureWebJobsStorage__accountName", None, _text,
+    "the storage account's name: the short form of the two service URIs above (`https://<name>.blob…`, "
+    "`https://<name>.queue…`)",
+)
+STORAGE_CREDENTIAL = Setting(
+    "AzureWebJobsStorage__credential", None, _text,
+    "`managedidentity`; leave out locally (your `az login` identity is used)",
+    required="in Azure", read_by="host",
+)
+STORAGE_CLIENT_ID = Setting(
+    "AzureWebJobsStorage__clientId", None, _text,
+    "client id of the user-assigned identity, for the host and the artifact writer; leave out locally",
+    required="in Azure",
+)
+APPINSIGHTS_CONNECTION = Setting(
+    "APPLICATIONINSIGHTS_CONNECTION_STRING", None, _text,
+    "telemetry to Application Insights (the host, the worker and the app's own spans and metrics)",
+    required="no (host)", read_by="telemetry",
+)
+APPINSIGHTS_AUTHENTICATION = Setting(
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING", None, _text,
+    "in Azure `ClientId=<client id>;Authorization=AAD`, as local auth is disabled",
+    required="no (host)", read_by="host",
+)
+OTLP_ENDPOINT = Setting(
+    "OTEL_EXPORTER_OTLP_ENDPOINT", None, _text,
+    "also export traces (and, without Application Insights, metrics) to this OTLP/HTTP collector",
+    read_by="telemetry",
+)
+ARTIFACTS_STORAGE = Setting(
+    "ARTIFACTS_STORAGE_CONNECTION", None, _text,
+    "a separate storage account (connection string) for the artifacts",
+)
+ARTIFACTS_QUEUE = Setting(
+    "ARTIFACTS_QUEUE", "artifact-downloads", str,
+    "one message per file. Queue names are read when the app loads (bindings are fixed then), at most "
+    f"{_MAX_QUEUE_NAME} characters (the poison queue appends `{POISON_SUFFIX}`), all distinct",
+    example="artifact-downloads",
+)
+RUNS_QUEUE = Setting("ARTIFACTS_RUNS_QUEUE", "artifact-runs", str, "the run watcher's messages",
+                     example="artifact-runs")
+EVENTS_QUEUE = Setting("ARTIFACTS_EVENTS_QUEUE", "artifact-events", str,
+                       "one completion event per run, for downstream consumers", example="artifact-events")
+BACKGROUND = Setting(
+    "AZURE_OPENAI_BACKGROUND", True, _flag,
+    "`false` creates runs inside the request (for deployments that refuse background mode); the rest is the same",
+    example="true",
+)
+RUN_MAX_HOURS = Setting(
+    "ARTIFACTS_RUN_MAX_HOURS", 6.0, _positive_float,
+    "a run still unfinished (or with files still pending) after this is given up, with its event",
+)
+POLL_MIN = Setting(
+    "ARTIFACTS_POLL_MIN_SECONDS", 2, _whole_seconds,
+    f"the watcher's first delay; it doubles up to the next one ({MIN_POLL_SECONDS} to "
+    f"{QUEUE_MAX_VISIBILITY_SECONDS}: 0 would poll in a hot loop, and is refused)",
+)
+POLL_MAX = Setting("ARTIFACTS_POLL_MAX_SECONDS", 30, _whole_seconds, "the watcher's longest delay between looks")
+CONTAINER = Setting("ARTIFACTS_CONTAINER", "artifacts", _container_name, "the artifact blobs",
+                    example="artifacts")
+STATUS_CONTAINER = Setting("ARTIFACTS_STATUS_CONTAINER", "artifact-status", _container_name,
+                           "run records, failure records, idempotency claims", example="artifact-status")
+MAX_FILE_BYTES = Setting("ARTIFACTS_MAX_FILE_BYTES", 4 * 1024**3, _positive_int,
+                         "larger files are recorded as `too_large`", shown_default="`4294967296` (4 GiB)")
+DOWNLOAD_ATTEMPTS = Setting("ARTIFACTS_DOWNLOAD_ATTEMPTS", 4, _positive_int,
+                            "download attempts per delivery; the queue redelivers up to `maxDequeueCount` times")
+WEBHOOK_SECRET = Setting(
+    "AZURE_OPENAI_WEBHOOK_SECRET", None, _webhook_secret,
+    "the webhook endpoint's signing secret (`whsec_…`); in Azure a Key Vault reference. Unset, or a reference "
+    "not resolved yet: every delivery is refused (401)",
+    required="for webhooks", example="",
+)
+WEBHOOK_CAPTURE = Setting(
+    "ARTIFACTS_WEBHOOK_CAPTURE", WEBHOOK_CAPTURE_MODES[0], _capture_mode,
+    "`started`: webhooks wake only runs the app follows; `all`: every ended code-interpreter run on the "
+    "resource is persisted",
+    example="started",
+)
+LINK_MINUTES = Setting(
+    "ARTIFACTS_LINK_MINUTES", 60, _link_minutes,
+    f"lifetime of the download links in the status API and the event, at most {MAX_LINK_MINUTES} (7 days)",
+    example="60",
+)
+EASY_AUTH = Setting(
+    "WEBSITE_AUTH_ENABLED", False, lambda raw: raw.lower() == "true",
+    "`true` when Easy Auth is on: only then are the caller headers trusted. Never set it yourself",
+    required="set by the platform",
+)
+MAX_FILES_PER_RUN = Setting(
+    "ARTIFACTS_MAX_FILES_PER_RUN", 1000, _positive_int,
+    "a run that made more is capped: the first ones are persisted, and the status and the event carry a warning "
+    "(so every message, record and event stays bounded)",
+)
+WORKER_RUNTIME = Setting("FUNCTIONS_WORKER_RUNTIME", "python", str, "the language worker the host starts",
+                         required="yes (host)", read_by="host", example="python")
+FEATURE_FLAGS = Setting("AzureWebJobsFeatureFlags", None, _text,
+                        "`EnableWorkerIndexing` lets older hosts index the v2 programming model",
+                        read_by="host", example="EnableWorkerIndexing")
+WORKER_OPENTELEMETRY = Setting(
+    "PYTHON_ENABLE_OPENTELEMETRY", None, _text,
+    "`true`: the worker streams OpenTelemetry logs and continues the host's trace",
+    read_by="host", example="true",
+)
+WORKER_THREADS = Setting("PYTHON_THREADPOOL_THREAD_COUNT", None, _text,
+                         "the worker's threads for synchronous functions (infra/ sets it)", read_by="host")
+
+# Every setting, in the order of the docs' table.
+SETTINGS: tuple[Setting[Any], ...] = (
+    ENDPOINT, DEPLOYMENT, API_KEY, TIMEOUT, HOST_STORAGE, CLIENT_ID, BLOB_SERVICE_URI, QUEUE_SERVICE_URI,
+    ACCOUNT_NAME, STORAGE_CREDENTIAL, STORAGE_CLIENT_ID, APPINSIGHTS_CONNECTION, APPINSIGHTS_AUTHENTICATION,
+    OTLP_ENDPOINT, ARTIFACTS_STORAGE, ARTIFACTS_QUEUE, RUNS_QUEUE, EVENTS_QUEUE, BACKGROUND, RUN_MAX_HOURS,
+    POLL_MIN, POLL_MAX, CONTAINER, STATUS_CONTAINER, MAX_FILE_BYTES, DOWNLOAD_ATTEMPTS, MAX_FILES_PER_RUN,
+    WEBHOOK_SECRET, WEBHOOK_CAPTURE, LINK_MINUTES, EASY_AUTH, WORKER_RUNTIME, FEATURE_FLAGS, WORKER_OPENTELEMETRY,
+    WORKER_THREADS,
+)
+# Every setting load_settings reads; the runtime rebuilds its clients only when one changes.
+SETTING_NAMES = tuple(setting.name for setting in SETTINGS if setting.read_by == "app")
 
 
-def _whole_seconds(raw: str, default: int, name: str, problems: list[str]) -> int:
-    if not raw:
-        return default
-    if not raw.isdigit() or not MIN_POLL_SECONDS <= int(raw) <= MAX_POLL_SECONDS:
-        problems.append(f"{name} must be a whole number of seconds from {MIN_POLL_SECONDS} to {MAX_POLL_SECONDS}")
-        return default
-    return int(raw)
+# --- What the app gets --------------------------------------------------------------------------
 
 
-def _storage_settings(source: Mapping[str, str], problems: list[str]) -> StorageSettings:
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where artifacts are written: a connection string, or an account URL reached by identity."""
+
+    connection_string: str | None = field(default=None, repr=False)
+    account_url: str | None = None
+    client_id: str | None = None  # user-assigned managed identity; None means DefaultAzureCredential's choice
+
+
+@dataclass(frozen=True)
+class QueueNames:
+    """The queues the functions bind to: fixed when the app loads, like every binding."""
+
+    artifacts: str = ARTIFACTS_QUEUE.default
+    runs: str = RUNS_QUEUE.default
+    events: str = EVENTS_QUEUE.default
+
+    @staticmethod
+    def poison(queue: str) -> str:
+        return queue + POISON_SUFFIX
+
+
+@dataclass(frozen=True)
+class Settings:
+    endpoint: str
+    deployment: str
+    api_key: str | None = field(repr=False)
+    storage: StorageSettings
+    queue_storage: StorageSettings  # always the host's own storage: the triggers listen there
+    queues: QueueNames
+    artifacts_container: str
+    status_container: str
+    timeout_seconds: float
+    max_file_bytes: int = MAX_FILE_BYTES.default
+    download_attempts: int = DOWNLOAD_ATTEMPTS.default
+    max_files_per_run: int = MAX_FILES_PER_RUN.default
+    client_id: str | None = None
+    background: bool = BACKGROUND.default  # create runs with background: true
+    run_max_seconds: float = RUN_MAX_HOURS.default * 3600
+    poll_min_seconds: int = POLL_MIN.default
+    poll_max_seconds: int = POLL_MAX.default
+    webhook_secret: str | None = field(default=None, repr=False)  # whsec_...; None: webhooks are refused
+    webhook_capture: str = WEBHOOK_CAPTURE.default  # one of WEBHOOK_CAPTURE_MODES
+    link_minutes: int = LINK_MINUTES.default
+    # App Service Authentication (Easy Auth) is on: the platform sets WEBSITE_AUTH_ENABLED, strips
+    # X-MS-CLIENT-PRINCIPAL-* from outside requests and sets them itself. Off, they are not trusted.
+    easy_auth: bool = False
+
+    @property
+    def uses_entra_id(self) -> bool:
+        return not self.api_key
+
+
+def queue_names(env: Mapping[str, str] | None = None) -> QueueNames:
+    """The queues the functions bind to. Read at import time because bindings are fixed then."""
+    source = os.environ if env is None else env
+    return QueueNames(*(source.get(queue.name, "").strip() or queue.default
+                        for queue in (ARTIFACTS_QUEUE, RUNS_QUEUE, EVENTS_QUEUE)))
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting, collecting all problems before failing."""
+    source = os.environ if env is None else env
+    problems: list[str] = []
+
+    def read(setting: Setting[T]) -> T:
+        return setting.read(source, problems)
+
+    queues = queue_names(source)
+    _check_queue_names(queues, problems)
+    container, status_container = read(CONTAINER), read(STATUS_CONTAINER)
+    if container == status_container:
+        problems.append(f"{STATUS_CONTAINER.name} must differ from {CONTAINER.name}")
+    poll_min, poll_max = read(POLL_MIN), read(POLL_MAX)
+    if poll_max < poll_min:
+        problems.append(f"{POLL_MAX.name} must not be less than {POLL_MIN.name}")
+    settings = Settings(
+        endpoint=read(ENDPOINT),
+        deployment=read(DEPLOYMENT),
+        api_key=read(API_KEY),
+        storage=_artifact_storage(source, problems),
+        queue_storage=_host_storage(source, "queue", problems),
+        queues=queues,
+        artifacts_container=container,
+        status_container=status_container,
+        timeout_seconds=read(TIMEOUT),
+        max_file_bytes=read(MAX_FILE_BYTES),
+        download_attempts=read(DOWNLOAD_ATTEMPTS),
+        max_files_per_run=read(MAX_FILES_PER_RUN),
+        client_id=read(CLIENT_ID),
+        background=read(BACKGROUND),
+        run_max_seconds=read(RUN_MAX_HOURS) * 3600,
+        poll_min_seconds=poll_min,
+        poll_max_seconds=poll_max,
+        webhook_secret=read(WEBHOOK_SECRET),
+        webhook_capture=read(WEBHOOK_CAPTURE),
+        link_minutes=read(LINK_MINUTES),
+        easy_auth=read(EASY_AUTH),
+    )
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _check_queue_names(queues: QueueNames, problems: list[str]) -> None:
+    named = ((ARTIFACTS_QUEUE, queues.artifacts), (RUNS_QUEUE, queues.runs), (EVENTS_QUEUE, queues.events))
+    for setting, value in named:
+        if not _QUEUE_NAME.match(value):
+            problems.append(
+                f"{setting.name} is {value!r}: must be 3-{_MAX_QUEUE_NAME} lowercase letters, digits or "
+                f"single hyphens (its poison queue appends {POISON_SUFFIX!r})"
+            )
+    every = [value for _, value in named]
+    every += [QueueNames.poison(value) for value in every]
+    if len(set(every)) != len(every):
+        problems.append(f"{', '.join(setting.name for setting, _ in named[:-1])} and {named[-1][0].name} "
+                        "must be distinct queues")
+
+
+def _artifact_storage(source: Mapping[str, str], problems: list[str]) -> StorageSettings:
     """Artifacts go to ARTIFACTS_STORAGE_CONNECTION if set, else to the host's own storage."""
-    dedicated = source.get("ARTIFACTS_STORAGE_CONNECTION", "").strip()
+    dedicated = ARTIFACTS_STORAGE.read(source, problems)
     if dedicated:
         return StorageSettings(connection_string=_expand_connection_string(dedicated))
-    return _host_storage_settings(source, "blob", problems)
+    return _host_storage(source, "blob", problems)
 
 
-def _host_storage_settings(source: Mapping[str, str], service: str, problems: list[str]) -> StorageSettings:
+def _host_storage(source: Mapping[str, str], service: Literal["blob", "queue"], problems: list[str]) -> StorageSettings:
     """The host's own storage (AzureWebJobsStorage) for one service, ``blob`` or ``queue``."""
-    host = source.get("AzureWebJobsStorage", "").strip()
-    if host:
-        return StorageSettings(connection_string=_expand_connection_string(host))
+    connection = HOST_STORAGE.read(source, problems)
+    if connection:
+        return StorageSettings(connection_string=_expand_connection_string(connection))
     # Identity-based host storage: the same settings the Functions host reads.
-    service_uri = source.get(f"AzureWebJobsStorage__{service}ServiceUri", "").strip()
-    account = source.get("AzureWebJobsStorage__accountName", "").strip()
-    client_id = source.get("AzureWebJobsStorage__clientId", "").strip() or None
+    service_uri = (BLOB_SERVICE_URI if service == "blob" else QUEUE_SERVICE_URI).read(source, problems)
+    account = ACCOUNT_NAME.read(source, problems)
+    client_id = STORAGE_CLIENT_ID.read(source, problems)
     if service_uri:
         return StorageSettings(account_url=service_uri.rstrip("/"), client_id=client_id)
     if account:
-        return StorageSettings(
-            account_url=f"https://{account}.{service}.core.windows.net", client_id=client_id
-        )
+        return StorageSettings(account_url=f"https://{account}.{service}.core.windows.net", client_id=client_id)
     problem = (
-        "AzureWebJobsStorage is not set (a connection string, 'UseDevelopmentStorage=true', "
+        f"{HOST_STORAGE.name} is not set (a connection string, 'UseDevelopmentStorage=true', "
         f"or AzureWebJobsStorage__{service}ServiceUri for managed identity)"
     )
-    if not any(p.startswith("AzureWebJobsStorage is not set") for p in problems):
+    if not any(p.startswith(f"{HOST_STORAGE.name} is not set") for p in problems):
         problems.append(problem)
     return StorageSettings()
 

@@ -33,7 +33,7 @@ def test_endpoint_forms(raw: str, expected: str) -> None:
 
 def test_defaults() -> None:
     settings = load_settings(BASE)
-    assert settings.queue_name == "artifact-downloads"
+    assert settings.queues.artifacts == "artifact-downloads"
     assert settings.artifacts_container == "artifacts"
     assert settings.status_container == "artifact-status"
     assert not settings.uses_entra_id

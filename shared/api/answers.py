@@ -34,7 +34,7 @@ def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | N
     )
 
 
-def error_response(status: int, code: str, message: str, **extra: Any) -> func.HttpResponse:
+def _error_response(status: int, code: str, message: str, **extra: Any) -> func.HttpResponse:
     return json_response(status, {"error": {"code": code, "message": message, **extra}})
 
 
@@ -58,10 +58,10 @@ def json_errors(handler: Handler) -> Handler:
         try:
             return handler(req)
         except Refusal as refusal:
-            return error_response(refusal.status, refusal.code, refusal.message, **refusal.extra)
+            return _error_response(refusal.status, refusal.code, refusal.message, **refusal.extra)
         except Exception:
             log.exception("unexpected error in %s", handler.__name__)  # the details go to the log only
-            return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
+            return _error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
 
     return wrapper
 

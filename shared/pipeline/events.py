@@ -42,7 +42,7 @@ _EVENT_FIELDS = (
 )
 
 
-def build_event(runtime: Runtime, record: RunRecord) -> dict[str, Any]:
+def _build_event(runtime: Runtime, record: RunRecord) -> dict[str, Any]:
     """The run's event, from the outcome frozen when it was marked complete (read now for a record
     from before outcomes were frozen)."""
     states = final_states(runtime, record)
@@ -51,7 +51,7 @@ def build_event(runtime: Runtime, record: RunRecord) -> dict[str, Any]:
     return {
         "v": SCHEMA_VERSION,
         "type": EVENT_TYPE,
-        "event_id": record.event_id or outcome_event_id(record, states, complete=complete),
+        "event_id": record.event_id or _outcome_event_id(record, states, complete=complete),
         "response_id": record.response_id,
         "owner": record.owner,
         "status": record.status,
@@ -70,7 +70,7 @@ def build_event(runtime: Runtime, record: RunRecord) -> dict[str, Any]:
 def freeze_outcome(record: RunRecord, states: list[dict[str, Any]]) -> None:
     """Fix the outcome of a run being marked complete: its states, and the event id derived from them."""
     record.outcome = states
-    record.event_id = outcome_event_id(record, states, complete=is_complete(record, count_states(states)))
+    record.event_id = _outcome_event_id(record, states, complete=is_complete(record, count_states(states)))
 
 
 def final_states(runtime: Runtime, record: RunRecord) -> list[dict[str, Any]]:
@@ -78,7 +78,7 @@ def final_states(runtime: Runtime, record: RunRecord) -> list[dict[str, Any]]:
     return record.outcome if record.outcome is not None else artifact_states(runtime, record)
 
 
-def outcome_event_id(record: RunRecord, states: list[dict[str, Any]], *, complete: bool) -> str:
+def _outcome_event_id(record: RunRecord, states: list[dict[str, Any]], *, complete: bool) -> str:
     """The same for the same outcome, whoever sends it and however often; new when an outcome changes."""
     outcome = {
         "response_id": record.response_id,
@@ -102,7 +102,7 @@ def is_complete(record: RunRecord, counts: dict[str, int]) -> bool:
 
 def send_event(runtime: Runtime, record: RunRecord) -> dict[str, Any]:
     """Send the run's event; returns what was sent."""
-    event = build_event(runtime, record)
+    event = _build_event(runtime, record)
     text = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
     if len(text.encode("utf-8")) > MAX_MESSAGE_BYTES:
         name = runtime.status_records.write_event_document(record.response_id, event)

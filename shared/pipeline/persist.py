@@ -240,7 +240,7 @@ def _download_with_retries(runtime: Runtime, message: ArtifactMessage, retry: Re
     # The whole delivery (every attempt, and the bytes of the current one) ends by this deadline,
     # well inside functionTimeout: a timed-out invocation restarts the worker, and every other
     # invocation on the instance with it.
-    deadline = time.monotonic() + delivery_seconds(runtime)
+    deadline = time.monotonic() + _delivery_seconds(runtime)
     try:
         for attempt in retry.retrying(*_RETRYABLE, deadline=deadline):
             with attempt:
@@ -258,7 +258,7 @@ def _download_with_retries(runtime: Runtime, message: ArtifactMessage, retry: Re
     raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
 
-def delivery_seconds(runtime: Runtime) -> float:
+def _delivery_seconds(runtime: Runtime) -> float:
     """How long one delivery may take: its share of the host's functionTimeout (Flex's default when unbounded)."""
     timeout = runtime.host.function_timeout_seconds or DEFAULT_FUNCTION_TIMEOUT_SECONDS
     return timeout * DELIVERY_SHARE_OF_TIMEOUT

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 MONITOR_SCHEDULE = "0 */1 * * * *"  # every minute (NCRONTAB, with seconds)
 
 
-def monitored_queues(queues: QueueNames) -> list[str]:
+def _monitored_queues(queues: QueueNames) -> list[str]:
     """The app's queues, and the poison queues of the two it triggers on (the events queue is
     read by consumers, not by the app: the host never makes a poison queue for it)."""
     return [queues.artifacts, queues.runs, queues.events,
@@ -32,7 +32,7 @@ def report_queue_depths(runtime: Runtime) -> dict[str, tuple[int, float | None]]
     """Record, per queue, its approximate depth and the age in seconds of its first visible message."""
     figures: dict[str, tuple[int, float | None]] = {}
     now = datetime.now(UTC)
-    for name in monitored_queues(runtime.settings.queues):
+    for name in _monitored_queues(runtime.settings.queues):
         client = runtime.queues.client(name)
         try:
             depth = int(client.get_queue_properties().approximate_message_count or 0)

@@ -17,8 +17,8 @@ on: webhooks, Easy Auth, alerts), and then:
 - and the operability checks in ``operability.py`` (host.json telemetry, concurrency, Easy Auth,
   the webhook's Key Vault, download links, alerts).
 
-Runs in the checkov environment (``.venv-checkov``; ``shared/settings.py`` needs only the standard
-library), from the repository root:
+Runs in the checkov environment (``.venv-checkov``; ``shared/settings.py`` and what it imports need
+only the standard library), from the repository root:
 
     .venv-checkov/bin/python -m tests.infra.settings_check [--write-env settings.json]
 
@@ -62,39 +62,8 @@ NOT_WRITTEN = {
     "WEBSITE_AUTH_ENABLED": "the platform sets it when Easy Auth is on; written as an app setting it would make the "
                             "app trust X-MS-CLIENT-PRINCIPAL-* headers that nothing strips",
 }
-# Settings written for the Functions host or the Python worker rather than the app's code.
-HOST_SETTINGS = {
-    "AzureWebJobsStorage__queueServiceUri",
-    "AzureWebJobsStorage__credential",
-    "APPLICATIONINSIGHTS_CONNECTION_STRING",
-    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
-    "PYTHON_ENABLE_OPENTELEMETRY",  # the worker streams OpenTelemetry logs and continues the host's trace
-    "PYTHON_THREADPOOL_THREAD_COUNT",  # the worker's threads for synchronous functions
-}
 # Settings whose value is a secret, written only as a Key Vault reference the platform resolves.
 KEY_VAULT_REFERENCE = re.compile(r"^@Microsoft\.KeyVault\(VaultName=[a-z0-9-]{3,24};SecretName=[A-Za-z0-9-]{1,127}\)$")
-# App setting -> the constant in shared/settings.py that main.bicep's default must equal.
-DEFAULTS = {
-    "ARTIFACTS_QUEUE": "DEFAULT_QUEUE",
-    "ARTIFACTS_CONTAINER": "DEFAULT_CONTAINER",
-    "ARTIFACTS_STATUS_CONTAINER": "DEFAULT_STATUS_CONTAINER",
-    "AZURE_OPENAI_TIMEOUT_SECONDS": "DEFAULT_TIMEOUT_SECONDS",
-    "ARTIFACTS_MAX_FILE_BYTES": "DEFAULT_MAX_FILE_BYTES",
-    "ARTIFACTS_DOWNLOAD_ATTEMPTS": "DEFAULT_DOWNLOAD_ATTEMPTS",
-    "ARTIFACTS_MAX_FILES_PER_RUN": "DEFAULT_MAX_FILES_PER_RUN",
-    "ARTIFACTS_RUNS_QUEUE": "DEFAULT_RUNS_QUEUE",
-    "ARTIFACTS_EVENTS_QUEUE": "DEFAULT_EVENTS_QUEUE",
-    "ARTIFACTS_RUN_MAX_HOURS": "DEFAULT_RUN_MAX_HOURS",
-    "ARTIFACTS_POLL_MIN_SECONDS": "DEFAULT_POLL_MIN_SECONDS",
-    "ARTIFACTS_POLL_MAX_SECONDS": "DEFAULT_POLL_MAX_SECONDS",
-    "ARTIFACTS_LINK_MINUTES": "DEFAULT_LINK_MINUTES",
-}
-# App setting -> the Settings field holding it, for defaults the code has no constant for: the
-# code's default is what load_settings yields when the setting is absent.
-FALLBACK_FIELDS = {
-    "AZURE_OPENAI_BACKGROUND": "background",
-    "ARTIFACTS_WEBHOOK_CAPTURE": "webhook_capture",
-}
 # A queue send in shared/: ``<...>.queues.send(<...>.queues.<field>, ...)`` or ``send_many``.
 QUEUE_SEND = re.compile(r"\.send(?:_many)?\(\s*[\w.]*?\bqueues\.(\w+)\b")
 # A queue read in shared/ that a send-only role does not allow.
@@ -104,13 +73,8 @@ INFRA = ROOT / "infra"
 
 
 def load_config() -> ModuleType:
-    """shared/settings.py on its own (standard library only), without the rest of the app."""
-    spec = importlib.util.spec_from_file_location("app_config", ROOT / "shared" / "settings.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    """shared/settings.py, which (like the limits and errors it imports) needs only the standard library."""
+    return importlib.import_module("shared.settings")
 
 
 def _queue_expression(node: ast.expr, queues: Any) -> str:
@@ -165,6 +129,11 @@ def checks(scenarios: dict[str, Infra], config: ModuleType) -> list[tuple[str, C
     settings = infra.settings
     every_setting = {name for scenario in scenarios.values() for name in scenario.settings}
     read = set(config.SETTING_NAMES)
+    # The table's own: every setting the host, the worker or the telemetry reads rather than load_settings.
+    host_settings = {setting.name for setting in config.SETTINGS if setting.read_by != "app"}
+    # Settings with a default of the code's (not required, not left to the platform): main.bicep's must equal it.
+    defaults = {setting.name: setting.default for setting in config.SETTINGS
+                if setting.read_by == "app" and not setting.missing and setting.default is not None}
 
     def per_scenario(check: Callable[[dict[str, str]], list[str]]) -> Callable[[], list[str]]:
         def run() -> list[str]:
@@ -178,7 +147,7 @@ def checks(scenarios: dict[str, Infra], config: ModuleType) -> list[tuple[str, C
 
     def every_written_setting_is_read() -> list[str]:
         return [f"{name} is written by infra/ but read by neither the code, the host nor the worker"
-                for name in sorted(every_setting - read - HOST_SETTINGS)]
+                for name in sorted(every_setting - read - host_settings)]
 
     def nothing_secret(settings: dict[str, str]) -> list[str]:
         problems = [f"{name} is written, but must stay out of the cloud: {why}"
@@ -263,24 +232,14 @@ def checks(scenarios: dict[str, Infra], config: ModuleType) -> list[tuple[str, C
         return [f"{name} = {settings.get(name)!r}, expected {value!r}"
                 for name, value in expected.items() if settings.get(name) != value]
 
-    def code_default(setting: str) -> Any:
-        if setting in FALLBACK_FIELDS:
-            without = {name: value for name, value in settings.items() if name != setting}
-            return getattr(config.load_settings(without), FALLBACK_FIELDS[setting])
-        return getattr(config, DEFAULTS[setting], None)
-
     def defaults_match_the_code() -> list[str]:
         problems = []
-        for setting in [*DEFAULTS, *FALLBACK_FIELDS]:
+        for setting, default in defaults.items():
             if setting not in settings:
                 continue  # reported by every_written_setting_is_read / every_read_setting_is_written
             param = infra.setting_source.get(setting)
             if param is None:
                 problems.append(f"{setting} is not set from a main.bicep parameter")
-                continue
-            default = code_default(setting)
-            if default is None:
-                problems.append(f"shared/settings.py has no {DEFAULTS[setting]} (the default of {setting})")
             elif bicep_text(infra.main_defaults[param]) != bicep_text(default):
                 problems.append(f"{param} defaults to {bicep_text(infra.main_defaults[param])}, "
                                 f"the code to {bicep_text(default)}")
