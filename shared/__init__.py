@@ -24,6 +24,7 @@ never from above, and no import cycle exists (both checked by tests/test_layers.
       queue_monitor          the queues' depth and age, once a minute
     runtime.py             the process's clients, built once from the settings
     storage/               everything written to Storage, and its formats
+      containers             what every container writer shares: made once, JSON documents
       artifact_blobs         an artifact streamed into a blob, visible only when whole
       run_records            the run record: the watcher's state, conditional writes
       status_records         the status container: failures, events, webhooks, settle logs
@@ -39,6 +40,7 @@ never from above, and no import cycle exists (both checked by tests/test_layers.
       errors                 every error the app raises, in one tree
       host_settings          host.json as the host reads it
       openai_client          the Azure OpenAI endpoints this app calls
+      json_values            integers and numbers read out of untrusted JSON (never booleans)
       retry, telemetry, ids, clock
 
 A name that starts with ``_`` is its module's own; any other name is used outside its module

@@ -29,6 +29,7 @@ from shared.errors import (
     UpstreamError,
 )
 from shared.ids import require_id
+from shared.json_values import json_int
 from shared.retry import RetryPolicy, retry_after_seconds
 
 CONTAINER_API_VERSION = "preview"
@@ -253,7 +254,7 @@ class AzureOpenAIClient:
         if isinstance(error, dict):
             for key in ("code", "type", "param", "message"):
                 value = error.get(key)
-                if isinstance(value, (str, int)) and not isinstance(value, bool):
+                if isinstance(value, str) or json_int(value) is not None:
                     detail[key] = self._scrub(str(value))
         elif isinstance(error, str):
             detail["message"] = self._scrub(error)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import FieldProblem, InvalidRequest
 from shared.ids import is_valid_id
+from shared.json_values import is_json_number, json_int_in
 from shared.limits import MAX_WAIT_SECONDS
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -88,18 +88,14 @@ def _check_response_id(value: Any) -> str | None:
     return None if is_valid_id(value) else "must be a response id (letters, digits, '_' or '-')"
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _check_max_output_tokens(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < _MIN_OUTPUT_TOKENS:
+    if json_int_in(value, _MIN_OUTPUT_TOKENS) is None:
         return f"must be an integer of at least {_MIN_OUTPUT_TOKENS}"
     return None
 
 
 def _check_temperature(value: Any) -> str | None:
-    return None if _is_number(value) and 0 <= value <= 2 else "must be a number from 0 to 2"
+    return None if is_json_number(value) and 0 <= value <= 2 else "must be a number from 0 to 2"
 
 
 def _check_reasoning(value: Any) -> str | None:
@@ -125,7 +121,9 @@ def _check_metadata(value: Any) -> str | None:
 
 
 def _check_wait(value: Any) -> str | None:
-    return None if _is_number(value) and 0 <= value <= MAX_WAIT_SECONDS else f"must be 0 to {MAX_WAIT_SECONDS} seconds"
+    if is_json_number(value) and 0 <= value <= MAX_WAIT_SECONDS:
+        return None
+    return f"must be 0 to {MAX_WAIT_SECONDS} seconds"
 
 
 def _check_tool_choice(value: Any) -> str | None:

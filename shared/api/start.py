@@ -44,6 +44,7 @@ from shared.errors import (
     Refusal,
 )
 from shared.ids import is_valid_id
+from shared.json_values import json_int
 from shared.limits import HTTP_BUDGET_SECONDS
 from shared.pipeline.discovery import output_text
 from shared.pipeline.fan_out import artifact_messages
@@ -217,12 +218,11 @@ def _record_and_watch(
     """The run is recorded and its watcher queued, or the caller learns the run's id from the error."""
     response_id = str(response["id"])
     status = response.get("status")
-    created = response.get("created_at")
     record = RunRecord.start(
         response_id,
         "post",
         status=status if isinstance(status, str) else None,
-        response_created_at=created if isinstance(created, int) and not isinstance(created, bool) else None,
+        response_created_at=json_int(response.get("created_at")),
         input_file_ids=list(run.file_ids),
         step_token=new_step_token(),
         owner=caller.owner,

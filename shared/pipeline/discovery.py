@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.ids import is_valid_id
+from shared.json_values import json_int
 from shared.storage.naming import display_name, extension_for, is_placeholder_name, valid_mime_type
 
 log = logging.getLogger(__name__)
@@ -117,8 +118,7 @@ class _Collector:
             path = entry.get("path")
             if isinstance(path, str) and display_name(path):
                 found.names.append(display_name(path))
-            size = entry.get("bytes")
-            if isinstance(size, int) and not isinstance(size, bool):
+            if (size := json_int(entry.get("bytes"))) is not None:
                 found.size = size
 
 
@@ -131,8 +131,7 @@ def find_artifacts(
 ) -> Discovery:
     """Every file ``response`` produced, at most ``max_files`` (ARTIFACTS_MAX_FILES_PER_RUN: the
     run's messages, record and event stay bounded); ``list_files`` lists a container (may raise)."""
-    created = response.get("created_at")
-    created_after = created if isinstance(created, int) and not isinstance(created, bool) else None
+    created_after = json_int(response.get("created_at"))
     collector = _Collector()
     collector.user_files.update(exclude_file_ids)
     for item in _dicts(response.get("output")):
@@ -189,8 +188,8 @@ def output_text(response: dict[str, Any]) -> str:
 
 
 def _made_before(entry: dict[str, Any], moment: int | None) -> bool:
-    created = entry.get("created_at")
-    return moment is not None and isinstance(created, int) and not isinstance(created, bool) and created < moment
+    created = json_int(entry.get("created_at"))
+    return moment is not None and created is not None and created < moment
 
 
 def _citations(message: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -47,6 +47,7 @@ from shared.errors import (
     UpstreamError,
 )
 from shared.host_settings import DEFAULT_FUNCTION_TIMEOUT_SECONDS
+from shared.json_values import json_int
 from shared.pipeline.discovery import output_text, used_code_interpreter
 from shared.pipeline.events import freeze_outcome, send_event
 from shared.pipeline.fan_out import artifact_messages, fan_out
@@ -214,8 +215,7 @@ class Watcher:
         record.polls += 1
         status = response.get("status")
         record.status = status if isinstance(status, str) else None
-        created = response.get("created_at")
-        if isinstance(created, int) and not isinstance(created, bool):
+        if (created := json_int(response.get("created_at"))) is not None:
             record.response_created_at = created
         if record.status in RUNNING_STATUSES:
             self._again_or_give_up(stored, record, poll_delay(self.runtime.settings, record.polls + 1))
@@ -371,12 +371,11 @@ class Watcher:
             log.info("run %s: not captured: no claim of the app's names it, and it used no code interpreter or "
                      "ARTIFACTS_WEBHOOK_CAPTURE is not 'all'", response_id)
             return None
-        created = response.get("created_at")
         with step_span("capture_run", parent=context_from(message.trace), response_id=response_id):
             record = RunRecord.start(
                 response_id,
                 WEBHOOK_CAPTURE,
-                response_created_at=created if isinstance(created, int) and not isinstance(created, bool) else None,
+                response_created_at=json_int(response.get("created_at")),
                 owner=None if claimed is None else claimed.owner,
             )
         made = self.runtime.status_records.runs.create(record)

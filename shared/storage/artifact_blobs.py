@@ -33,6 +33,7 @@ from azure.storage.blob import BlobBlock, BlobClient, BlobServiceClient, Content
 
 from shared.clock import utc_timestamp
 from shared.errors import ConcurrentWriteError, ContainerMissingError, SizeMismatchError, TooLargeError
+from shared.storage.containers import ContainerGuard
 
 DEFAULT_BLOCK_SIZE = 4 * 1024 * 1024
 DEFAULT_BLOCK_CONCURRENCY = 4
@@ -45,28 +46,6 @@ class StoredBlob:
     size: int
     sha256: str
     already_present: bool = False
-
-
-class ContainerGuard:
-    """Creates a blob container once per process, on first use, instead of on every write."""
-
-    def __init__(self, service: BlobServiceClient, name: str) -> None:
-        self.client = service.get_container_client(name)
-        self._ready = False
-        self._lock = threading.Lock()
-
-    def forget(self) -> None:
-        """The container was found missing (deleted while running): create it on next use."""
-        self._ready = False
-
-    def ensure(self) -> None:
-        if self._ready:
-            return
-        with self._lock:
-            if not self._ready:
-                with contextlib.suppress(ResourceExistsError):
-                    self.client.create_container()
-                self._ready = True
 
 
 class ArtifactStore:

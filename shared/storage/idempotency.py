@@ -30,11 +30,11 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.storage.blob import BlobClient, ContentSettings
+from azure.storage.blob import BlobClient
 
 from shared.errors import KeyInFlight, KeyOutcomeUnknown, KeyReused
 from shared.limits import CLAIM_ABANDONED_SECONDS
-from shared.storage.artifact_blobs import ContainerGuard
+from shared.storage.containers import JSON_CONTENT, ContainerGuard
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,6 @@ _LOSER_POLL_SECONDS = 0.2
 _RESOLVE_TRIES = 5  # conditional writes lost to the claim's own request before giving up
 _PENDING_PREFIX = "_idempotency/pending/"
 _TAG = re.compile(r"(?P<name>[0-9a-f]{64})\.(?P<nonce>[0-9a-f]{32})")
-_JSON = ContentSettings(content_type="application/json")
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ class IdempotencyClaims:
             mine = _ClaimDocument.new(request_digest, owner)
             self._container.ensure()
             try:
-                result = blob.upload_blob(mine.to_json(), overwrite=False, content_settings=_JSON)
+                result = blob.upload_blob(mine.to_json(), overwrite=False, content_settings=JSON_CONTENT)
                 return self._won(blob, str(result["etag"]), mine, name, tagged)
             except ResourceExistsError:
                 pass
@@ -120,7 +119,7 @@ class IdempotencyClaims:
         """Record the run the claim's request started, for the requests that retry it."""
         document = _ClaimDocument(request_digest, response_id, time.time(), claim.owner, _nonce(claim), "started")
         try:
-            claim.blob.upload_blob(document.to_json(), overwrite=True, content_settings=_JSON,
+            claim.blob.upload_blob(document.to_json(), overwrite=True, content_settings=JSON_CONTENT,
                                    etag=claim.etag, match_condition=MatchConditions.IfNotModified)
         except ResourceModifiedError:
             # The run's webhook found the claim first (``resolve``): fine if it named this run.
@@ -134,7 +133,7 @@ class IdempotencyClaims:
         document = _ClaimDocument.from_json(claim.blob.download_blob().readall())
         document.outcome = "unknown"
         with contextlib.suppress(ResourceModifiedError):  # resolved meanwhile: retries get the run
-            claim.blob.upload_blob(document.to_json(), overwrite=True, content_settings=_JSON,
+            claim.blob.upload_blob(document.to_json(), overwrite=True, content_settings=JSON_CONTENT,
                                    etag=claim.etag, match_condition=MatchConditions.IfNotModified)
 
     def release(self, claim: Claim) -> None:
@@ -163,7 +162,7 @@ class IdempotencyClaims:
                 return None
             held.response_id, held.outcome = response_id, "started"
             try:
-                blob.upload_blob(held.to_json(), overwrite=True, content_settings=_JSON,
+                blob.upload_blob(held.to_json(), overwrite=True, content_settings=JSON_CONTENT,
                                  etag=str(downloader.properties.etag), match_condition=MatchConditions.IfNotModified)
             except (ResourceModifiedError, ResourceNotFoundError):
                 continue  # the claim's own request wrote first: read it again
@@ -210,7 +209,7 @@ class IdempotencyClaims:
     def _take_over(blob: BlobClient, etag: str, mine: _ClaimDocument) -> str | None:
         """The new ETag, or None if another request took the lapsed claim over first."""
         try:
-            result = blob.upload_blob(mine.to_json(), overwrite=True, content_settings=_JSON,
+            result = blob.upload_blob(mine.to_json(), overwrite=True, content_settings=JSON_CONTENT,
                                       etag=etag, match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceNotFoundError):
             return None

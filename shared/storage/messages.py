@@ -38,6 +38,7 @@ from typing import Any
 
 from shared.errors import InvalidMessage
 from shared.ids import require_id
+from shared.json_values import json_int_in
 from shared.limits import MAX_MESSAGE_BYTES, QUEUE_MAX_VISIBILITY_SECONDS
 from shared.storage.naming import MAX_DISPLAY_NAME_CHARS, blob_name, safe_filename, valid_mime_type
 from shared.telemetry import TRACE_FIELDS, current_trace_fields
@@ -75,7 +76,7 @@ class WatchMessage:
         data = _object(body)
         try:
             seq = data.get("seq")
-            if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0):
+            if seq is not None and json_int_in(seq, 0) is None:
                 raise ValueError("seq must be a non-negative integer or null")
             capture = data.get("capture", False)
             if not isinstance(capture, bool):
@@ -222,9 +223,10 @@ def _trace(data: dict[str, Any]) -> dict[str, str]:
 
 def _count(data: dict[str, Any], key: str, most: int = _MAX_COUNT) -> int:
     value = data.get(key, 0)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+    number = json_int_in(value, 0, most)
+    if number is None:
         raise ValueError(f"{key} must be an integer from 0 to {most}")
-    return value
+    return number
 
 
 def _positive_or_none(data: dict[str, Any], key: str) -> int | None:
@@ -240,6 +242,7 @@ def _optional_int(data: dict[str, Any], key: str, least: int, most: int | None, 
     value = data.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < least or (most is not None and value > most):
+    number = json_int_in(value, least, most)
+    if number is None:
         raise ValueError(f"{key} must be {what} or null")
-    return value
+    return number

@@ -16,16 +16,14 @@ from typing import Any, Literal
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.storage.blob import ContentSettings
 
 from shared.clock import utc_timestamp
 from shared.errors import RecordConflict, RecordMissing
-from shared.storage.artifact_blobs import ContainerGuard
+from shared.storage.containers import JSON_CONTENT, ContainerGuard
 from shared.telemetry import current_trace_fields
 
 RUN_RECORD = "_run.json"
 MAX_OUTPUT_TEXT_CHARS = 32 * 1024  # the record and the status answer stay bounded
-_JSON = ContentSettings(content_type="application/json")
 
 Phase = Literal["running", "persisting", "complete"]
 RUNNING_STATUSES = ("queued", "in_progress")
@@ -148,7 +146,7 @@ class RunStore:
         self._container.ensure()
         blob = self._container.client.get_blob_client(f"{record.response_id}/{RUN_RECORD}")
         try:
-            result = blob.upload_blob(record.to_json(), overwrite=False, content_settings=_JSON)
+            result = blob.upload_blob(record.to_json(), overwrite=False, content_settings=JSON_CONTENT)
         except ResourceExistsError:
             return None
         return Stored(record, str(result["etag"]))
@@ -161,7 +159,7 @@ class RunStore:
             result = blob.upload_blob(
                 record.to_json(),
                 overwrite=True,
-                content_settings=_JSON,
+                content_settings=JSON_CONTENT,
                 etag=etag,
                 match_condition=MatchConditions.IfNotModified,
             )

@@ -31,7 +31,7 @@ from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings
 from shared.clock import utc_timestamp
 from shared.ids import is_valid_id
 from shared.limits import EXCERPT_BYTES
-from shared.storage.artifact_blobs import ContainerGuard
+from shared.storage.containers import JSON_CONTENT, ContainerGuard
 from shared.storage.idempotency import IdempotencyClaims
 from shared.storage.run_records import RunStore
 from shared.telemetry import files_failed
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 
 EVENT_DOCUMENT = "_event.json"
 SETTLE_LOG = "_settled.{generation}.log"  # not ".json": failures() skips it
-_JSON = ContentSettings(content_type="application/json")
 _TEXT = ContentSettings(content_type="text/plain; charset=utf-8")
 _MAX_REASON_CHARS = 1000  # well inside BLOB_METADATA_MAX_BYTES with the other metadata
 
@@ -176,7 +175,7 @@ class StatusStore:
             self._container.client.get_blob_client(name).upload_blob(
                 json.dumps(document, ensure_ascii=False).encode("utf-8"),
                 overwrite=overwrite,
-                content_settings=_JSON,
+                content_settings=JSON_CONTENT,
                 metadata=metadata,
             )
         except ResourceExistsError:
