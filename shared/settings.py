@@ -333,7 +333,8 @@ WEBHOOK_CAPTURE = Setting(
 )
 LINK_MINUTES = Setting(
     "ARTIFACTS_LINK_MINUTES", 60, _link_minutes,
-    f"lifetime of the download links in the status API and the event, at most {MAX_LINK_MINUTES} (7 days)",
+    f"lifetime of the download links in the status API and the event, at most {MAX_LINK_MINUTES} "
+    f"({MAX_LINK_MINUTES // (24 * 60)} days)",
     example="60",
 )
 EASY_AUTH = Setting(
