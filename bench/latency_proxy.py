@@ -25,7 +25,7 @@ import functools
 import json
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from time import monotonic
@@ -103,12 +103,16 @@ class LatencyProxy:
         *,
         delay_ms: float = DEFAULT_DELAY_MS,
         connect_delay_ms: float | None = None,
+        on_request: Callable[[str, Head], None] | None = None,
     ) -> None:
         """``connect_delay_ms`` is paid once per new connection (default: ``delay_ms``, the
-        handshake's round trip); ``delay_ms`` by every request."""
+        handshake's round trip); ``delay_ms`` by every request. ``on_request`` is called with the
+        route and the head of every request as it arrives, on the proxy's event loop (so it must be
+        quick): a benchmark classifies requests by operation there."""
         self._upstreams = dict(upstreams)
         self._delay = delay_ms / 1000
         self._connect_delay = None if connect_delay_ms is None else connect_delay_ms / 1000
+        self._on_request = on_request
         self._lock = threading.Lock()
         self._counts = {name: RouteCounts() for name in self._upstreams}
         self._log: deque[tuple[float, str, str, str]] = deque(maxlen=_LOG_ENTRIES)
@@ -233,6 +237,8 @@ class LatencyProxy:
                 counts.requests += 1
                 counts.methods[head.method] = counts.methods.get(head.method, 0) + 1
                 self._log.append((monotonic(), route, head.method, head.path))
+            if self._on_request is not None:
+                self._on_request(route, head)
             await self._pause()
             upstream.write(head.raw)
             if head.chunked:
