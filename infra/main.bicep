@@ -149,6 +149,15 @@ param easyAuthAllowedClientApplications string = ''
 @description('Tenant issuing the tokens. Empty: the tenant of the deployment.')
 param easyAuthTenantId string = ''
 
+@description('ARTIFACTS_CALLER_ROLE: with Easy Auth, the app role a token must carry to call at all (403 otherwise).')
+param callerRole string = 'Artifacts.Caller'
+
+@description('ARTIFACTS_IMPORT_ROLE: with Easy Auth, the app role that may import responses the app did not start for the caller.')
+param importRole string = 'Artifacts.Import'
+
+@description('ARTIFACTS_ALLOWED_MODELS: comma-separated deployments a POST may name. Empty: only the configured deployment.')
+param allowedModels string = ''
+
 // ---------------------------------------------------------------------------------------------
 // Alerts: off unless someone is told
 // ---------------------------------------------------------------------------------------------
@@ -216,6 +225,9 @@ var openAiResourceGroup = createOpenAi ? rgName : split(existingOpenAiResourceId
 var keyVaultName = 'kv-${resourceToken}'
 var webhookSecretName = 'azure-openai-webhook-secret' // scripts/register_webhook.py writes it here
 var webhookSecretReference = webhookEnabled ? '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${webhookSecretName})' : ''
+// During a rotation, the secret being replaced (scripts/register_webhook.py --rotate keeps it here); unresolved, it is ignored.
+var webhookPreviousSecretName = '${webhookSecretName}-previous'
+var webhookPreviousSecretReference = webhookEnabled ? '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${webhookPreviousSecretName})' : ''
 // Azure OpenAI signs its webhook calls instead of sending a token: Easy Auth must let this route by.
 var webhookPath = '/api/webhooks/azure-openai'
 var alertsEnabled = !(empty(alertEmail) && empty(alertActionGroupId))
@@ -357,6 +369,10 @@ module app 'modules/functionapp.bicep' = {
     linkMinutes: linkMinutes
     webhookCapture: webhookCapture
     webhookSecretReference: webhookSecretReference
+    webhookPreviousSecretReference: webhookPreviousSecretReference
+    callerRole: callerRole
+    importRole: importRole
+    allowedModels: allowedModels
   }
   // The host starts as soon as the app exists: grant its roles first so it never starts unauthorised
   // (and the Key Vault role, so the webhook secret's reference resolves from the start).

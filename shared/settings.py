@@ -43,6 +43,10 @@ _STORAGE_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 _MAX_QUEUE_NAME = 63 - len(POISON_SUFFIX)
 _QUEUE_NAME = re.compile(rf"^(?=.{{3,{_MAX_QUEUE_NAME}}}$)[a-z0-9]+(-[a-z0-9]+)*$")
 
+# An Entra app role's value (what the token's ``roles`` claim carries), and a model deployment's name.
+_APP_ROLE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
+_DEPLOYMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
 # The only hosts AZURE_OPENAI_ENDPOINT may reach over plain http://: the credentials never leave the machine.
 _LOOPBACK_V4 = ipaddress.IPv4Network("127.0.0.0/8")
 _LOOPBACK_V6 = ipaddress.IPv6Address("::1")
@@ -108,7 +112,7 @@ def _upstream_timeout(raw: str) -> float:
 def _link_minutes(raw: str) -> int:
     value = _positive_int(raw)
     if value > MAX_LINK_MINUTES:
-        raise ValueError(f"must be at most {MAX_LINK_MINUTES} (the signing key's longest life)")
+        raise ValueError(f"must be at most {MAX_LINK_MINUTES} ({MAX_LINK_MINUTES // (24 * 60)} days)")
     return value
 
 
@@ -142,14 +146,32 @@ def _webhook_secret(raw: str) -> str | None:
     return raw
 
 
+def _role_name(raw: str) -> str:
+    if not _APP_ROLE.match(raw):
+        raise ValueError("must be an app role's value: letters, digits and . _ - (at most 120)")
+    return raw
+
+
+def _deployment_names(raw: str) -> str:
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    if any(not _DEPLOYMENT_NAME.match(name) for name in names):
+        raise ValueError("must be deployment names separated by commas (letters, digits, . _ -)")
+    return ",".join(names)
+
+
 def _endpoint(raw: str) -> str:
     """The resource URL, with or without a trailing ``/openai`` or ``/openai/v1``."""
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http(s) URL with a host name")
+    problem = "must be an http(s) URL with a host name"
+    try:
+        parts = urlsplit(raw)
+        hostname = parts.hostname
+    except ValueError:  # a malformed host ("http://[::1"): no host name to speak of
+        raise ValueError(problem) from None
+    if not hostname or parts.scheme not in ("http", "https"):
+        raise ValueError(problem)
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError("must not carry a query, fragment or credentials")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not _is_loopback(hostname):
         raise ValueError(
             "must be https:// (plain http:// is allowed only for loopback: localhost, "
             "127.0.0.0/8 or ::1), or the API key or token would cross the network in cleartext"
@@ -191,7 +213,8 @@ class Setting(Generic[T]):
     shown_default: str = ""  # the docs' default column, when it says more than the default
     # "app": read by load_settings; "telemetry": read from the environment when telemetry starts;
     # "host": read by the Functions host or the Python worker, listed for the docs and infra/.
-    read_by: Literal["app", "telemetry", "host"] = "app"
+    # "local": read by the host only under ``func start`` (local.settings.json); never an Azure app setting.
+    read_by: Literal["app", "telemetry", "host", "local"] = "app"
     example: str | None = None  # its value in local.settings.json.example; None: left out
 
     def read(self, source: Mapping[str, str], problems: list[str]) -> T:
@@ -331,6 +354,25 @@ WEBHOOK_CAPTURE = Setting(
     "resource is persisted",
     example="started",
 )
+WEBHOOK_SECRET_PREVIOUS = Setting(
+    "AZURE_OPENAI_WEBHOOK_SECRET_PREVIOUS", None, _webhook_secret,
+    "during a rotation, the signing secret being replaced: deliveries signed with either secret are accepted "
+    "until this is removed. In Azure a Key Vault reference",
+)
+CALLER_ROLE = Setting(
+    "ARTIFACTS_CALLER_ROLE", "Artifacts.Caller", _role_name,
+    "with Easy Auth on, the app role a caller's token must carry (its `roles` claim); a token without it gets "
+    "403. Assign it to the users, groups or applications that may call ([deploy.md](deploy.md))",
+)
+IMPORT_ROLE = Setting(
+    "ARTIFACTS_IMPORT_ROLE", "Artifacts.Import", _role_name,
+    "with Easy Auth on, the app role that lets a caller import a response the app did not start for them, and "
+    "see the runs a webhook captured (they have no owner). Grant it on purpose",
+)
+ALLOWED_MODELS = Setting(
+    "ARTIFACTS_ALLOWED_MODELS", "", _deployment_names,
+    "the deployments a POST's `model` may name, separated by commas; empty: only `AZURE_OPENAI_DEPLOYMENT`",
+)
 LINK_MINUTES = Setting(
     "ARTIFACTS_LINK_MINUTES", 60, _link_minutes,
     f"lifetime of the download links in the status API and the event, at most {MAX_LINK_MINUTES} "
@@ -347,11 +389,15 @@ MAX_FILES_PER_RUN = Setting(
     "a run that made more is capped: the first ones are persisted, and the status and the event carry a warning "
     "(so every message, record and event stays bounded)",
 )
-WORKER_RUNTIME = Setting("FUNCTIONS_WORKER_RUNTIME", "python", str, "the language worker the host starts",
-                         required="yes (host)", read_by="host", example="python")
+WORKER_RUNTIME = Setting(
+    "FUNCTIONS_WORKER_RUNTIME", "python", str,
+    "the language worker `func start` starts; in Azure, Flex Consumption sets the runtime itself (not an app "
+    "setting)",
+    required="locally", read_by="local", example="python",
+)
 FEATURE_FLAGS = Setting("AzureWebJobsFeatureFlags", None, _text,
-                        "`EnableWorkerIndexing` lets older hosts index the v2 programming model",
-                        read_by="host", example="EnableWorkerIndexing")
+                        "`EnableWorkerIndexing` lets older local hosts index the v2 programming model",
+                        read_by="local", example="EnableWorkerIndexing")
 WORKER_OPENTELEMETRY = Setting(
     "PYTHON_ENABLE_OPENTELEMETRY", None, _text,
     "`true`: the worker streams OpenTelemetry logs and continues the host's trace",
@@ -362,12 +408,12 @@ WORKER_THREADS = Setting("PYTHON_THREADPOOL_THREAD_COUNT", None, _text,
 
 # Every setting, in the order of the docs' table.
 SETTINGS: tuple[Setting[Any], ...] = (
-    ENDPOINT, DEPLOYMENT, API_KEY, TIMEOUT, HOST_STORAGE, CLIENT_ID, BLOB_SERVICE_URI, QUEUE_SERVICE_URI,
-    ACCOUNT_NAME, STORAGE_CREDENTIAL, STORAGE_CLIENT_ID, APPINSIGHTS_CONNECTION, APPINSIGHTS_AUTHENTICATION,
-    OTLP_ENDPOINT, ARTIFACTS_STORAGE, ARTIFACTS_QUEUE, RUNS_QUEUE, EVENTS_QUEUE, BACKGROUND, RUN_MAX_HOURS,
-    POLL_MIN, POLL_MAX, CONTAINER, STATUS_CONTAINER, MAX_FILE_BYTES, DOWNLOAD_ATTEMPTS, MAX_FILES_PER_RUN,
-    WEBHOOK_SECRET, WEBHOOK_CAPTURE, LINK_MINUTES, EASY_AUTH, WORKER_RUNTIME, FEATURE_FLAGS, WORKER_OPENTELEMETRY,
-    WORKER_THREADS,
+    ENDPOINT, DEPLOYMENT, ALLOWED_MODELS, API_KEY, TIMEOUT, HOST_STORAGE, CLIENT_ID, BLOB_SERVICE_URI,
+    QUEUE_SERVICE_URI, ACCOUNT_NAME, STORAGE_CREDENTIAL, STORAGE_CLIENT_ID, APPINSIGHTS_CONNECTION,
+    APPINSIGHTS_AUTHENTICATION, OTLP_ENDPOINT, ARTIFACTS_STORAGE, ARTIFACTS_QUEUE, RUNS_QUEUE, EVENTS_QUEUE,
+    BACKGROUND, RUN_MAX_HOURS, POLL_MIN, POLL_MAX, CONTAINER, STATUS_CONTAINER, MAX_FILE_BYTES, DOWNLOAD_ATTEMPTS,
+    MAX_FILES_PER_RUN, WEBHOOK_SECRET, WEBHOOK_SECRET_PREVIOUS, WEBHOOK_CAPTURE, LINK_MINUTES, EASY_AUTH,
+    CALLER_ROLE, IMPORT_ROLE, WORKER_RUNTIME, FEATURE_FLAGS, WORKER_OPENTELEMETRY, WORKER_THREADS,
 )
 # Every setting load_settings reads; the runtime rebuilds its clients only when one changes.
 SETTING_NAMES = tuple(setting.name for setting in SETTINGS if setting.read_by == "app")
@@ -418,11 +464,15 @@ class Settings:
     poll_min_seconds: int = POLL_MIN.default
     poll_max_seconds: int = POLL_MAX.default
     webhook_secret: str | None = field(default=None, repr=False)  # whsec_...; None: webhooks are refused
+    webhook_secret_previous: str | None = field(default=None, repr=False)  # also accepted, during a rotation
     webhook_capture: str = WEBHOOK_CAPTURE.default  # one of WEBHOOK_CAPTURE_MODES
     link_minutes: int = LINK_MINUTES.default
     # App Service Authentication (Easy Auth) is on: the platform sets WEBSITE_AUTH_ENABLED, strips
     # X-MS-CLIENT-PRINCIPAL-* from outside requests and sets them itself. Off, they are not trusted.
     easy_auth: bool = False
+    caller_role: str = CALLER_ROLE.default
+    import_role: str = IMPORT_ROLE.default
+    allowed_models: tuple[str, ...] = ()  # the deployments a POST's model may name (load_settings: never empty)
 
     @property
     def uses_entra_id(self) -> bool:
@@ -444,40 +494,55 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     def read(setting: Setting[T]) -> T:
         return setting.read(source, problems)
 
+    # Read in the order an operator sets them up: the model, the queues and containers, the limits,
+    # the storage, the webhooks, the links, the callers.
+    endpoint, deployment, api_key = read(ENDPOINT), read(DEPLOYMENT), read(API_KEY)
     queues = queue_names(source)
     _check_queue_names(queues, problems)
     container, status_container = read(CONTAINER), read(STATUS_CONTAINER)
-    if container == status_container:
+    if _raw(source, CONTAINER) == _raw(source, STATUS_CONTAINER):
         problems.append(f"{STATUS_CONTAINER.name} must differ from {CONTAINER.name}")
-    poll_min, poll_max = read(POLL_MIN), read(POLL_MAX)
+    timeout, max_file_bytes = read(TIMEOUT), read(MAX_FILE_BYTES)
+    attempts, max_files, background = read(DOWNLOAD_ATTEMPTS), read(MAX_FILES_PER_RUN), read(BACKGROUND)
+    run_max_hours, poll_min, poll_max = read(RUN_MAX_HOURS), read(POLL_MIN), read(POLL_MAX)
     if poll_max < poll_min:
         problems.append(f"{POLL_MAX.name} must not be less than {POLL_MIN.name}")
+    storage, queue_storage = _artifact_storage(source, problems), _host_storage(source, "queue", problems)
     settings = Settings(
-        endpoint=read(ENDPOINT),
-        deployment=read(DEPLOYMENT),
-        api_key=read(API_KEY),
-        storage=_artifact_storage(source, problems),
-        queue_storage=_host_storage(source, "queue", problems),
+        endpoint=endpoint,
+        deployment=deployment,
+        api_key=api_key,
+        storage=storage,
+        queue_storage=queue_storage,
         queues=queues,
         artifacts_container=container,
         status_container=status_container,
-        timeout_seconds=read(TIMEOUT),
-        max_file_bytes=read(MAX_FILE_BYTES),
-        download_attempts=read(DOWNLOAD_ATTEMPTS),
-        max_files_per_run=read(MAX_FILES_PER_RUN),
+        timeout_seconds=timeout,
+        max_file_bytes=max_file_bytes,
+        download_attempts=attempts,
+        max_files_per_run=max_files,
         client_id=read(CLIENT_ID),
-        background=read(BACKGROUND),
-        run_max_seconds=read(RUN_MAX_HOURS) * 3600,
+        background=background,
+        run_max_seconds=run_max_hours * 3600,
         poll_min_seconds=poll_min,
         poll_max_seconds=poll_max,
         webhook_secret=read(WEBHOOK_SECRET),
+        webhook_secret_previous=read(WEBHOOK_SECRET_PREVIOUS),
         webhook_capture=read(WEBHOOK_CAPTURE),
         link_minutes=read(LINK_MINUTES),
         easy_auth=read(EASY_AUTH),
+        caller_role=read(CALLER_ROLE),
+        import_role=read(IMPORT_ROLE),
+        allowed_models=tuple(read(ALLOWED_MODELS).split(",")) if _raw(source, ALLOWED_MODELS) else (deployment,),
     )
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+def _raw(source: Mapping[str, str], setting: Setting[Any]) -> str:
+    """What the environment says, or the default as text: for checks across settings."""
+    return source.get(setting.name, "").strip() or str(setting.default)
 
 
 def _check_queue_names(queues: QueueNames, problems: list[str]) -> None:

@@ -38,6 +38,11 @@ param linkMinutes int
 param webhookCapture string
 @description('AZURE_OPENAI_WEBHOOK_SECRET as a Key Vault reference; empty when webhooks are off.')
 param webhookSecretReference string = ''
+@description('AZURE_OPENAI_WEBHOOK_SECRET_PREVIOUS as a Key Vault reference (the secret being rotated out); empty when webhooks are off.')
+param webhookPreviousSecretReference string = ''
+param callerRole string
+param importRole string
+param allowedModels string
 
 // Per-function scaling: the HTTP functions share instances, and each queue-triggered function runs
 // on instances of its own, so one instance runs either the HTTP group or one queue function.
@@ -103,6 +108,10 @@ var appSettings = {
   // generateUserDelegationKey; shared keys stay off).
   ARTIFACTS_LINK_MINUTES: string(linkMinutes)
   ARTIFACTS_WEBHOOK_CAPTURE: webhookCapture
+  // Who may call (with Easy Auth): app roles in the token, and the deployments a POST may name.
+  ARTIFACTS_CALLER_ROLE: callerRole
+  ARTIFACTS_IMPORT_ROLE: importRole
+  ARTIFACTS_ALLOWED_MODELS: allowedModels
   // host.json telemetryMode OpenTelemetry: the worker streams its own OpenTelemetry logs and continues
   // the host's trace context; the app configures the exporters (APPLICATIONINSIGHTS_* above, and
   // OTEL_EXPORTER_OTLP_ENDPOINT when one is set by hand).
@@ -112,7 +121,10 @@ var appSettings = {
 
 // The webhook signing secret lives in Key Vault, written by scripts/register_webhook.py; a reference
 // (not a value) keeps provisioning again from wiping it.
-var webhookSettings = empty(webhookSecretReference) ? {} : { AZURE_OPENAI_WEBHOOK_SECRET: webhookSecretReference }
+var webhookSettings = empty(webhookSecretReference) ? {} : {
+  AZURE_OPENAI_WEBHOOK_SECRET: webhookSecretReference
+  AZURE_OPENAI_WEBHOOK_SECRET_PREVIOUS: webhookPreviousSecretReference
+}
 var allSettings = union(appSettings, webhookSettings)
 
 resource app 'Microsoft.Web/sites@2024-04-01' = {

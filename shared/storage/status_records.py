@@ -1,6 +1,6 @@
 """Durable per-response records in the status container, so nothing is dropped silently.
 
-``{response_id}/_run.json``         the run and every artifact it produced (see ``run_record``)
+``{response_id}/_run.json``         the run and every artifact it produced (see ``run_records``)
 ``{response_id}/_event.json``       a completion event too large for a queue message, whole
 ``{response_id}/{file_id}.json``    an artifact that failed for good, with the reason
 ``{response_id}/_settled.{generation}.log`` an append blob: one line per delivery that settled a

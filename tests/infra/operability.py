@@ -23,6 +23,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from shared.limits import MAX_LINK_MINUTES
 from tests.infra.bicep_model import (
     IDENTITY_ID,
     MODULES,
@@ -302,8 +303,8 @@ def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
                             "generateUserDelegationKey (e.g. Storage Blob Delegator)")
         limit = next((d["argument"] for d in infra.main["parameters"]["linkMinutes"]["decorators"]
                       if d["type"] == "max_value"), None)
-        if limit != config.MAX_LINK_MINUTES:
-            problems.append(f"linkMinutes allows up to {limit}, the code {config.MAX_LINK_MINUTES}")
+        if limit != MAX_LINK_MINUTES:
+            problems.append(f"linkMinutes allows up to {limit}, the code {MAX_LINK_MINUTES}")
         return problems
 
     def alerts_watch_the_app_metrics() -> list[str]:

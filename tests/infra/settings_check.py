@@ -39,6 +39,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from shared.errors import ConfigError
 from tests.infra.bicep_model import (
     CLIENT_ID,
     PRINCIPALS,
@@ -129,8 +130,10 @@ def checks(scenarios: dict[str, Infra], config: ModuleType) -> list[tuple[str, C
     settings = infra.settings
     every_setting = {name for scenario in scenarios.values() for name in scenario.settings}
     read = set(config.SETTING_NAMES)
-    # The table's own: every setting the host, the worker or the telemetry reads rather than load_settings.
-    host_settings = {setting.name for setting in config.SETTINGS if setting.read_by != "app"}
+    # The table's own: every setting the host, the worker or the telemetry reads rather than load_settings;
+    # "local" ones (func start's) must never be written in Azure.
+    host_settings = {setting.name for setting in config.SETTINGS if setting.read_by in ("host", "telemetry")}
+    local_only = {setting.name for setting in config.SETTINGS if setting.read_by == "local"}
     # Settings with a default of the code's (not required, not left to the platform): main.bicep's must equal it.
     defaults = {setting.name: setting.default for setting in config.SETTINGS
                 if setting.read_by == "app" and not setting.missing and setting.default is not None}
@@ -146,8 +149,10 @@ def checks(scenarios: dict[str, Infra], config: ModuleType) -> list[tuple[str, C
                 for name in sorted(read - every_setting - set(NOT_WRITTEN))]
 
     def every_written_setting_is_read() -> list[str]:
-        return [f"{name} is written by infra/ but read by neither the code, the host nor the worker"
-                for name in sorted(every_setting - read - host_settings)]
+        problems = [f"{name} is written by infra/ but only func start reads it (Flex Consumption refuses it)"
+                    for name in sorted(every_setting & local_only)]
+        return problems + [f"{name} is written by infra/ but read by neither the code, the host nor the worker"
+                           for name in sorted(every_setting - read - host_settings - local_only)]
 
     def nothing_secret(settings: dict[str, str]) -> list[str]:
         problems = [f"{name} is written, but must stay out of the cloud: {why}"
@@ -160,7 +165,7 @@ def checks(scenarios: dict[str, Infra], config: ModuleType) -> list[tuple[str, C
     def code_takes_the_identity_path(settings: dict[str, str]) -> list[str]:
         try:
             loaded = config.load_settings(settings)
-        except config.ConfigError as error:
+        except ConfigError as error:
             return [f"load_settings refused infra's settings: {error}"]
         problems = []
         storage = loaded.storage

@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 ROOT = Path(__file__).resolve().parents[2]
+# The expected bindings, stated here on purpose rather than imported: the check compares what the
+# worker indexes with what the docs promise, so it must not take its answers from the app.
 DEFAULT_QUEUE = "artifact-downloads"  # ARTIFACTS_QUEUE
 DEFAULT_RUNS_QUEUE = "artifact-runs"  # ARTIFACTS_RUNS_QUEUE
 POISON_SUFFIX = "-poison"  # the host's: where a message goes after maxDequeueCount failed deliveries
