@@ -31,15 +31,15 @@ log = logging.getLogger(__name__)
 MAX_LIFETIME = timedelta(minutes=MAX_LINK_MINUTES)
 # Storage refuses a user delegation key that expires later than this from its own clock.
 KEY_MAX_VALIDITY = USER_DELEGATION_KEY_MAX_VALIDITY
-KEY_MIN_VALIDITY = timedelta(days=1)
 # Our clock may be ahead of or behind Storage's: a key starts this far back, and ends this far
 # short of that limit.
 CLOCK_SKEW = timedelta(minutes=5)
-# A key is replaced while it still covers a new link's whole lifetime and this much more.
+# A key signs links for at most this long after it was fetched. After the account's delegation
+# keys are revoked (an incident), links signed with the old key fail at once, and new links are
+# signed with a new key within this time, on every instance, without a restart.
+KEY_REUSE = timedelta(hours=1)
+# A key lives this much longer than the last link it may sign, so no link outlives its key.
 REFRESH_MARGIN = timedelta(minutes=5)
-# With lifetimes near that limit no key can cover a whole new link for long: a key is then still
-# used for at least this long, and links made late in its life end with it (slightly early).
-KEY_REUSE_AT_LEAST = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -72,9 +72,10 @@ class LinkSigner:
         self._clock = clock
         # Storage checks the protocol a link is used over: https-only wherever the account is.
         self._protocol = "https" if urlsplit(service.url).scheme == "https" else None
-        self._key_validity = min(max(KEY_MIN_VALIDITY, 2 * lifetime), KEY_MAX_VALIDITY - CLOCK_SKEW)
-        self._key_needed_for = min(lifetime + REFRESH_MARGIN, self._key_validity - KEY_REUSE_AT_LEAST)
-        self._key: tuple[UserDelegationKey, datetime] | None = None
+        # Long enough for every link signed while the key is in use to live its whole lifetime;
+        # near 7 days that cannot be, and links signed late in the key's use end with it.
+        self._key_validity = min(lifetime + KEY_REUSE + REFRESH_MARGIN, KEY_MAX_VALIDITY - CLOCK_SKEW)
+        self._key: tuple[UserDelegationKey, datetime, datetime] | None = None  # key, its expiry, fetched at
         self._key_lock = threading.Lock()
 
     @property
@@ -115,23 +116,19 @@ class LinkSigner:
 
     def _delegation_key(self, now: datetime) -> tuple[UserDelegationKey, datetime]:
         cached = self._key
-        if cached is not None and self._key_lasts(cached[1], now):
-            return cached
-        with self._key_lock:  # one fetch however many threads find the key stale at once
-            cached = self._key
-            if cached is None or not self._key_lasts(cached[1], now):
-                cached = self._fetch_key(now)
-                self._key = cached
-            return cached
+        if cached is None or now - cached[2] >= KEY_REUSE:
+            with self._key_lock:  # one fetch however many threads find the key stale at once
+                cached = self._key
+                if cached is None or now - cached[2] >= KEY_REUSE:
+                    cached = self._fetch_key(now)
+                    self._key = cached
+        return cached[0], cached[1]
 
-    def _key_lasts(self, key_expiry: datetime, now: datetime) -> bool:
-        return key_expiry - now >= self._key_needed_for
-
-    def _fetch_key(self, now: datetime) -> tuple[UserDelegationKey, datetime]:
+    def _fetch_key(self, now: datetime) -> tuple[UserDelegationKey, datetime, datetime]:
         expiry = now + self._key_validity
         key = self._service.get_user_delegation_key(now - CLOCK_SKEW, expiry)
         log.info("fetched a user delegation key for download links, valid until %s", expiry.isoformat())
-        return key, expiry
+        return key, expiry, now
 
 
 def link_signer(

@@ -27,7 +27,7 @@ from shared.clock import utc_now
 from shared.errors import ConfigError
 from shared.storage.links import (
     CLOCK_SKEW,
-    KEY_REUSE_AT_LEAST,
+    KEY_REUSE,
     MAX_LIFETIME,
     REFRESH_MARGIN,
     DownloadLink,
@@ -290,7 +290,9 @@ def test_one_delegation_key_serves_many_links_at_once(delegated: Place) -> None:
         assert response.content.startswith(b"file ")
 
 
-def test_the_delegation_key_is_replaced_before_a_link_would_outlive_it(delegated: Place) -> None:
+def test_a_delegation_key_signs_for_an_hour_so_a_revocation_lasts_at_most_that(delegated: Place) -> None:
+    """After ``revoke-delegation-keys`` the links signed with the old key fail; new links must not
+    be signed with it for long: every key is replaced an hour after it was fetched."""
     blob_name = delegated.upload(b"chart")
     clock = ManualClock(utc_now().replace(microsecond=0))
     signer = delegated.signer(lifetime=HOUR, clock=clock)
@@ -299,18 +301,18 @@ def test_the_delegation_key_is_replaced_before_a_link_would_outlive_it(delegated
     key_start, key_expiry = (parse_time(query_of(first.url)[name]) for name in ("skt", "ske"))
     assert delegated.http.get(first.url).status_code == 200
     assert key_start == clock.now - CLOCK_SKEW
-    assert key_expiry - clock.now >= timedelta(days=1)  # a key lasts far longer than a link
+    assert key_expiry - clock.now == HOUR + KEY_REUSE + REFRESH_MARGIN  # covers every link it may sign
 
-    clock.now = key_expiry - HOUR - REFRESH_MARGIN  # the last moment a whole link still fits
+    clock.now += KEY_REUSE - timedelta(seconds=1)  # the last moment the key is used
     last = signer.sign(blob_name, "chart.png")
     assert delegated.key_fetches.count == 1
     assert query_of(last.url)["ske"] == sas_time(key_expiry)
-    assert last.expires_at == clock.now + HOUR
+    assert last.expires_at == clock.now + HOUR  # a whole link, inside the key's life
 
     clock.now += timedelta(seconds=1)
     renewed = signer.sign(blob_name, "chart.png")
     assert delegated.key_fetches.count == 2
-    assert parse_time(query_of(renewed.url)["ske"]) > key_expiry
+    assert parse_time(query_of(renewed.url)["skt"]) == clock.now - CLOCK_SKEW
     assert renewed.expires_at == clock.now + HOUR
     for link in (first, last, renewed):
         assert parse_time(query_of(link.url)["se"]) <= parse_time(query_of(link.url)["ske"])
@@ -326,7 +328,7 @@ def test_week_long_links_end_with_their_key(delegated: Place) -> None:
     assert delegated.http.get(first.url).status_code == 200
     assert first.expires_at == key_expiry  # Storage caps the key at 7 days: no link outlives it
 
-    clock.now += KEY_REUSE_AT_LEAST
+    clock.now += KEY_REUSE - timedelta(seconds=1)
     reused = signer.sign(blob_name, "chart.png")
     assert delegated.key_fetches.count == 1  # not a key per link, however long the links
     assert reused.expires_at == key_expiry
