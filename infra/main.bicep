@@ -155,7 +155,7 @@ param callerRole string = 'Artifacts.Caller'
 @description('ARTIFACTS_IMPORT_ROLE: with Easy Auth, the app role that may import responses the app did not start for the caller.')
 param importRole string = 'Artifacts.Import'
 
-@description('ARTIFACTS_ALLOWED_MODELS: comma-separated deployments a POST may name. Empty: only the configured deployment.')
+@description('ARTIFACTS_ALLOWED_MODELS: comma-separated deployments a POST may name besides the configured one. Empty: only that one.')
 param allowedModels string = ''
 
 // ---------------------------------------------------------------------------------------------
@@ -205,7 +205,7 @@ param openAiDeploymentCapacity int = 30
 // Optional: the developer running azd, for local runs against the cloud resources
 // ---------------------------------------------------------------------------------------------
 
-@description('Object ID of a user or service principal to grant the same data roles as the app. Empty: none.')
+@description('Object ID of a user or service principal (whoever runs azd up) to grant the app\'s data roles, with blob rights on the whole account. Empty: none.')
 param developerPrincipalId string = ''
 
 @allowed(['User', 'ServicePrincipal', 'Group'])
@@ -276,16 +276,33 @@ module identity 'modules/identity.bicep' = {
   }
 }
 
-// Data-plane roles on storage and monitoring, for the app and optionally the developer.
+// The identity the platform reads the deployment package with (functionAppConfig.deployment.storage).
+// Its own, not the app's: the app's identity then holds no role on the package container, so no
+// link it signs can reach the package, and the code running in the app never uses this one.
+module deploymentIdentity 'modules/identity.bicep' = {
+  name: 'deployment-identity'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: 'id-deploy-${resourceToken}'
+  }
+}
+
+// Data-plane roles on storage and monitoring, container by container and queue by queue, for the
+// app, the deployment identity and optionally the developer.
 module access 'modules/access.bicep' = {
   name: 'access'
   scope: rg
   params: {
     storageAccountName: storage.outputs.name
+    appContainerNames: storage.outputs.appContainerNames
+    deploymentContainerName: storage.outputs.deploymentContainerName
     triggerQueueNames: storage.outputs.triggerQueueNames
     sendOnlyQueueNames: storage.outputs.sendOnlyQueueNames
     appInsightsName: monitoring.outputs.appInsightsName
     appPrincipalId: identity.outputs.principalId
+    deploymentPrincipalId: deploymentIdentity.outputs.principalId
     developerPrincipalId: developerPrincipalId
     developerPrincipalType: developerPrincipalType
   }
@@ -344,6 +361,7 @@ module app 'modules/functionapp.bicep' = {
     appName: 'func-${resourceToken}'
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
+    deploymentIdentityId: deploymentIdentity.outputs.id
     storageBlobEndpoint: storage.outputs.blobEndpoint
     storageQueueEndpoint: storage.outputs.queueEndpoint
     deploymentContainerName: storage.outputs.deploymentContainerName

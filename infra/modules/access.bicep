@@ -1,22 +1,42 @@
 // Data-plane role assignments on storage and Application Insights: the least that works for the
-// Functions host, the queue triggers, the app's own queue sends, and the artifact writer.
-// (Azure OpenAI access is granted in openai-access.bicep, in the account's own resource group.)
+// Functions host, the queue triggers, the app's own queue sends, the artifact writer and the
+// download links. (Azure OpenAI access is granted in openai-access.bicep, in the account's own
+// resource group.)
+//
+// Blob roles are granted container by container, never on the account: a user delegation SAS
+// reaches only what its signer's own roles reach when the link is used, so the app's links can
+// reach its own containers and nothing else, the deployment package least of all.
 
 param storageAccountName string
+@description('Blob containers the app reads and writes (artifacts, status records, the Functions host\'s own): Storage Blob Data Contributor on each.')
+param appContainerNames array
+@description('The Flex Consumption deployment package container: Storage Blob Data Contributor for the deployment identity, nothing for the app\'s.')
+param deploymentContainerName string
 @description('Queues the functions trigger on (the app also sends to some): Queue Data Contributor on each.')
 param triggerQueueNames array
 @description('Queues the app only sends to: Queue Data Message Sender on each, and Queue Data Reader for its queue monitor.')
 param sendOnlyQueueNames array
 param appInsightsName string
 param appPrincipalId string
-@description('Optional: a developer (or CI principal) given the same roles as the app. Empty: none.')
+@description('The identity the platform reads the deployment package with (functionAppConfig.deployment.storage).')
+param deploymentPrincipalId string
+@description('Optional: a developer (or CI principal) given the app\'s roles, and more (see below). Empty: none.')
 param developerPrincipalId string = ''
 param developerPrincipalType string = 'User'
 
 // Built-in role definition IDs (the same in every tenant).
 var roles = {
-  // Host storage with an identity requires Owner on blobs (the host manages its own containers:
-  // keys, leases, the deployment package). It also covers writing artifacts and failure records.
+  // Blobs in one container: read, write, delete, list, leases; and creating that container when it
+  // is missing. The app's artifacts and status records, and the Functions host's own containers
+  // (its locks, timer schedule and keys), each by its own assignment. The host's documented role
+  // is Storage Blob Data Owner on the account; what Owner adds over Contributor (ACLs and
+  // ownership on hierarchical-namespace accounts, blob tags) is nothing the host uses here.
+  storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+  // generateUserDelegationKey and nothing else, which Azure authorizes only on the account (or
+  // above): the key that signs the download links. A link still needs the signer's data role on
+  // the blob's container when it is used, which the app holds only on its own containers.
+  storageBlobDelegator: 'db58b8e5-c6ad-4a2a-8342-4190687cbf4a'
+  // Every blob right on the account: for the optional developer principal only (see below).
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   // The queue triggers, scoped to the queues they listen to: the host reads and deletes messages,
   // updates a failed message's visibility and moves poison messages (creating the poison queue
@@ -37,6 +57,23 @@ var withDeveloper = !empty(developerPrincipalId)
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' existing = {
+  parent: account
+  name: 'default'
+}
+
+resource appContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = [
+  for container in appContainerNames: {
+    parent: blobService
+    name: container
+  }
+]
+
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: blobService
+  name: deploymentContainerName
 }
 
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' existing = {
@@ -64,15 +101,29 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
 
 // --- the app's identity ---
 
-resource appBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(account.id, appPrincipalId, roles.storageBlobDataOwner)
+// The only role the app holds on the whole account: it can get a user delegation key, not read a blob.
+resource appBlobDelegator 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(account.id, appPrincipalId, roles.storageBlobDelegator)
   scope: account
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDelegator)
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
   }
 }
+
+// One assignment per container: artifacts, status records, azure-webjobs-hosts, azure-webjobs-secrets.
+resource appBlobContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for (container, i) in appContainerNames: {
+    name: guid(appContainers[i].id, appPrincipalId, roles.storageBlobDataContributor)
+    scope: appContainers[i]
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
+      principalId: appPrincipalId
+      principalType: 'ServicePrincipal'
+    }
+  }
+]
 
 // One assignment per queue: each role reaches its own queues and nothing else in the account.
 resource appQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
@@ -121,7 +172,28 @@ resource appMetricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01
   }
 }
 
-// --- optionally, a developer: the same data roles, so `func start` can run against these resources ---
+// --- the deployment identity: the package container and nothing else ---
+
+// The platform reads the package with this identity when an instance starts, and writes it there
+// when azd deploys (read and write, as the Flex Consumption docs grant it, but on the container only).
+resource deploymentBlobContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(deploymentContainer.id, deploymentPrincipalId, roles.storageBlobDataContributor)
+  scope: deploymentContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
+    principalId: deploymentPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// --- optionally, a developer: the app's queue roles, so `func start` can run against these resources ---
+//
+// On blobs the developer keeps Storage Blob Data Owner on the whole account, wider than the app:
+// this principal is meant to be whoever runs `azd up`, who already needs the right to create role
+// assignments in the resource group (and so could grant itself any data role); the account-wide
+// role spares them doing so by hand to read the deployment package, the host's containers or the
+// artifacts during an incident, and lets a local `func start` use every container. A link they
+// sign can reach what they can, which is no more than they can read directly.
 
 resource developerBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (withDeveloper) {
   name: guid(account.id, developerPrincipalId, roles.storageBlobDataOwner)

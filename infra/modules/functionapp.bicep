@@ -10,6 +10,8 @@ param planName string
 param appName string
 param identityId string
 param identityClientId string
+@description('The identity the platform reads the deployment package with; not the app\'s (see main.bicep).')
+param deploymentIdentityId string
 param storageBlobEndpoint string
 param storageQueueEndpoint string
 param deploymentContainerName string
@@ -104,8 +106,8 @@ var appSettings = {
   ARTIFACTS_MAX_FILE_BYTES: string(artifactsMaxFileBytes)
   ARTIFACTS_DOWNLOAD_ATTEMPTS: string(downloadAttempts)
   ARTIFACTS_MAX_FILES_PER_RUN: string(maxFilesPerRun)
-  // Download links: user delegation SAS signed with the identity (Storage Blob Data Owner covers
-  // generateUserDelegationKey; shared keys stay off).
+  // Download links: user delegation SAS signed with the identity (Storage Blob Delegator on the
+  // account gives it the key; its Contributor role on the artifacts container lets the links read).
   ARTIFACTS_LINK_MINUTES: string(linkMinutes)
   ARTIFACTS_WEBHOOK_CAPTURE: webhookCapture
   // Who may call (with Easy Auth): app roles in the token, and the deployments a POST may name.
@@ -138,7 +140,10 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   kind: 'functionapp,linux'
   identity: {
     type: 'UserAssigned'
-    userAssignedIdentities: { '${identityId}': {} }
+    userAssignedIdentities: {
+      '${identityId}': {} // the app's: storage, telemetry, Azure OpenAI, Key Vault references
+      '${deploymentIdentityId}': {} // the platform's, for the deployment package only
+    }
   }
   properties: {
     serverFarmId: plan.id
@@ -153,14 +158,16 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       appSettings: [for setting in items(allSettings): { name: setting.key, value: setting.value }]
     }
     functionAppConfig: {
-      // azd uploads the package here; the platform reads it with the app's identity (no keys).
+      // azd deploys the package through the platform, which writes it here and reads it when an
+      // instance starts, with the deployment identity (no keys). The app's identity has no role on
+      // this container, so neither the code nor a link it signs can read or replace the package.
       deployment: {
         storage: {
           type: 'blobContainer'
           value: '${storageBlobEndpoint}${deploymentContainerName}'
           authentication: {
             type: 'UserAssignedIdentity'
-            userAssignedIdentityResourceId: identityId
+            userAssignedIdentityResourceId: deploymentIdentityId
           }
         }
       }

@@ -1,5 +1,7 @@
-// The app's one identity. User-assigned rather than system-assigned so its roles can be granted
-// before the Function App exists (the host must never start without them) and survive a re-create.
+// A user-assigned identity: the app's (storage, telemetry, Azure OpenAI, Key Vault), or the one the
+// platform reads the deployment package with. User-assigned rather than system-assigned so its roles
+// can be granted before the Function App exists (the host must never start without them) and
+// survive a re-create.
 
 param location string
 param tags object

@@ -1,6 +1,7 @@
 // One storage account for the Functions host (AzureWebJobsStorage), the deployment package, the
 // app's queues and the artifacts themselves. Only Entra identities can reach its data: shared
-// keys (and so connection strings and account SAS) are disabled.
+// keys (and so connection strings and account SAS) are disabled, and each identity holds data
+// roles only on the containers and queues it uses (access.bicep).
 
 param location string
 param tags object
@@ -64,10 +65,20 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
   }
 }
 
+// The Functions host's own containers with identity-based AzureWebJobsStorage: azure-webjobs-hosts
+// (host locks, the timer's schedule and singleton leases, the host id) and azure-webjobs-secrets
+// (the function keys). The host creates them when missing; creating them here lets the app's
+// identity be granted a role on each (a role assignment needs its scope to exist) instead of on the
+// whole account.
+var hostContainerNames = ['azure-webjobs-hosts', 'azure-webjobs-secrets']
+// Every container the app's identity reads and writes: the artifacts, the status records and the
+// host's own. Not the deployment package container, which only the deployment identity can reach.
+var appContainerNames = concat([artifactsContainerName, statusContainerName], hostContainerNames)
+
 // The app creates its containers on first use too; creating them here makes them visible (and
 // grantable) before the first run, and keeps their names in one place with the app settings.
 resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [
-  for container in [deploymentContainerName, artifactsContainerName, statusContainerName]: {
+  for container in concat([deploymentContainerName], appContainerNames): {
     parent: blobService
     name: container
     properties: { publicAccess: 'None' }
@@ -104,6 +115,8 @@ output name string = account.name
 output blobEndpoint string = account.properties.primaryEndpoints.blob
 output queueEndpoint string = account.properties.primaryEndpoints.queue
 output deploymentContainerName string = deploymentContainerName
+// Containers the app's identity gets Storage Blob Data Contributor on, one assignment each.
+output appContainerNames array = appContainerNames
 // Queues the app's functions trigger on (the host reads, deletes, re-times and poisons messages;
 // the app also sends to the runs and artifacts queues), and queues the app only sends to.
 output triggerQueueNames array = triggerQueueNames

@@ -22,11 +22,16 @@ MODULES = INFRA / "modules"
 # What Azure returns for the module outputs main.bicep hands to the modules (samples).
 CLIENT_ID = "6b1f3c52-0c2e-4f4e-9d53-4a0d8d1e7c21"
 RESOURCE_GROUP_ID = "/subscriptions/0000/resourceGroups/rg-demo"
-IDENTITY_ID = f"{RESOURCE_GROUP_ID}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-demo"
+IDENTITIES = f"{RESOURCE_GROUP_ID}/providers/Microsoft.ManagedIdentity/userAssignedIdentities"
+IDENTITY_ID = f"{IDENTITIES}/id-demo"
+DEPLOYMENT_IDENTITY_ID = f"{IDENTITIES}/id-deploy-demo"
 SAMPLE_OUTPUTS = {
     "identity.clientId": CLIENT_ID,
     "identity.id": IDENTITY_ID,
     "identity.principalId": "0d7c5b8e-2f5a-4c1e-9b0e-7a3d6f2c1b90",
+    "deploymentIdentity.clientId": "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+    "deploymentIdentity.id": DEPLOYMENT_IDENTITY_ID,
+    "deploymentIdentity.principalId": "2e3f4a5b-6c7d-4e8f-9a0b-1c2d3e4f5a6b",
     "storage.name": "stdemo",
     "storage.blobEndpoint": "https://stdemo.blob.core.windows.net/",
     "storage.queueEndpoint": "https://stdemo.queue.core.windows.net/",
@@ -55,9 +60,24 @@ QUEUE_ROLES = {
     QUEUE_DATA_READER: "Storage Queue Data Reader",
     "8a0f0c08-91a1-4084-bc3d-661d67233fed": "Storage Queue Data Message Processor",
 }
-# The principals access.bicep grants roles to: the app's identity, and optionally a developer
-# (given the same data roles, for local runs against the cloud resources).
+# The principals access.bicep grants queue roles to: the app's identity, and optionally a developer
+# (given the same queue roles, for local runs against the cloud resources).
 PRINCIPALS = ("appPrincipalId", "developerPrincipalId")
+# The identity the platform reads the deployment package with (access.bicep's parameter).
+DEPLOYMENT_PRINCIPAL = "deploymentPrincipalId"
+
+BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
+BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
+BLOB_DELEGATOR = "db58b8e5-c6ad-4a2a-8342-4190687cbf4a"
+BLOB_ROLES = {
+    BLOB_DATA_OWNER: "Storage Blob Data Owner",
+    BLOB_DATA_CONTRIBUTOR: "Storage Blob Data Contributor",
+    BLOB_DATA_READER: "Storage Blob Data Reader",
+    BLOB_DELEGATOR: "Storage Blob Delegator",
+}
+# The scope ``Infra.blob_grants`` names for a role on the whole storage account.
+ACCOUNT = "(the storage account)"
 
 
 def parse_bicep(path: Path) -> dict[str, Any]:
@@ -113,7 +133,12 @@ class Resolver:
             return self._call(expression)
         if is_operator(expression):
             return self._operator(expression)
-        return {key.strip("'"): self(value) for key, value in expression.items()}
+        return {self._key(key): self(value) for key, value in expression.items()}
+
+    def _key(self, key: str) -> str:
+        """An object literal's key: quotes dropped, ``${name}`` interpolated."""
+        key = key.strip("'")
+        return str(self._identifier_or_text(key)) if "${" in key else key
 
     def _identifier_or_text(self, expression: str) -> Any:
         """A name in scope, else a string with ``${name}`` interpolations."""
@@ -305,14 +330,56 @@ class Infra:
         there; and every queue role granted wider than one queue."""
         storage_scope = self._module_scope("storage", Resolver(self.main_scope))
         created = self._storage_queues(storage_scope)
-        # The queue-name lists the storage module hands on (to access.bicep, through main.bicep).
+        grants, problems = self._queue_grants(self._to_access(storage_scope))
+        return created, grants, problems
+
+    def blob_grants(self) -> dict[str, dict[str, set[str]]]:
+        """principal parameter -> scope -> blob roles access.bicep grants there; the scope is
+        ``ACCOUNT`` or a container's name, or says what this model cannot tell."""
+        storage_scope = self._module_scope("storage", Resolver(self.main_scope))
+        self._storage_queues(storage_scope)
+        to_main = self._to_access(storage_scope)
+        access_params = self._module_body("access")["params"]
+        resources = self.access["resources"]
+        grants: dict[str, dict[str, set[str]]] = {}
+        for role, body, loop in role_assignments(self.access):
+            if role not in BLOB_ROLES:
+                continue
+            principal = str(body["properties"]["principalId"])
+            for scope in _blob_scopes(resources, loop, body["scope"], access_params, to_main):
+                grants.setdefault(principal, {}).setdefault(scope, set()).add(role)
+        return grants
+
+    def storage_containers(self) -> list[str]:
+        """The blob containers storage.bicep creates."""
+        storage_scope = self._module_scope("storage", Resolver(self.main_scope))
+        self._storage_queues(storage_scope)
+        to_storage = Resolver(storage_scope, base=MODULES)
+        containers: list[str] = []
+        for resource in self.storage["resources"].values():
+            if resource["type"] != "Microsoft.Storage/storageAccounts/blobServices/containers":
+                continue
+            loop, body = loop_and_body(resource)
+            containers += [to_storage(body["name"])] if loop is None else to_storage(loop["detail"]["array_name"])
+        return containers
+
+    def storage_resource(self, resource_type: str) -> tuple[dict[str, Any], Resolver] | None:
+        """The body of the one resource of this type storage.bicep declares, and a resolver for it."""
+        storage_scope = self._module_scope("storage", Resolver(self.main_scope))
+        self._storage_queues(storage_scope)
+        for resource in self.storage["resources"].values():
+            if resource["type"] == resource_type:
+                return loop_and_body(resource)[1], Resolver(storage_scope, base=MODULES)
+        return None
+
+    def _to_access(self, storage_scope: dict[str, Any]) -> Resolver:
+        """Resolves what main.bicep hands access.bicep, the storage module's outputs included."""
         storage_outputs = {
             f"storage.{name}": storage_scope[output["value"]]
             for name, output in self.storage["outputs"].items()
             if isinstance(output["value"], str) and output["value"] in storage_scope
         }
-        grants, problems = self._queue_grants(Resolver(self.main_scope, {**SAMPLE_OUTPUTS, **storage_outputs}))
-        return created, grants, problems
+        return Resolver(self.main_scope, {**SAMPLE_OUTPUTS, **storage_outputs})
 
     def account_roles(self) -> dict[str, set[str]]:
         """principal parameter -> roles access.bicep grants it on the whole storage account."""
@@ -386,10 +453,20 @@ def _app_settings_variable(site: dict[str, Any]) -> str:
     return settings
 
 
+QUEUE_TYPE = "Microsoft.Storage/storageAccounts/queueServices/queues"
+CONTAINER_TYPE = "Microsoft.Storage/storageAccounts/blobServices/containers"
+ACCOUNT_TYPE = "Microsoft.Storage/storageAccounts"
+
+
 def _queue_list_of(resources: dict[str, Any], loop: dict[str, Any] | None, scope: Any) -> str | None:
     """For a role assignment looping over a list of queue names and scoped to the matching queue,
     each in turn (``scope: queues[i]``, ``queues`` an existing queue looped over the same list): the
     name of that list. None for any other scope."""
+    return _scope_list_of(resources, loop, scope, QUEUE_TYPE)
+
+
+def _scope_list_of(resources: dict[str, Any], loop: dict[str, Any] | None, scope: Any, kind: str) -> str | None:
+    """The same for any existing resource of type ``kind`` looped over a list of names."""
     if loop is None or not is_operator(scope, "index_accessor"):
         return None
     operands = scope["operator"]["operands"]
@@ -397,8 +474,25 @@ def _queue_list_of(resources: dict[str, Any], loop: dict[str, Any] | None, scope
     if operands["operand_2"] != loop["detail"].get("index_name") or not isinstance(target, dict):
         return None
     target_loop, _ = loop_and_body(target)
-    queue_list: str = loop["detail"]["array_name"]
-    if (target["type"] != "Microsoft.Storage/storageAccounts/queueServices/queues" or target.get("existing") is not True
-            or target_loop is None or target_loop["detail"]["array_name"] != queue_list):
+    name_list: str = loop["detail"]["array_name"]
+    if (target["type"] != kind or target.get("existing") is not True
+            or target_loop is None or target_loop["detail"]["array_name"] != name_list):
         return None
-    return queue_list
+    return name_list
+
+
+def _blob_scopes(resources: dict[str, Any], loop: dict[str, Any] | None, scope: Any,
+                 access_params: dict[str, Any], to_main: Resolver) -> list[str]:
+    """What a blob role assignment of access.bicep reaches: ``ACCOUNT``, or container names (a
+    container looped over a list of names, or one existing container whose name is a parameter)."""
+    container_list = _scope_list_of(resources, loop, scope, CONTAINER_TYPE)
+    if container_list is not None:
+        return [str(name) for name in to_main(access_params[container_list])]
+    target = resources.get(scope) if isinstance(scope, str) else None
+    if isinstance(target, dict) and target.get("existing") is True and loop is None:
+        if target["type"] == ACCOUNT_TYPE:
+            return [ACCOUNT]
+        name = target["config"].get("name")
+        if target["type"] == CONTAINER_TYPE and isinstance(name, str):
+            return [str(to_main(access_params[name]) if name in access_params else name)]
+    return [f"(a scope this check cannot name: {json.dumps(scope)[:80]})"]

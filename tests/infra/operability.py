@@ -12,6 +12,8 @@ shared/, the docs in docs/) and fails when two of them disagree:
 - the webhook secret is only a Key Vault reference resolved with the app's identity, in a vault with
   RBAC, soft delete and purge protection; the postprovision hook gets the outputs it reads;
 - the app's identity can sign user delegation keys (download links) with shared keys still off;
+- the app's identity holds blob data roles only on the containers it uses (never the account or the
+  deployment package), and the platform reads the package with an identity of its own;
 - the alerts and the workbook query only the metrics the app emits, and only when asked to alert.
 """
 
@@ -25,9 +27,15 @@ from typing import Any
 
 from shared.limits import MAX_LINK_MINUTES
 from tests.infra.bicep_model import (
+    ACCOUNT,
+    BLOB_DATA_CONTRIBUTOR,
+    BLOB_DELEGATOR,
+    BLOB_ROLES,
+    DEPLOYMENT_PRINCIPAL,
     IDENTITY_ID,
     MODULES,
     ROOT,
+    SAMPLE_OUTPUTS,
     Infra,
     Resolver,
     parse_bicep,
@@ -76,6 +84,10 @@ DELEGATION_ROLES = {
     "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1": "Storage Blob Data Reader",
     "db58b8e5-c6ad-4a2a-8342-4190687cbf4a": "Storage Blob Delegator",
 }
+# The Functions host's own blob containers with identity-based AzureWebJobsStorage: locks, timer
+# schedules and the host id in azure-webjobs-hosts, function keys in azure-webjobs-secrets (the
+# host's ScriptConstants.AzureWebJobsHostsContainerName and BlobStorageSecretsRepository).
+HOST_CONTAINERS = {"azure-webjobs-hosts", "azure-webjobs-secrets"}
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
 
@@ -307,6 +319,49 @@ def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
             problems.append(f"linkMinutes allows up to {limit}, the code {MAX_LINK_MINUTES}")
         return problems
 
+    def blob_roles_are_container_scoped() -> list[str]:
+        def names(roles: set[str]) -> str:
+            return ", ".join(sorted(BLOB_ROLES.get(role, role) for role in roles)) or "no role"
+
+        problems = []
+        grants = infra.blob_grants()
+        app = grants.get("appPrincipalId", {})
+        if app.get(ACCOUNT, set()) != {BLOB_DELEGATOR}:
+            problems.append(f"the app's identity holds {names(app.get(ACCOUNT, set()))} on the whole storage "
+                            "account; it needs Storage Blob Delegator there and nothing else (its data roles go "
+                            "on its containers, so no link it signs reaches another)")
+        storage = infra.site("properties.functionAppConfig.deployment.storage")
+        package = str(storage["value"]).rstrip("/").rsplit("/", 1)[-1]
+        wanted = {settings["ARTIFACTS_CONTAINER"], settings["ARTIFACTS_STATUS_CONTAINER"]} | HOST_CONTAINERS
+        for container in sorted(wanted | set(app) - {ACCOUNT}):
+            got, want = app.get(container, set()), {BLOB_DATA_CONTRIBUTOR} if container in wanted else set()
+            if container == package and got:
+                problems.append(f"the app's identity holds {names(got)} on the deployment package container "
+                                f"{package}: a link it signs, or its code, could read or replace the package")
+            elif got != want:
+                problems.append(f"the app's identity holds {names(got)} on container {container}; "
+                                f"it needs exactly {names(want)}")
+        created = infra.storage_containers()
+        problems += [f"the app needs container {name}, which storage.bicep does not create (a role needs its scope)"
+                     for name in sorted(wanted - set(created))]
+        # The package: read (and written, on deploy) by the platform with an identity that is not the app's.
+        identity = storage["authentication"].get("userAssignedIdentityResourceId")
+        if storage["authentication"].get("type") != "UserAssignedIdentity" or identity == IDENTITY_ID:
+            problems.append("functionAppConfig.deployment.storage must name a user-assigned identity of its own, "
+                            "not the app's (whose delegation key signs the download links)")
+        module = next((key.split(".")[0] for key, value in SAMPLE_OUTPUTS.items()
+                       if key.endswith(".id") and value == identity), None)
+        deployer = infra.module_params("access").get(DEPLOYMENT_PRINCIPAL)
+        if module is None or deployer != SAMPLE_OUTPUTS.get(f"{module}.principalId"):
+            problems.append(f"access.bicep's {DEPLOYMENT_PRINCIPAL} is not the identity that "
+                            "functionAppConfig.deployment.storage names")
+        if grants.get(DEPLOYMENT_PRINCIPAL) != {package: {BLOB_DATA_CONTRIBUTOR}}:
+            problems.append(f"the deployment identity holds {grants.get(DEPLOYMENT_PRINCIPAL)}; it needs Storage "
+                            f"Blob Data Contributor on {package} and nothing else")
+        if identity not in (infra.site("identity").get("userAssignedIdentities") or {}):
+            problems.append("the deployment identity is not one of the Function App's identities")
+        return problems
+
     def alerts_watch_the_app_metrics() -> list[str]:
         problems = []
         if infra.module_enabled("alerts"):
@@ -336,6 +391,8 @@ def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
          webhook_secret_stays_in_key_vault),
         ("download links: the app's identity can sign user delegation keys, shared keys stay off",
          links_are_signed_by_identity),
+        ("the app's identity has blob roles only on its containers, none on the account or app-package; "
+         "the package has an identity of its own", blob_roles_are_container_scoped),
         ("alerts are off unless asked for, and query only the metrics the app emits", alerts_watch_the_app_metrics),
     ]
 
