@@ -188,6 +188,24 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   }
 }
 
+// Publishing with a user name and password is off, for FTP and for the SCM (Kudu) site alike: no
+// publish profile can deploy or read the app. azd deploys with an Entra token, which these leave alone.
+resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: app
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: app
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
 output name string = app.name
 output url string = 'https://${app.properties.defaultHostName}'
 output queueConcurrency int = queueConcurrency

@@ -14,6 +14,7 @@ shared/, the docs in docs/) and fails when two of them disagree:
 - the app's identity can sign user delegation keys (download links) with shared keys still off;
 - the app's identity holds blob data roles only on the containers it uses (never the account or the
   deployment package), and the platform reads the package with an identity of its own;
+- basic (user name and password) publishing credentials are off for FTP and SCM;
 - the alerts and the workbook query only the metrics the app emits, and only when asked to alert.
 """
 
@@ -362,6 +363,19 @@ def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
             problems.append("the deployment identity is not one of the Function App's identities")
         return problems
 
+    def basic_publishing_is_off() -> list[str]:
+        policies = {}
+        for resource in parse_bicep(MODULES / "functionapp.bicep")["resources"].values():
+            if resource["type"] != "Microsoft.Web/sites/basicPublishingCredentialsPolicies":
+                continue
+            config = resource["config"]
+            if "condition" in config or "loop_type" in config or config.get("parent") != "app":
+                return [f"basic publishing policy {config.get('name')!r} must be unconditional, on the site itself"]
+            policies[str(config.get("name"))] = config.get("properties", {}).get("allow")
+        return [f"basic publishing credentials for {kind} are on: declare "
+                f"Microsoft.Web/sites/basicPublishingCredentialsPolicies '{kind}' with allow: false"
+                for kind in ("ftp", "scm") if policies.get(kind) is not False]
+
     def alerts_watch_the_app_metrics() -> list[str]:
         problems = []
         if infra.module_enabled("alerts"):
@@ -393,6 +407,7 @@ def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
          links_are_signed_by_identity),
         ("the app's identity has blob roles only on its containers, none on the account or app-package; "
          "the package has an identity of its own", blob_roles_are_container_scoped),
+        ("basic publishing credentials are off (FTP and SCM)", basic_publishing_is_off),
         ("alerts are off unless asked for, and query only the metrics the app emits", alerts_watch_the_app_metrics),
     ]
 
