@@ -85,6 +85,76 @@ resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2
   }
 ]
 
+// Records in the status container that matter only for a while are deleted by Storage itself, so
+// nothing there grows for ever (the policy runs about once a day; a deleted blob is then kept by
+// soft delete for a week like any other). Each rule's prefix is '<container>/<prefix>':
+// - _webhooks/: one record per signed delivery handled, so that a retried delivery (same
+//   webhook-id) is not acted on twice. Deliveries are retried for up to 72 hours (OpenAI's webhook
+//   guide; Azure's webhook page gives no window); 7 days is more than twice that, and a delivery's
+//   signature is refused 5 minutes after its timestamp anyway.
+// - _idempotency/: Idempotency-Key claims and their pending markers, which lapse after 24 hours
+//   (KEY_LIFETIME_SECONDS in shared/storage/idempotency.py); deleted a day after that at the earliest.
+// - _invalid/: queue messages no step could use, kept 30 days for an operator to look at.
+// Run records and failure records are not touched: they live as long as the artifacts do.
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: account
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'status-webhook-deliveries'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: ['blockBlob']
+              prefixMatch: ['${statusContainerName}/_webhooks/']
+            }
+            actions: {
+              baseBlob: {
+                delete: { daysAfterModificationGreaterThan: 7 }
+              }
+            }
+          }
+        }
+        {
+          name: 'status-idempotency-claims'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: ['blockBlob']
+              prefixMatch: ['${statusContainerName}/_idempotency/']
+            }
+            actions: {
+              baseBlob: {
+                delete: { daysAfterModificationGreaterThan: 2 }
+              }
+            }
+          }
+        }
+        {
+          name: 'status-invalid-messages'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: ['blockBlob']
+              prefixMatch: ['${statusContainerName}/_invalid/']
+            }
+            actions: {
+              baseBlob: {
+                delete: { daysAfterModificationGreaterThan: 30 }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+}
+
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
   parent: account
   name: 'default'

@@ -15,6 +15,8 @@ shared/, the docs in docs/) and fails when two of them disagree:
 - the app's identity holds blob data roles only on the containers it uses (never the account or the
   deployment package), and the platform reads the package with an identity of its own;
 - basic (user name and password) publishing credentials are off for FTP and SCM;
+- Storage deletes the status container's short-lived records (webhook deliveries, idempotency
+  claims, unusable messages) once they can no longer matter, and docs/deploy.md says when;
 - the alerts and the workbook query only the metrics the app emits, and only when asked to alert.
 """
 
@@ -99,6 +101,15 @@ HOOK_OUTPUTS = {
     "FUNCTION_APP_URL", "AZURE_OPENAI_ENDPOINT", "AZURE_KEY_VAULT_ENDPOINT", "AZURE_KEY_VAULT_NAME",
 }
 
+# Azure OpenAI retries a webhook delivery for up to 72 hours (OpenAI's webhook guide,
+# https://developers.openai.com/api/docs/guides/webhooks; Azure's page states no window). A handled
+# delivery's record must outlive that, with room to spare: at least twice as long.
+WEBHOOK_RETRY_HOURS = 72
+# A record of a queue message no step could use stays at least this long, for an operator to read.
+INVALID_RECORD_MIN_DAYS = 7
+# docs/deploy.md's table of the status container's records that expire: first cell -> prefix.
+LIFETIMES_HEADER = "| records in the status container |"
+
 # docs/deploy.md's table of what runs at once on one instance: first cell -> which figure it states.
 CONCURRENCY_DOC = ROOT / "docs" / "deploy.md"
 CONCURRENCY_HEADER = "| on one instance of"
@@ -181,6 +192,52 @@ def documented_concurrency() -> dict[str, int]:
             if cells[0].startswith(prefix) and re.fullmatch(r"\d+", cells[1]):
                 figures[key] = int(cells[1])
     return figures
+
+
+def documented_lifetimes() -> dict[str, int]:
+    """docs/deploy.md's table of the status container's records that expire: prefix -> days."""
+    lines = CONCURRENCY_DOC.read_text(encoding="utf-8").splitlines() if CONCURRENCY_DOC.exists() else []
+    start = next((i for i, line in enumerate(lines) if line.startswith(LIFETIMES_HEADER)), None)
+    if start is None:
+        return {}
+    stated = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        prefix, days = re.fullmatch(r"`([^`]+)`", cells[0]), re.fullmatch(r"(\d+) days?", cells[1])
+        if prefix and days:
+            stated[prefix.group(1)] = int(days.group(1))
+    return stated
+
+
+def lifecycle_rules(infra: Infra) -> tuple[dict[str, int], list[str]]:
+    """The prefixes storage.bicep's lifecycle policy deletes blobs under, with their days; and what is
+    wrong with the policy's shape."""
+    found = infra.storage_resource("Microsoft.Storage/storageAccounts/managementPolicies")
+    if found is None:
+        return {}, ["storage.bicep declares no lifecycle management policy (Microsoft.Storage/storageAccounts/"
+                    "managementPolicies)"]
+    body, resolve = found
+    problems = []
+    if body.get("name") != "default" or body.get("parent") != "account":
+        problems.append("the lifecycle management policy must be the account's 'default' policy")
+    expiring: dict[str, int] = {}
+    for rule in resolve(body["properties"])["policy"]["rules"]:
+        definition = rule.get("definition", {})
+        prefixes = definition.get("filters", {}).get("prefixMatch") or []
+        days = definition.get("actions", {}).get("baseBlob", {}).get("delete", {}).get(
+            "daysAfterModificationGreaterThan")
+        if rule.get("enabled") is not True or rule.get("type") != "Lifecycle":
+            problems.append(f"lifecycle rule {rule.get('name')} is not an enabled Lifecycle rule")
+        if "blockBlob" not in (definition.get("filters", {}).get("blobTypes") or []):
+            problems.append(f"lifecycle rule {rule.get('name')} does not apply to block blobs (every record is one)")
+        if not prefixes or not isinstance(days, int):
+            problems.append(f"lifecycle rule {rule.get('name')} must delete by daysAfterModificationGreaterThan "
+                            "under a prefix (without one it would reach the whole account)")
+            continue
+        expiring.update({str(prefix): days for prefix in prefixes})
+    return expiring, problems
 
 
 def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
@@ -376,6 +433,33 @@ def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
                 f"Microsoft.Web/sites/basicPublishingCredentialsPolicies '{kind}' with allow: false"
                 for kind in ("ftp", "scm") if policies.get(kind) is not False]
 
+    def status_records_expire() -> list[str]:
+        renamed = Infra({"statusContainerName": "records-renamed"})
+        problems = []
+        for scenario in (infra, renamed):
+            status = scenario.settings["ARTIFACTS_STATUS_CONTAINER"]
+            expiring, shape = lifecycle_rules(scenario)
+            problems += [problem for problem in shape if problem not in problems]
+            claim_days = -(-int_constant("storage/idempotency", "KEY_LIFETIME_SECONDS") // 86400)
+            minimum = {"_webhooks/": -(-2 * WEBHOOK_RETRY_HOURS // 24), "_idempotency/": claim_days + 1,
+                       "_invalid/": INVALID_RECORD_MIN_DAYS}
+            for prefix, least in minimum.items():
+                days = expiring.get(f"{status}/{prefix}")
+                if days is None:
+                    problems.append(f"no lifecycle rule deletes {status}/{prefix} (the status container's name "
+                                    "comes from statusContainerName)")
+                elif days < least:
+                    problems.append(f"{status}/{prefix} is deleted after {days} days; it must live at least {least}")
+            problems += [f"a lifecycle rule deletes under {prefix}, which holds records that must stay"
+                         for prefix in sorted(set(expiring) - {f"{status}/{prefix}" for prefix in minimum})]
+            if scenario is infra:
+                stated = documented_lifetimes()
+                actual = {prefix.removeprefix(f"{status}/"): days for prefix, days in expiring.items()}
+                if stated != actual:
+                    problems.append(f"docs/deploy.md's table ({LIFETIMES_HEADER!r}) says {stated}, "
+                                    f"storage.bicep deletes {actual}")
+        return problems
+
     def alerts_watch_the_app_metrics() -> list[str]:
         problems = []
         if infra.module_enabled("alerts"):
@@ -408,6 +492,8 @@ def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
         ("the app's identity has blob roles only on its containers, none on the account or app-package; "
          "the package has an identity of its own", blob_roles_are_container_scoped),
         ("basic publishing credentials are off (FTP and SCM)", basic_publishing_is_off),
+        ("lifecycle rules expire _webhooks/, _idempotency/ and _invalid/ in the status container, nothing else, "
+         "after their use (as docs/deploy.md says)", status_records_expire),
         ("alerts are off unless asked for, and query only the metrics the app emits", alerts_watch_the_app_metrics),
     ]
 
