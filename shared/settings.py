@@ -371,7 +371,8 @@ IMPORT_ROLE = Setting(
 )
 ALLOWED_MODELS = Setting(
     "ARTIFACTS_ALLOWED_MODELS", "", _deployment_names,
-    "the deployments a POST's `model` may name, separated by commas; empty: only `AZURE_OPENAI_DEPLOYMENT`",
+    "other deployments a POST's `model` may name, separated by commas, beside `AZURE_OPENAI_DEPLOYMENT` (always "
+    "allowed); empty: only that one",
 )
 LINK_MINUTES = Setting(
     "ARTIFACTS_LINK_MINUTES", 60, _link_minutes,
@@ -533,7 +534,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         easy_auth=read(EASY_AUTH),
         caller_role=read(CALLER_ROLE),
         import_role=read(IMPORT_ROLE),
-        allowed_models=tuple(read(ALLOWED_MODELS).split(",")) if _raw(source, ALLOWED_MODELS) else (deployment,),
+        allowed_models=tuple(dict.fromkeys([deployment, *filter(None, read(ALLOWED_MODELS).split(","))])),
     )
     if problems:
         raise ConfigError(problems)

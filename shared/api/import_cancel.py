@@ -45,18 +45,16 @@ def import_response(req: func.HttpRequest) -> func.HttpResponse:
     response_id = route_response_id(req)
     runtime = runtime_or_refuse()
     caller = caller_of(req, runtime.settings)
-    try:
-        known = runtime.status_records.runs.read(response_id)
-    except ValueError:
-        known = None  # damaged: the import rebuilds it
-    if known is not None and not (caller.owns(known.record) or caller.may_adopt(known.record)):
-        raise _no_such_response(response_id)  # as if it did not exist: another caller's run
+    # Azure OpenAI is asked first, whoever's the run: another caller's run and an unknown id then
+    # take the same path, and neither the answer nor its timing tells them apart.
     try:
         response = runtime.openai.get_response(response_id, deadline=time.monotonic() + _LOOKUP_SECONDS)
     except ResponseNotFound:
         raise _no_such_response(response_id) from None
     except UPSTREAM_FAILURES as error:
         raise upstream_refusal(error) from None
+    if not _may_import(runtime, caller, response_id):
+        raise _no_such_response(response_id)
 
     status = response.get("status")
     try:
@@ -68,12 +66,28 @@ def import_response(req: func.HttpRequest) -> func.HttpResponse:
     return accepted(req, response_id, {"status": record.status, "phase": record.phase, "generation": record.generation})
 
 
+def _may_import(runtime: Runtime, caller: Caller, response_id: str) -> bool:
+    """The caller's own run; with the import right, also a run nobody owns, one the app never
+    recorded, or one whose record is damaged (its owner unknown). A run with an owner keeps it."""
+    try:
+        known = runtime.status_records.runs.read(response_id)
+    except ValueError:
+        return caller.may_import_any  # damaged: the import rebuilds it
+    if known is None:
+        return caller.may_import_any
+    return caller.sees(known.record)
+
+
 @json_errors
 def cancel_response(req: func.HttpRequest) -> func.HttpResponse:
     response_id = route_response_id(req)
     runtime = runtime_or_refuse()
-    stored = runtime.status_records.runs.read(response_id)
-    if stored is None or not caller_of(req, runtime.settings).owns(stored.record):
+    caller = caller_of(req, runtime.settings)
+    try:
+        stored = runtime.status_records.runs.read(response_id)
+    except ValueError:
+        stored = None  # damaged: whose it is cannot be told, so it is nobody's to cancel here
+    if stored is None or not caller.sees(stored.record):
         raise unknown_run(response_id)
     cancelled = True
     try:
@@ -114,6 +128,8 @@ def _restart(runtime: Runtime, response_id: str, status: str | None, caller: Cal
         except ValueError:
             stored = None
             damaged = runtime.status_records.runs.etag(response_id)
+            if damaged is not None and not caller.may_import_any:
+                raise _no_such_response(response_id) from None  # damaged meanwhile: its owner cannot be told
             if damaged is not None:
                 log.warning("run %s: its record was damaged; the import writes a new one", response_id)
                 send_first_step(runtime, fresh)
@@ -121,16 +137,19 @@ def _restart(runtime: Runtime, response_id: str, status: str | None, caller: Cal
                     return runtime.status_records.runs.replace(fresh, damaged)
                 continue
         if stored is None:
+            if not caller.may_import_any:
+                raise _no_such_response(response_id)  # gone meanwhile: only the import right records it anew
             send_first_step(runtime, fresh)
             created = runtime.status_records.runs.create(fresh)
             if created is not None:
                 return created
             continue
-        if not (caller.owns(stored.record) or caller.may_adopt(stored.record)):
+        if not caller.sees(stored.record):
             raise _no_such_response(response_id)  # another caller recorded it meanwhile
         record = copy.deepcopy(stored.record)
         record.restart()
-        record.owner = caller.owner  # adopted, if a capture recorded it for nobody
+        if caller.may_adopt(record):
+            record.owner = caller.owner  # a capture recorded it for nobody: the importer's now
         record.status = status or record.status
         send_first_step(runtime, record)
         try:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import FieldProblem, InvalidRequest
 from shared.ids import is_valid_id
-from shared.json_values import is_json_number, json_int_in
+from shared.json_values import is_json_number, json_int_in, parse_json
 from shared.limits import MAX_WAIT_SECONDS
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -160,9 +159,11 @@ def parse_run_request(body: bytes | str) -> RunRequest:
             [FieldProblem("body", f"is larger than {MAX_BODY_BYTES} bytes")], status=413
         )
     try:
-        data = json.loads(body.decode("utf-8"))  # JSON on the wire is UTF-8 (RFC 8259)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = parse_json(body.decode("utf-8"))  # JSON on the wire is UTF-8 (RFC 8259)
+    except UnicodeDecodeError:
         raise InvalidRequest([FieldProblem("body", "is not valid JSON")]) from None
+    except ValueError as error:  # not JSON, or nested too deep
+        raise InvalidRequest([FieldProblem("body", str(error))]) from None
     if not isinstance(data, dict):
         raise InvalidRequest([FieldProblem("body", "must be a JSON object")])
 

@@ -67,11 +67,11 @@ _RECORD_TRIES = 5  # conditional writes lost to a watcher step before the POST g
 @json_errors
 def start_run(req: func.HttpRequest) -> func.HttpResponse:
     started = time.monotonic()
-    body = req.get_body() or b""  # the worker gives bytes; None when empty
-    run = _parse(body)
-    key = _idempotency_key(req)
     runtime = runtime_or_refuse()
-    caller = caller_of(req, runtime.settings)
+    caller = caller_of(req, runtime.settings)  # 401/403 before the body is even read
+    body = req.get_body() or b""  # the worker gives bytes; None when empty
+    run = _parse(body, runtime.settings.allowed_models)
+    key = _idempotency_key(req)
     deadline = started + HTTP_BUDGET_SECONDS
     _check_previous_run(runtime, caller, run)
 
@@ -110,7 +110,7 @@ def start_run(req: func.HttpRequest) -> func.HttpResponse:
     return _accepted(req, runtime, response, deadline)
 
 
-def _parse(body: bytes) -> RunRequest:
+def _parse(body: bytes, allowed_models: tuple[str, ...]) -> RunRequest:
     try:
         run = parse_run_request(body)
     except InvalidRequest as invalid:
@@ -121,6 +121,11 @@ def _parse(body: bytes) -> RunRequest:
             field=invalid.problems[0].field,
             details=[{"field": p.field, "problem": p.problem} for p in invalid.problems],
         ) from None
+    if run.model is not None and run.model not in allowed_models:
+        raise Refusal(400, "invalid_request",
+                      f"model: must be one of the deployments this app may call ({', '.join(allowed_models)}); "
+                      "the operator lists them in ARTIFACTS_ALLOWED_MODELS",
+                      field="model", details=[{"field": "model", "problem": "is not an allowed deployment"}])
     if CLAIM_TAG_KEY in (run.options.get("metadata") or {}):
         field = f"metadata.{CLAIM_TAG_KEY}"
         raise Refusal(400, "invalid_request", f"{field}: this metadata key is reserved by the app; use another",
@@ -139,12 +144,18 @@ def _idempotency_key(req: func.HttpRequest) -> str | None:
 
 
 def _check_previous_run(runtime: Runtime, caller: Caller, run: RunRequest) -> None:
-    """Continuing another owner's run would read its conversation: refused before any call goes out."""
+    """Continuing another owner's run would read its conversation: refused before any call goes out,
+    as is continuing a response the app never recorded, unless the caller has the import right."""
     previous = run.options.get("previous_response_id")
     if not isinstance(previous, str):
         return
-    stored = runtime.status_records.runs.read(previous)
-    if stored is not None and not caller.owns(stored.record):
+    try:
+        stored = runtime.status_records.runs.read(previous)
+    except ValueError:
+        raise unknown_run(previous) from None  # damaged: whose it is cannot be told
+    if stored is None and not caller.may_import_any:
+        raise unknown_run(previous)  # not started here for this caller: continuing it is the import right's
+    if stored is not None and not caller.sees(stored.record):
         raise unknown_run(previous)
 
 
@@ -260,7 +271,7 @@ def _record_for(runtime: Runtime, record: RunRecord, caller: Caller) -> Stored |
         stored = runtime.status_records.runs.read(response_id)
         if stored is None:
             continue  # deleted in between: create it again
-        if caller.owns(stored.record):
+        if stored.record.owner == caller.owner:
             return None
         if not caller.may_adopt(stored.record):
             log.error("run %s was started by a caller but is recorded for another", response_id)

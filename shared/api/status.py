@@ -24,18 +24,25 @@ log = logging.getLogger(__name__)
 def response_status(req: func.HttpRequest) -> func.HttpResponse:
     response_id = route_response_id(req)
     runtime = runtime_or_refuse()
+    caller = caller_of(req, runtime.settings)  # 401/403 before anything is read
     try:
         stored = runtime.status_records.runs.read(response_id)
-        if stored is None or not caller_of(req, runtime.settings).owns(stored.record):
-            raise unknown_run(response_id)
-        record = stored.record
-        states = final_states(runtime, record)  # a complete run says what its event said
     except AzureError as error:
         log.error("could not read the records of %s: %s", response_id, type(error).__name__)
         raise Refusal(503, "storage_unavailable", "the run's records could not be read; try again") from None
     except ValueError:
+        # Whose run it is cannot be told: answered as unknown to everyone. Importing it again
+        # (with the import right) rebuilds the record.
         log.error("the run record of %s is unreadable", response_id)
-        raise Refusal(500, "record_unreadable", "the run's record is damaged; import the run to rebuild it") from None
+        raise unknown_run(response_id) from None
+    if stored is None or not caller.sees(stored.record):
+        raise unknown_run(response_id)
+    record = stored.record
+    try:
+        states = final_states(runtime, record)  # a complete run says what its event said
+    except AzureError as error:
+        log.error("could not read the records of %s: %s", response_id, type(error).__name__)
+        raise Refusal(503, "storage_unavailable", "the run's records could not be read; try again") from None
 
     counts = count_states(states)
     return json_response(

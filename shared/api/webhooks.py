@@ -15,7 +15,6 @@ the app does not follow, a ``webhook-id`` already handled), so Azure does not re
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -27,6 +26,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from shared.api.answers import json_errors, json_response, runtime_or_refuse
 from shared.errors import Refusal
 from shared.ids import is_valid_id
+from shared.json_values import parse_json
 from shared.runtime import Runtime
 from shared.storage.messages import WatchMessage
 
@@ -58,7 +58,12 @@ def receive_webhook(req: func.HttpRequest) -> func.HttpResponse:
         raise Refusal(400, "invalid_event", "data.id: must be the response id", field="data.id")
 
     try:
-        followed = runtime.status_records.runs.read(response_id) is not None
+        try:
+            followed = runtime.status_records.runs.read(response_id) is not None
+        except ValueError:  # a damaged record: only an import (with the import right) rebuilds it
+            log.error("webhook %s for run %s: the run's record is unreadable", webhook_id, response_id)
+            return _done(runtime, webhook_id, handled=False, reason="the run's record is unreadable",
+                         response_id=response_id)
         # A POST that never heard its create's answer may be waiting for this run: the capture
         # matches the claim tag the run carries (one GET), whatever the capture mode.
         claims = runtime.status_records.claims
@@ -77,25 +82,32 @@ def receive_webhook(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def _verify(runtime: Runtime, body: bytes, headers: dict[str, str]) -> None:
-    secret = runtime.settings.webhook_secret
-    if secret is None:
+    """A delivery signed with the current secret, or (during a rotation) the one being replaced."""
+    secrets = [secret for secret in (runtime.settings.webhook_secret, runtime.settings.webhook_secret_previous)
+               if secret is not None]
+    if not secrets:
         log.warning("webhook refused: AZURE_OPENAI_WEBHOOK_SECRET is not set (or its Key Vault reference "
                     "did not resolve)")
-        raise Refusal(401, "webhook_not_configured", "webhooks are not configured on this app")
-    try:
-        Webhook(secret).verify(body, headers, json_parse=False)
-    except (WebhookVerificationError, ValueError) as error:  # ValueError: malformed headers or body bytes
-        # The reason, never the secret, the signature or the body.
-        reason = str(error) if isinstance(error, WebhookVerificationError) else "malformed signature headers or body"
-        log.warning("webhook refused (webhook-id %r): %s", headers["webhook-id"][:64], reason)
-        raise Refusal(401, "invalid_signature", "the webhook signature is missing, invalid or stale") from None
+        raise Refusal(401, "webhook_not_configured",
+                      "webhooks are not configured on this app: its operator sets AZURE_OPENAI_WEBHOOK_SECRET")
+    reason = ""
+    for secret in secrets:
+        try:
+            Webhook(secret).verify(body, headers, json_parse=False)
+            return
+        except (WebhookVerificationError, ValueError) as error:  # ValueError: malformed headers or body bytes
+            # The reason, never the secret, the signature or the body.
+            malformed = not isinstance(error, WebhookVerificationError)
+            reason = "malformed signature headers or body" if malformed else str(error)
+    log.warning("webhook refused (webhook-id %r): %s", headers["webhook-id"][:64], reason)
+    raise Refusal(401, "invalid_signature", "the webhook signature is missing, invalid or stale")
 
 
 def _event(body: bytes) -> dict[str, Any]:
     try:
-        event = json.loads(body)
-    except ValueError:
-        raise Refusal(400, "invalid_event", "body: the signed body is not JSON", field="body") from None
+        event = parse_json(body)
+    except ValueError as error:
+        raise Refusal(400, "invalid_event", f"body: the signed body {error}", field="body") from None
     if not isinstance(event, dict):
         raise Refusal(400, "invalid_event", "body: the event must be a JSON object", field="body")
     return event

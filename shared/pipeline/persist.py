@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import time
@@ -54,6 +53,7 @@ from shared.errors import (
     UpstreamError,
 )
 from shared.host_settings import DEFAULT_FUNCTION_TIMEOUT_SECONDS
+from shared.json_values import parse_json
 from shared.retry import RetryPolicy
 from shared.runtime import Runtime
 from shared.storage.artifact_blobs import StoredBlob
@@ -433,7 +433,7 @@ def _expected_size(answer: httpx.Response, listed_size: int | None) -> int | Non
 def _ids(body: bytes) -> dict[str, Any]:
     """The message's ids and trace context for telemetry; an unusable message has none (persist says why)."""
     try:
-        data = json.loads(body)
+        data = parse_json(body)
     except ValueError:
         return {}
     if not isinstance(data, dict):

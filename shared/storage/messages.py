@@ -38,7 +38,7 @@ from typing import Any
 
 from shared.errors import InvalidMessage
 from shared.ids import require_id
-from shared.json_values import json_int_in
+from shared.json_values import json_int_in, parse_json
 from shared.limits import MAX_MESSAGE_BYTES, QUEUE_MAX_VISIBILITY_SECONDS
 from shared.storage.naming import MAX_DISPLAY_NAME_CHARS, blob_name, safe_filename, valid_mime_type
 from shared.telemetry import TRACE_FIELDS, current_trace_fields
@@ -190,9 +190,9 @@ def _object(body: bytes | str) -> dict[str, Any]:
     if len(body) > MAX_MESSAGE_BYTES:
         raise InvalidMessage("message is too large")
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InvalidMessage("message is not valid JSON") from None
+        data = parse_json(body)
+    except ValueError as error:  # not JSON, or nested too deep
+        raise InvalidMessage(f"message {error}") from None
     if not isinstance(data, dict):
         raise InvalidMessage("message must be a JSON object")
     if data.get("v", SCHEMA_VERSION) != SCHEMA_VERSION:

@@ -18,9 +18,10 @@ from tests.fake_openai import CreateFault, FakeAzureOpenAI, FakeContainer, FakeF
 from tests.support.flow import events, finished, landed
 from tests.support.host import FunctionsHost, HttpCall
 from tests.support.http_front import FUNCTION_KEY, serve_http
+from tests.support.principals import easy_auth
 
-ALICE = {"X-MS-CLIENT-PRINCIPAL-ID": "0f0e-alice", "X-MS-CLIENT-PRINCIPAL-IDP": "aad"}
-BOB = {"X-MS-CLIENT-PRINCIPAL-ID": "7a7b-bob", "X-MS-CLIENT-PRINCIPAL-IDP": "aad"}
+ALICE = easy_auth("0f0e-alice")
+BOB = easy_auth("7a7b-bob")
 
 
 def creates_of(fake: FakeAzureOpenAI, prompt: str) -> list[dict[str, Any]]:

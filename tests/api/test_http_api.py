@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import API_KEY, AppEnv
+from tests.conftest import API_KEY, DEPLOYMENT, AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
 from tests.support.flow import events, finished, post_run
 from tests.support.host import FunctionsHost
@@ -69,7 +69,10 @@ def test_oversized_body_gets_413(host: FunctionsHost, fake: FakeAzureOpenAI) -> 
     assert len(fake.requests) == before
 
 
-def test_options_pass_through(host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv) -> None:
+def test_options_pass_through(
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARTIFACTS_ALLOWED_MODELS", f"{DEPLOYMENT}, other-deployment")
     prompt = f"options {uuid.uuid4().hex}"
     fake.register(prompt, Scenario([FakeContainer([FakeFile(b"1", "/mnt/data/a.txt")])]))
     earlier = fake.create(
@@ -150,3 +153,22 @@ def test_run_without_files(host: FunctionsHost, fake: FakeAzureOpenAI, app_env: 
     (event,) = events(host, app_env)
     assert event["counts"] == {"pending": 0, "persisted": 0, "failed": 0}
     assert host.queue(app_env.queue).peek_messages() == []
+
+
+@pytest.mark.parametrize("allowed", [None, "gpt-other, gpt-another"])
+def test_a_model_outside_the_allowlist_is_refused_before_any_call(
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, monkeypatch: pytest.MonkeyPatch, allowed: str | None
+) -> None:
+    if allowed is not None:
+        monkeypatch.setenv("ARTIFACTS_ALLOWED_MODELS", allowed)
+    created = fake.created_count()
+    body = json.dumps({"input": "chart", "model": "the-expensive-one"}).encode()
+    call = host.http("POST", "responses", body=body, headers={"content-type": "application/json"})
+    assert call.response.status_code == 400
+    error = call.json()["error"]
+    assert (error["code"], error["field"]) == ("invalid_request", "model")
+    assert "ARTIFACTS_ALLOWED_MODELS" in error["message"]
+    assert fake.created_count() == created
+    named = host.http("POST", "responses", body=json.dumps({"input": "chart", "model": DEPLOYMENT}).encode(),
+                      headers={"content-type": "application/json"})
+    assert named.response.status_code == 202  # the configured deployment is always allowed

@@ -22,13 +22,18 @@ from tests.support.azurite import Azurite
 from tests.support.flow import events, finished, landed
 from tests.support.host import FunctionsHost, HttpCall
 from tests.support.http_front import FUNCTION_KEY, serve_http
+from tests.support.principals import CALLER, IMPORTER
+from tests.support.principals import easy_auth as principal
 from tests.support.storage_faults import BlobFaults, blob_faults
 
 CODE_INTERPRETER = {"type": "code_interpreter", "container": {"type": "auto"}}
 
-ALICE = {"X-MS-CLIENT-PRINCIPAL-ID": "0f0e-alice", "X-MS-CLIENT-PRINCIPAL-IDP": "aad"}
-BOB = {"X-MS-CLIENT-PRINCIPAL-ID": "7a7b-bob", "X-MS-CLIENT-PRINCIPAL-IDP": "aad"}
+ALICE = principal("0f0e-alice")
+BOB = principal("7a7b-bob")
 ALICE_OWNER = "aad:0f0e-alice"
+# The same principals holding the import right too (ARTIFACTS_IMPORT_ROLE).
+ALICE_IMPORTING = principal("0f0e-alice", CALLER, IMPORTER)
+BOB_IMPORTING = principal("7a7b-bob", CALLER, IMPORTER)
 
 
 @pytest.fixture
@@ -181,7 +186,10 @@ def test_a_run_captured_for_nobody_is_imported_by_its_caller(
     (nobodys,) = events(host, app_env)
     assert nobodys["owner"] is None
 
-    imported = host.http("POST", f"responses/{response_id}/import", headers=ALICE)
+    # A run nobody owns is the import right's: without it, Alice neither sees nor adopts it.
+    assert seen_by(host, response_id, ALICE) == 404
+    assert host.http("POST", f"responses/{response_id}/import", headers=ALICE).response.status_code == 404
+    imported = host.http("POST", f"responses/{response_id}/import", headers=ALICE_IMPORTING)
     assert imported.response.status_code == 202, imported.response.get_body()
     final = finished(host, response_id, headers=ALICE)
     assert final["counts"]["persisted"] == 1
@@ -189,8 +197,9 @@ def test_a_run_captured_for_nobody_is_imported_by_its_caller(
     (alices,) = events(host, app_env)
     assert alices["owner"] == ALICE_OWNER
     assert alices["event_id"] != nobodys["event_id"], "another owner is another outcome: a consumer must not drop it"
-    # Once it is Alice's, nobody else adopts it.
-    assert host.http("POST", f"responses/{response_id}/import", headers=BOB).response.status_code == 404
+    # Once it is Alice's, nobody else adopts it, import right or not: an owner is never replaced.
+    assert host.http("POST", f"responses/{response_id}/import", headers=BOB_IMPORTING).response.status_code == 404
+    assert get_runtime().status_records.runs.read(response_id).record.owner == ALICE_OWNER  # type: ignore[union-attr]
 
 
 def test_a_post_that_adopts_a_capture_already_complete_gets_an_event_naming_its_caller(
@@ -221,7 +230,7 @@ def test_an_import_whose_record_write_fails_is_still_followed_for_its_caller(
     response_id = fake.create({"model": "m", "input": prompt, "tools": [CODE_INTERPRETER],
                                "include": ["code_interpreter_call.outputs"]})["id"]
     faults.refuse_next("PUT", "/_run.json")
-    refused = host.http("POST", f"responses/{response_id}/import", headers=ALICE)
+    refused = host.http("POST", f"responses/{response_id}/import", headers=ALICE_IMPORTING)
     assert refused.response.status_code == 503, refused.response.get_body()
 
     host.run_until(lambda: seen_by(host, response_id, ALICE) == 200)

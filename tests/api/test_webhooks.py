@@ -4,6 +4,7 @@ waiting for a poll. Every refusal answers as documented and queues nothing."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -220,3 +221,31 @@ def test_without_a_secret_every_delivery_is_refused(
 def test_the_function_key_is_required(webhook: tuple[str, str]) -> None:
     url, _ = webhook
     assert httpx.post(url.split("?")[0], content=b"{}").status_code == 401
+
+
+def test_during_a_rotation_both_secrets_are_accepted_and_no_other(
+    host: FunctionsHost, app_env: AppEnv, webhook: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, old = webhook
+    new = "whsec_" + base64.b64encode(uuid.uuid4().bytes * 2).decode()
+    stranger = "whsec_" + base64.b64encode(uuid.uuid4().bytes * 2).decode()
+    monkeypatch.setenv("AZURE_OPENAI_WEBHOOK_SECRET", new)
+    monkeypatch.setenv("AZURE_OPENAI_WEBHOOK_SECRET_PREVIOUS", old)
+    body = event_bytes("response.completed", "resp_abc")
+    for secret, expected in ((new, 200), (old, 200), (stranger, 401)):
+        call = host.http("POST", "webhooks/azure-openai", body=body, headers=signed(secret, body))
+        assert call.response.status_code == expected, secret[:9]
+    monkeypatch.delenv("AZURE_OPENAI_WEBHOOK_SECRET_PREVIOUS")  # the rotation is over
+    call = host.http("POST", "webhooks/azure-openai", body=body, headers=signed(old, body))
+    assert call.response.status_code == 401
+
+
+def test_a_signed_body_nested_without_end_is_a_clean_400(
+    host: FunctionsHost, app_env: AppEnv, webhook: tuple[str, str]
+) -> None:
+    _, secret = webhook
+    body = b"[" * 100_000 + b"]" * 100_000
+    call = host.http("POST", "webhooks/azure-openai", body=body, headers=signed(secret, body))
+    assert call.response.status_code == 400
+    assert call.json()["error"] == {"code": "invalid_event", "field": "body",
+                                    "message": "body: the signed body is nested deeper than 64 levels"}

@@ -38,6 +38,7 @@ import httpx
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
 from tests.harness.cluster import Instance
 from tests.support.http_front import FUNCTION_KEY
+from tests.support.principals import CALLER, IMPORTER, easy_auth
 
 MiB = 1024 * 1024
 ENDINGS = ("completed", "incomplete", "failed", "cancelled")
@@ -234,8 +235,8 @@ class Driver:
     def _headers(self, spec: RunSpec, key: str | None = None) -> dict[str, str]:
         headers = {"x-functions-key": FUNCTION_KEY, "content-type": "application/json"}
         if spec.owner is not None:
-            headers["X-MS-CLIENT-PRINCIPAL-IDP"] = IDP
-            headers["X-MS-CLIENT-PRINCIPAL-ID"] = spec.owner
+            # Both roles: a caller here also repairs a lost POST by importing what a capture recorded.
+            headers.update(easy_auth(spec.owner, CALLER, IMPORTER, provider=IDP))
         if key is not None:
             headers["Idempotency-Key"] = key
         return headers

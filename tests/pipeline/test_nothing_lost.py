@@ -29,6 +29,7 @@ from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
 from tests.support.azurite import Azurite
 from tests.support.flow import all_at_once, events, finished, landed, post_run, status
 from tests.support.host import FunctionsHost
+from tests.support.principals import easy_auth
 
 CODE_INTERPRETER = {"type": "code_interpreter", "container": {"type": "auto"}}
 
@@ -149,8 +150,7 @@ def test_a_run_followed_again_after_its_record_was_deleted_keeps_its_owner(
     host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
-    alice = {"X-MS-CLIENT-PRINCIPAL-ID": "0f0e-alice", "X-MS-CLIENT-PRINCIPAL-IDP": "aad",
-             "content-type": "application/json"}
+    alice = {**easy_auth("0f0e-alice"), "content-type": "application/json"}
     prompt = f"make files {uuid.uuid4().hex}"
     fake.register(prompt, Scenario([FakeContainer(files(1, cited=True))], polls_before_done=3))
     call = host.http("POST", "responses", body=f'{{"input": "{prompt}"}}'.encode(), headers=alice)
@@ -162,7 +162,8 @@ def test_a_run_followed_again_after_its_record_was_deleted_keeps_its_owner(
     host.run_until(lambda: host.http("GET", f"responses/{response_id}", headers=alice).response.status_code == 200)
     final = finished(host, response_id, headers=alice)  # still Alice's run, not everybody's
     assert final["counts"]["persisted"] == 1
-    assert host.http("GET", f"responses/{response_id}").response.status_code == 404  # nobody else's
+    bob = easy_auth("7a7b-bob")
+    assert host.http("GET", f"responses/{response_id}", headers=bob).response.status_code == 404  # nobody else's
     (event,) = events(host, app_env)
     assert event["owner"] == "aad:0f0e-alice"
 

@@ -387,13 +387,14 @@ def test_poisoned_watch_message_gives_the_run_up_but_a_stale_one_does_not(
     assert event["given_up"] == final["given_up"]
 
 
-def test_status_of_a_damaged_record_is_a_json_error(host: FunctionsHost, app_env: AppEnv) -> None:
+def test_status_of_a_damaged_record_is_a_json_404(host: FunctionsHost, app_env: AppEnv) -> None:
+    """Whose run it is cannot be told: answered as an unknown run (issue 21), never a 500."""
     app_env.status().create_container()
     app_env.status().upload_blob("resp_damaged/_run.json", b"{not json")
     call = host.http("GET", "responses/resp_damaged")
-    assert call.response.status_code == 500
+    assert call.response.status_code == 404
     assert call.response.mimetype == "application/json"
-    assert call.json()["error"]["code"] == "record_unreadable"
+    assert call.json()["error"]["code"] == "not_found"
 
 
 def test_import_rebuilds_a_damaged_record(host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv) -> None:
@@ -404,7 +405,7 @@ def test_import_rebuilds_a_damaged_record(host: FunctionsHost, fake: FakeAzureOp
                                "include": ["code_interpreter_call.outputs"]})["id"]
     app_env.status().create_container()
     app_env.status().upload_blob(f"{response_id}/_run.json", b'{"response_id": "' + response_id.encode() + b'"}')
-    assert host.http("GET", f"responses/{response_id}").response.status_code == 500
+    assert host.http("GET", f"responses/{response_id}").response.status_code == 404
     assert host.http("POST", f"responses/{response_id}/import").response.status_code == 202
     final = finished(host, response_id)
     assert final["counts"]["persisted"] == 1 and final["complete"] is True

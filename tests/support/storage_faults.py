@@ -42,6 +42,7 @@ class BlobFaults:
         self._rules: list[_Rule] = []
         self._lock = threading.Lock()
         self.refused: list[str] = []  # "METHOD path" of each refused request
+        self.seen: list[str] = []  # "METHOD path" of every request, refused or forwarded
         faults = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -100,6 +101,8 @@ class BlobFaults:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
         method = handler.command
+        with self._lock:
+            self.seen.append(f"{method} {handler.path.split('?')[0]}")
         if self._take(method, handler.path.split("?")[0], handler.headers):
             self._answer(handler, 403, {"Content-Type": "application/xml",
                                         "x-ms-error-code": "AuthorizationPermissionMismatch"}, _REFUSAL)
