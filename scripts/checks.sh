@@ -1,35 +1,22 @@
 #!/usr/bin/env bash
-# Deployment checks, each in its own environment (created on first run, reused after):
+# Deployment checks (Python 3.13, found by scripts/python.sh like everything else):
 #   1. checkov scans infra/ (Bicep): no failed check, and every skip carries its reason.
 #   2. The app settings infra/ writes are the ones shared/settings.py reads, in a form it accepts;
 #      infra/ creates the queues the app uses and grants, queue by queue, the role each needs;
-#      host.json, infra/ and docs/deploy.md agree on telemetry, concurrency, Easy Auth, the webhook's
-#      Key Vault, download links and alerts (tests/infra/operability.py).
-#   3. The real Azure Functions Python worker (Python 3.13) indexes function_app.py as the host
-#      makes it do, with those settings and others, and reports the expected functions/bindings.
+#      infra/ runs the app on Python 3.13; host.json, infra/ and docs/deploy.md agree on telemetry,
+#      concurrency, Easy Auth, the webhook's Key Vault, download links and alerts
+#      (tests/infra/operability.py).
+#   3. The real Azure Functions Python worker (azure-functions-runtime, in .venv with the app's own
+#      requirements) indexes function_app.py as the host makes it do, with those settings and
+#      others, and reports the expected functions/bindings.
+# checkov has an environment of its own (.venv-checkov): its pins conflict with the app's.
 # Exits non-zero if any of them fails; every step runs either way, so one run shows everything.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/setup.sh  # .venv (fast when it is in place)
 
-CHECKS_PYTHON="${CHECKS_PYTHON:-python3.11}"
-WORKER_PYTHON="${WORKER_PYTHON:-python3.13}"
-# pyenv's shims need to be told which 3.13 to run; the newest installed one is used.
-if [ -z "${PYENV_VERSION:-}" ] && command -v pyenv >/dev/null 2>&1; then
-  worker_pyenv_version="$(pyenv versions --bare 2>/dev/null | grep -E '^3\.13(\.[0-9]+)?$' | sort -V | tail -n 1 || true)"
-else
-  worker_pyenv_version="${PYENV_VERSION:-}"
-fi
 REPORTS=.checks
 PIP_QUIET=(--quiet --disable-pip-version-check)
-
-# make_venv DIR PYTHON [PYENV_VERSION] -- an environment that git, ruff and pytest leave alone.
-make_venv() {
-  if [ ! -x "$1/bin/python" ]; then
-    echo "==> creating $1 with $(PYENV_VERSION="${3:-${PYENV_VERSION:-}}" "$2" --version)"
-    PYENV_VERSION="${3:-${PYENV_VERSION:-}}" "$2" -m venv "$1"
-  fi
-  [ -f "$1/.gitignore" ] || echo '*' > "$1/.gitignore"
-}
 
 # install DIR REQUIREMENTS... -- reinstalls only when a requirements file changed.
 install() {
@@ -44,16 +31,11 @@ install() {
   fi
 }
 
-make_venv .venv-checkov "$CHECKS_PYTHON"
+make_project_venv .venv-checkov
+[ -f .venv-checkov/.gitignore ] || echo '*' > .venv-checkov/.gitignore  # git, ruff and pytest leave it alone
 install .venv-checkov requirements-checks.txt
-
-make_venv .venv-worker "$WORKER_PYTHON" "$worker_pyenv_version"
-# The app's dependencies, as deployed, except azure-functions: 1.x doesn't install on 3.13, and
-# requirements-worker.txt pins the 2.x the 3.13 worker uses.
 mkdir -p "$REPORTS"
 [ -f "$REPORTS/.gitignore" ] || echo '*' > "$REPORTS/.gitignore"
-grep -v -E '^azure-functions[[:space:]]*(==|$)' requirements.txt > "$REPORTS/app-requirements-3.13.txt"
-install .venv-worker "$REPORTS/app-requirements-3.13.txt" tests/worker/requirements-worker.txt
 
 passed=0
 failed=0
@@ -102,7 +84,7 @@ set +e
 result "${PIPESTATUS[0]}" "settings check" "$REPORTS/settings.log"
 
 echo "==> function_app.py indexed by the Python worker"
-.venv-worker/bin/python tests/worker/index_check.py --cloud-env "$REPORTS/cloud-settings.json" \
+.venv/bin/python tests/worker/index_check.py --cloud-env "$REPORTS/cloud-settings.json" \
   | tee "$REPORTS/worker.log"
 result "${PIPESTATUS[0]}" "worker index check" "$REPORTS/worker.log"
 set -e

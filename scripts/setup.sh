@@ -4,16 +4,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-PYTHON="${PYTHON:-python3.11}"
-if ! command -v "$PYTHON" >/dev/null 2>&1; then
-  PYTHON=python3
-  [ -x .venv/bin/python ] || echo "python3.11 not found: using $(python3 --version 2>&1); the app targets 3.11 (README: Prerequisites)" >&2
-fi
-
-if [ ! -x .venv/bin/python ]; then
-  echo "==> creating .venv with $($PYTHON --version)"
-  "$PYTHON" -m venv .venv
-fi
+# Python 3.13 for everything (scripts/python.sh finds it; PYTHON=/path/to/python3.13 overrides).
+source scripts/python.sh
+make_project_venv .venv
 stamp=.venv/.requirements-installed
 if [ ! -f "$stamp" ] || [ requirements.txt -nt "$stamp" ] || [ requirements-dev.txt -nt "$stamp" ]; then
   echo "==> installing Python dependencies"

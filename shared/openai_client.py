@@ -53,7 +53,7 @@ class ApiKeyAuth(httpx.Auth):
     def __init__(self, api_key: str) -> None:
         self._api_key = api_key
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
         request.headers["api-key"] = self._api_key
         yield request
 
@@ -64,7 +64,7 @@ class BearerTokenAuth(httpx.Auth):
     def __init__(self, token_provider: Callable[[], str]) -> None:
         self._token_provider = token_provider
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
         request.headers["Authorization"] = f"Bearer {self._token_provider()}"
         yield request
 

@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from shared.errors import ConfigError
@@ -201,7 +201,7 @@ def _is_loopback(host: str) -> bool:
 
 
 @dataclass(frozen=True)
-class Setting(Generic[T]):
+class Setting[T]:
     """One setting: everything the code, the docs, the example and the deployment check know of it."""
 
     name: str

@@ -1,4 +1,4 @@
-// The Function App on a Flex Consumption plan (Linux, Python 3.11), running as the user-assigned
+// The Function App on a Flex Consumption plan (Linux, Python 3.13), running as the user-assigned
 // identity. No app setting holds a secret: storage, telemetry and Azure OpenAI all use the identity,
 // and the webhook secret (when webhooks are on) is a Key Vault reference the platform resolves.
 
@@ -180,9 +180,11 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
           }
         }
       }
+      // Python 3.13, the interpreter of the project's environments and tests (scripts/python.sh);
+      // requirements.txt pins the worker library the host runs it with (docs/deploy.md, "Python 3.13").
       runtime: {
         name: 'python'
-        version: '3.11'
+        version: '3.13'
       }
     }
   }

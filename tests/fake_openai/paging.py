@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from tests.fake_openai.errors import invalid_request
 
 MAX_LIST_LIMIT = 100  # the most a list route gives per page
-Item = TypeVar("Item")
 
 
 def requested_limit(query: dict[str, str]) -> int | None:
@@ -24,7 +23,7 @@ def requested_limit(query: dict[str, str]) -> int | None:
     return limit
 
 
-def cursor_page(
+def cursor_page[Item](
     items: Sequence[Item],
     item_id: Callable[[Item], str],
     view: Callable[[Item], dict[str, Any]],

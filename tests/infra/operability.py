@@ -15,6 +15,9 @@ shared/, the docs in docs/) and fails when two of them disagree:
 - the app's identity holds blob data roles only on the containers it uses (never the account or the
   deployment package), and the platform reads the package with an identity of its own;
 - basic (user name and password) publishing credentials are off for FTP and SCM;
+- the app runs on Python 3.13 in Azure, the version of the project's environments, ruff and mypy,
+  with the azure-functions 2.x and the pinned worker library (azure-functions-runtime) that
+  requirements.txt lists, as the Functions documentation for 3.13 asks;
 - Storage deletes the status container's short-lived records (webhook deliveries, idempotency
   claims, unusable messages) once they can no longer matter, and docs/deploy.md says when;
 - the alerts and the workbook query only the metrics the app emits, and only when asked to alert.
@@ -25,6 +28,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import tomllib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -109,6 +113,12 @@ WEBHOOK_RETRY_HOURS = 72
 INVALID_RECORD_MIN_DAYS = 7
 # docs/deploy.md's table of the status container's records that expire: first cell -> prefix.
 LIFETIMES_HEADER = "| records in the status container |"
+
+# The Python the app runs on in Azure (functionAppConfig.runtime) and everywhere else: the project's
+# environments (scripts/python.sh), ruff and mypy (pyproject.toml).
+PYTHON_VERSION = "3.13"
+# A requirements.txt line pinning one distribution exactly: name==version.
+PINNED = re.compile(r"^([A-Za-z0-9_.-]+)==([0-9][^\s#;]*)")
 
 # docs/deploy.md's table of what runs at once on one instance: first cell -> which figure it states.
 CONCURRENCY_DOC = ROOT / "docs" / "deploy.md"
@@ -209,6 +219,16 @@ def documented_lifetimes() -> dict[str, int]:
         if prefix and days:
             stated[prefix.group(1)] = int(days.group(1))
     return stated
+
+
+def pinned_requirements() -> dict[str, str]:
+    """requirements.txt's exact pins, name (lower case) -> version."""
+    pins = {}
+    for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines():
+        match = PINNED.match(line.strip())
+        if match:
+            pins[match.group(1).lower()] = match.group(2)
+    return pins
 
 
 def lifecycle_rules(infra: Infra) -> tuple[dict[str, int], list[str]]:
@@ -433,6 +453,31 @@ def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
                 f"Microsoft.Web/sites/basicPublishingCredentialsPolicies '{kind}' with allow: false"
                 for kind in ("ftp", "scm") if policies.get(kind) is not False]
 
+    def runs_on_python_313() -> list[str]:
+        problems = []
+        runtime = infra.site("properties.functionAppConfig.runtime")
+        if runtime != {"name": "python", "version": PYTHON_VERSION}:
+            problems.append(f"functionAppConfig.runtime is {runtime}; the app runs on "
+                            f"{{'name': 'python', 'version': '{PYTHON_VERSION}'}}")
+        project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+        targets = {
+            "mypy python_version": str(project["tool"]["mypy"]["python_version"]),
+            "ruff target-version": str(project["tool"]["ruff"]["target-version"]).replace("py3", "3."),
+        }
+        found = re.search(r"^PROJECT_PYTHON=(\S+)$", (ROOT / "scripts" / "python.sh").read_text(encoding="utf-8"),
+                          re.MULTILINE)
+        targets["scripts/python.sh PROJECT_PYTHON"] = found.group(1) if found else "(not set)"
+        problems += [f"{what} is {value}, not {PYTHON_VERSION}" for what, value in targets.items()
+                     if value != PYTHON_VERSION]
+        pins = pinned_requirements()
+        if not pins.get("azure-functions", "").startswith("2."):
+            problems.append(f"requirements.txt must pin azure-functions 2.x (1.x stops at Python 3.12), "
+                            f"not {pins.get('azure-functions', 'nothing')}")
+        if "azure-functions-runtime" not in pins:
+            problems.append("requirements.txt must pin azure-functions-runtime (==): on Python 3.13 the app chooses "
+                            "the worker library the host runs it with, else it gets a default that changes")
+        return problems
+
     def status_records_expire() -> list[str]:
         renamed = Infra({"statusContainerName": "records-renamed"})
         problems = []
@@ -492,6 +537,8 @@ def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
         ("the app's identity has blob roles only on its containers, none on the account or app-package; "
          "the package has an identity of its own", blob_roles_are_container_scoped),
         ("basic publishing credentials are off (FTP and SCM)", basic_publishing_is_off),
+        (f"the app runs on Python {PYTHON_VERSION} (functionAppConfig.runtime, the environments, ruff, mypy), "
+         "with azure-functions 2.x and a pinned azure-functions-runtime", runs_on_python_313),
         ("lifecycle rules expire _webhooks/, _idempotency/ and _invalid/ in the status container, nothing else, "
          "after their use (as docs/deploy.md says)", status_records_expire),
         ("alerts are off unless asked for, and query only the metrics the app emits", alerts_watch_the_app_metrics),

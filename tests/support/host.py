@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 import azure.functions as func
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 
-class Out(func.Out[T], Generic[T]):
+class Out[T](func.Out[T]):
     """What the worker hands a function for an output binding."""
 
     def __init__(self) -> None:

@@ -7,11 +7,11 @@ then asks for that metadata with a ``FunctionsMetadataRequest``. A load error he
 an app in Azure ("0 functions loaded", or a host error).
 
 This script drives exactly those two calls of ``azure_functions_runtime`` (the worker library the
-host loads for Python 3.13+; its indexing code is the same path the 3.11 worker runs), in a fresh
-interpreter per scenario, and checks what the host would receive. It needs the 3.13 environment
-made by ``scripts/checks.sh`` (``.venv-worker``):
+host loads for Python 3.13+, pinned in requirements.txt), in a fresh interpreter per scenario, and
+checks what the host would receive. It runs in the project's environment (``.venv``, Python 3.13,
+made by ``scripts/setup.sh``):
 
-    .venv-worker/bin/python tests/worker/index_check.py [--cloud-env settings.json]
+    .venv/bin/python tests/worker/index_check.py [--cloud-env settings.json]
 
 ``--cloud-env`` names a JSON object of app settings (the ones infra/ writes, from
 ``tests/infra/settings_check.py --write-env``); the app is then also loaded with exactly those.
