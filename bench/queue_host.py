@@ -18,20 +18,21 @@ with a short lease and an in-process invoker; the benchmarks keep a long one.
 
 As in Azure, the host's own work (its queue requests) runs in another process than the app: the
 app runs in a worker process (:class:`FunctionWorker`) that receives invocations over a pipe, as
-the Python worker receives them over gRPC, runs each on a thread of its pool, and measures each
-invocation's own CPU (its thread's, user and kernel, with its context switches).
+the Python worker receives them over gRPC. There the real worker library runs them
+(tests/support/worker_invoker.py: the host's ``InvocationRequest`` with the message and its trigger
+metadata), each on a thread of the worker's own pool (``PYTHON_THREADPOOL_THREAD_COUNT``), and
+each invocation's own CPU is measured on that thread (user and kernel, with its context switches).
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
+import functools
 import itertools
-import json
 import multiprocessing
+import os
 import resource
 import threading
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -40,12 +41,12 @@ from typing import Any, Protocol
 import requests
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.core.pipeline.transport import RequestsTransport
-from azure.functions.queue import QueueMessage as WorkerQueueMessage
 from azure.storage.queue import QueueClient, QueueServiceClient
 
 from shared.host_settings import DEFAULT_MAX_DEQUEUE_COUNT, parse_timespan
 from shared.settings import QueueNames
 from tests.support.host import FunctionInfo, load_host_json
+from tests.support.worker_invoker import Answer, HostQueueMessage
 
 _MIN_POLL_SECONDS = 0.1
 _LEASE_SECONDS = 600  # the host leases a message for 10 minutes and renews it; invocations here are short
@@ -90,6 +91,13 @@ class Invocation:
     switches: int  # the thread's context switches (each wait for the GIL is one)
     wall: float
 
+    @classmethod
+    def of(cls, answer: Answer) -> Invocation:
+        """From the worker's answer (with the CPU it measured on the invocation's thread)."""
+        cpu = answer.cpu
+        return cls(answer.ok, cpu.user if cpu else 0.0, cpu.system if cpu else 0.0, cpu.switches if cpu else 0,
+                   answer.wall_seconds)
+
 
 @dataclass
 class Tally:
@@ -114,10 +122,10 @@ class Tally:
 
 
 class Invoker(Protocol):
-    """Runs one queue-triggered function on one message: a worker process, or the app in-process."""
+    """Runs one queue-triggered function on one message, as the host hands it to the worker: a
+    worker process, or the worker in this process."""
 
-    def invoke(self, function: str, body: bytes, *, message_id: str, dequeue_count: int,
-               receipt: str) -> Invocation: ...
+    def invoke(self, function: str, message: HostQueueMessage) -> Invocation: ...
 
 
 class ListenerObserver(Protocol):
@@ -138,7 +146,7 @@ class _Lease:
 
 
 class FunctionWorker:
-    """The app's queue functions in a process of their own, with ``threads`` invocations at once."""
+    """The app's worker in a process of its own, with ``threads`` threads in its pool."""
 
     def __init__(self, threads: int) -> None:
         context = multiprocessing.get_context("spawn")  # a fresh interpreter, as the worker is
@@ -152,8 +160,8 @@ class FunctionWorker:
         self._reader = threading.Thread(target=self._read, name="worker-replies", daemon=True)
         self._reader.start()
 
-    def invoke(self, function: str, body: bytes, *, message_id: str, dequeue_count: int, receipt: str) -> Invocation:
-        answer: Invocation = self._call("invoke", function, message_id, body, dequeue_count, receipt)
+    def invoke(self, function: str, message: HostQueueMessage) -> Invocation:
+        answer: Invocation = self._call("invoke", function, message)
         return answer
 
     def cpu_seconds(self) -> float:
@@ -183,49 +191,30 @@ class FunctionWorker:
 
 
 def _serve(conn: Connection, threads: int) -> None:
-    """The worker process: the app loaded as the worker loads it, invocations run on a pool."""
-    import function_app  # noqa: PLC0415 - in the worker process, under the caller's environment
+    """The worker process: the worker library started on the app as the host starts it (the pool
+    sized as infra/ sizes it in Azure), each invocation handed to it as it arrives."""
+    from tests.support.worker_invoker import load_app  # noqa: PLC0415 - in the worker process
 
-    functions = {
-        str(fn.get_function_name()): (fn.get_user_function(), _trigger_argument(fn.get_raw_bindings()))
-        for fn in function_app.app.get_functions()
-    }
+    os.environ["PYTHON_THREADPOOL_THREAD_COUNT"] = str(threads)
+    worker = load_app()
+    worker.measure_cpu()
     replies = threading.Lock()
 
     def reply(call: int, answer: Any) -> None:
         with replies:
             conn.send((call, answer))
 
-    def invoke(call: int, request: list[Any]) -> None:
-        function, message_id, body, dequeue_count, receipt = request
-        user_function, argument = functions[function]
-        message = WorkerQueueMessage(  # type: ignore[no-untyped-call]
-            id=message_id, body=body, dequeue_count=dequeue_count, pop_receipt=receipt
-        )
-        start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_THREAD)
-        try:
-            user_function(**{argument: message})
-            ok = True
-        except Exception:  # the host logs it and lets the message come back
-            ok = False
-        after = resource.getrusage(resource.RUSAGE_THREAD)
-        reply(call, Invocation(ok, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime,
-                               (after.ru_nvcsw - before.ru_nvcsw) + (after.ru_nivcsw - before.ru_nivcsw),
-                               time.perf_counter() - start))
+    def answered(call: int, done: Future[Answer]) -> None:
+        reply(call, Invocation.of(done.result()))
 
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="invocation") as pool:
-        while (request := conn.recv()) is not None:
-            call, kind, *args = request
-            if kind == "cpu":
-                usage = resource.getrusage(resource.RUSAGE_SELF)
-                reply(call, usage.ru_utime + usage.ru_stime)
-            else:
-                pool.submit(invoke, call, args)
-
-
-def _trigger_argument(raw_bindings: list[str]) -> str:
-    bindings = [json.loads(raw) for raw in raw_bindings]
-    return next((str(b["name"]) for b in bindings if b["type"] == "queueTrigger"), "")
+    while (request := conn.recv()) is not None:
+        call, kind, *args = request
+        if kind == "cpu":
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            reply(call, usage.ru_utime + usage.ru_stime)
+        else:
+            function, message = args
+            worker.submit_queue(function, message).add_done_callback(functools.partial(answered, call))
 
 
 class QueueListener:
@@ -365,9 +354,14 @@ class QueueListener:
                     self._poison(content)
                     self.queue.delete_message(lease.message_id, lease.receipt)
                 return
-            body = base64.b64decode(content) if self.settings.base64 else content.encode("utf-8")
-            invocation = self.worker.invoke(self.function.name, body, message_id=received.id,
-                                            dequeue_count=received.dequeue_count, receipt=received.pop_receipt)
+            try:
+                message = HostQueueMessage.received(received, base64_encoded=self.settings.base64)
+            except ValueError:  # not base64: the host moves it to the poison queue unrun
+                with lease.lock:
+                    self._poison(content)
+                    self.queue.delete_message(lease.message_id, lease.receipt)
+                return
+            invocation = self.worker.invoke(self.function.name, message)
             self.tally.add(invocation)
             self._settle(lease, received, invocation.ok)
         except AzureError as error:

@@ -36,7 +36,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -233,11 +233,11 @@ class _CountingHost(FunctionsHost):
         self.invocations: Counter[str] = Counter()
         self._invocations_lock = threading.Lock()
 
-    def http(self, method: str, route: str, *, body: bytes = b"", headers: dict[str, str] | None = None,
-             params: dict[str, str] | None = None) -> HttpCall:
+    def http(self, method: str, route: str, *, body: bytes = b"", headers: Mapping[str, str] | None = None,
+             params: Mapping[str, str] | None = None, query_string: str | None = None) -> HttpCall:
         with self._invocations_lock:
             self.invocations[self._http_function(method, route)[0].name] += 1
-        return super().http(method, route, body=body, headers=headers, params=params)
+        return super().http(method, route, body=body, headers=headers, params=params, query_string=query_string)
 
 
 class _CountingListener(QueueListener):
@@ -282,9 +282,6 @@ def run_lane(spec: dict[str, Any]) -> dict[str, Any]:
     """One lane, in this process (configured through its environment by :func:`measure`): the
     shape's runs one after the other, each until its completion event; then, with ``drain``, until
     the lane's queues are empty. Answers what the lane saw: its runs, events, invocations, polls."""
-    from azure.functions.timer import TimerRequest  # noqa: PLC0415
-
-    import function_app  # noqa: PLC0415 - under the lane's environment
     from tests.support.http_front import FUNCTION_KEY, serve_http  # noqa: PLC0415
 
     shape = Shape(**spec["shape"])
@@ -292,7 +289,7 @@ def run_lane(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     settings = QueueSettings.from_host_json()
     direct = os.environ[DIRECT_STORAGE_ENV]
-    host = _CountingHost(function_app.app, direct)
+    host = _CountingHost(direct)  # the worker loads function_app.py under the lane's environment
     events = _direct_queue(direct, f"{tag}-events")
     seen: Counter[str] = Counter()
     runs: list[str] = []
@@ -313,10 +310,7 @@ def run_lane(spec: dict[str, Any]) -> dict[str, Any]:
         monitor_calls = 0
         if shape.idle_seconds:
             time.sleep(shape.idle_seconds)  # the host polls its queues at rest
-            monitor = host.functions["monitor_queues"]
-            trigger = monitor.binding("timerTrigger")
-            assert trigger is not None
-            monitor.call(**{trigger.name: TimerRequest()})
+            assert host.timer("monitor_queues").error is None  # the timer's one firing, through the worker
             monitor_calls = 1
         for number in range(shape.runs):
             response_id = _start_run(host, fake, key, shape, f"{tag} run {number} {uuid.uuid4().hex}")

@@ -7,12 +7,13 @@ Prints a Markdown section. :func:`run` answers the same text, measured in a fres
 
 How it measures, in that interpreter: Azurite (in memory), the fake Azure OpenAI and the app (the
 tests' stand-in for the Functions host, ``tests/support/host.py``, moving real Azurite queue
-messages and honouring their visibility delays). Each run is started with ``POST /api/responses``
-(a background run with one 64 KiB file) and stays running until a timer calls the fake's
-``finish()`` a set number of seconds later: the moment of that call (``time.time()``) is the run's
-end. The first blob's moment is when the app's blob write (``ArtifactStore.write``, the Put Blob
-answered by Azurite) returned, taken in the same process by wrapping that method; each is checked
-against the blob's Last-Modified, which Storage gives to the second.
+messages and honouring their visibility delays, each invocation through the real worker library).
+Each run is started with ``POST /api/responses`` (a background run with one 64 KiB file) and
+stays running until a timer calls the fake's ``finish()`` a set number of seconds later: the
+moment of that call (``time.time()``) is the run's end. The first blob's moment is when the app's
+blob write (``ArtifactStore.write``, the Put Blob answered by Azurite) returned, taken in the same
+process by wrapping that method; each is checked against the blob's Last-Modified, which Storage
+gives to the second.
 
 Polling: no webhook registered; the watcher's delayed queue messages find the end. Webhook: the
 fake's signed delivery reaches ``POST /api/webhooks/azure-openai`` over real HTTP (the tests'
@@ -27,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import importlib
 import json
 import os
 import statistics
@@ -225,9 +225,7 @@ def measure(repeats: int, lengths: Sequence[float]) -> dict[str, Any]:
             settings = _app_settings(azurite.connection_string, fake.endpoint, uuid.uuid4().hex[:10])
             os.environ.update(settings)
             os.environ.pop("AZURE_OPENAI_WEBHOOK_SECRET", None)
-            app_module = importlib.reload(sys.modules["function_app"]) if "function_app" in sys.modules \
-                else importlib.import_module("function_app")  # bindings name the queues when it loads
-            host = FunctionsHost(app_module.app, azurite.connection_string)
+            host = FunctionsHost(azurite.connection_string)  # the worker loads the app: bindings name the queues
             artifacts = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(
                 settings["ARTIFACTS_CONTAINER"])
             timeout = max(lengths) + 2 * PRODUCTION_POLL[1] + 60

@@ -145,6 +145,7 @@ def fanout(count: int, how: str) -> dict[str, Any]:
     """``count`` x 64 KiB through the queue function, as the host delivers them: at host.json's
     concurrency (``how="host"``) or one at a time (``how="one"``)."""
     from bench.queue_host import FunctionWorker, QueueSettings, host_queues, listeners  # noqa: PLC0415
+    from tests.support.worker_invoker import HostQueueMessage  # noqa: PLC0415
 
     host = _app_host()
     settings = QueueSettings.from_host_json()
@@ -154,8 +155,8 @@ def fanout(count: int, how: str) -> dict[str, Any]:
     worker = FunctionWorker(settings.concurrency)
     try:
         # Clients and the container made first, in the worker, as an earlier invocation would have.
-        assert worker.invoke("persist_artifact", message(container, warm), message_id="warm-up", dequeue_count=1,
-                             receipt="").ok
+        warm_up = HostQueueMessage.made(message(container, warm).decode("utf-8"), message_id="warm-up")
+        assert worker.invoke("persist_artifact", warm_up).ok
         _queue_directly(os.environ["ARTIFACTS_QUEUE"], [message(container, file) for file in files])
         listener = listeners(host.functions, host_queues(HOST_STORAGE), settings, worker,
                              only=("persist_artifact",))["persist_artifact"]
@@ -280,10 +281,9 @@ def _app_host() -> Any:
     for name, prefix in (("ARTIFACTS_QUEUE", "bench-downloads"), ("ARTIFACTS_RUNS_QUEUE", "bench-runs"),
                          ("ARTIFACTS_EVENTS_QUEUE", "bench-events")):
         os.environ[name] = f"{prefix}-{tag}"
-    import function_app  # noqa: PLC0415
     from tests.support.host import FunctionsHost  # noqa: PLC0415
 
-    return FunctionsHost(function_app.app, HOST_STORAGE)
+    return FunctionsHost(HOST_STORAGE)  # the worker loads function_app.py under these settings
 
 
 def post_latency(count: int) -> dict[str, Any]:

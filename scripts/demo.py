@@ -1,4 +1,5 @@
-"""Smoke demo: one prompt through the whole pipeline, the way the host calls the functions.
+"""Smoke demo: one prompt through the whole pipeline, the way the host calls the functions (each
+invocation goes through the real Python worker library: tests/support/worker_invoker.py).
 
 Settings come from the environment, then from local.settings.json's ``Values`` (as Core Tools
 would set them; the environment wins), except storage and the queue names: the demo always uses
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib
 import json
 import os
 import sys
@@ -81,11 +81,8 @@ def main() -> int:
 
 def _run(prompt: str) -> int:
     settings = load_settings()
-    import function_app  # noqa: PLC0415 - loaded once the settings above are in place
-
-    importlib.reload(function_app)
     connection = settings.storage.connection_string or ""
-    host = FunctionsHost(function_app.app, connection)
+    host = FunctionsHost(connection)  # the worker loads function_app.py once the settings above are in place
 
     print(f"\nPOST /api/responses  {prompt[:70]!r}...")
     began = time.monotonic()

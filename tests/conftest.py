@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -27,6 +26,8 @@ DEPLOYMENT = "gpt-test"
 # (test_links's ``place`` and ``delegated`` call request.getfixturevalue, invisible in the closure).
 # ``app_env`` and ``host`` need ``azurite``, so every test through them is in the closure already.
 AZURITE_FIXTURES = frozenset({"azurite", "restartable_azurite", "oauth_azurite", "place", "delegated"})
+# Fixtures that start another child process: the probe app in a fresh worker (tests/app/test_worker_path.py).
+PROCESS_FIXTURES = frozenset({"worker_probe"})
 # Tests that start Azurite or another child process in their own body, not through a fixture:
 # "module::test function".
 STARTS_PROCESSES = frozenset({
@@ -54,7 +55,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if stale:
         raise pytest.UsageError(f"tests/conftest.py STARTS_PROCESSES names tests that do not exist: {stale}")
     for item in items:
-        if AZURITE_FIXTURES.isdisjoint(getattr(item, "fixturenames", ())) and _test_key(item) not in STARTS_PROCESSES:
+        fixtures = getattr(item, "fixturenames", ())
+        if AZURITE_FIXTURES.isdisjoint(fixtures) and PROCESS_FIXTURES.isdisjoint(fixtures) \
+                and _test_key(item) not in STARTS_PROCESSES:
             item.add_marker(pytest.mark.unit)
 
 
@@ -152,8 +155,6 @@ def app_env(monkeypatch: pytest.MonkeyPatch, azurite: Azurite, fake: FakeAzureOp
 
 @pytest.fixture
 def host(app_env: AppEnv, azurite: Azurite) -> FunctionsHost:
-    """The app loaded as the worker loads it, under this test's settings."""
-    import function_app  # noqa: PLC0415 - loaded under this test's settings
-
-    importlib.reload(function_app)  # bindings (the queue name) are read when the module loads
-    return FunctionsHost(function_app.app, azurite.connection_string)
+    """The host stand-in with the real worker, which imports the app anew under this test's
+    settings (bindings, such as the queue names, are read when the module loads)."""
+    return FunctionsHost(azurite.connection_string)

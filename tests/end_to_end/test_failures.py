@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -410,10 +409,7 @@ def test_azurite_restart_mid_run_loses_nothing(
     emulator = restartable_azurite["emulator"]
     monkeypatch.setenv("AzureWebJobsStorage", emulator.connection_string)
     app_env.blobs = BlobServiceClient.from_connection_string(emulator.connection_string)
-    import function_app  # noqa: PLC0415
-
-    importlib.reload(function_app)
-    host = FunctionsHost(function_app.app, emulator.connection_string)
+    host = FunctionsHost(emulator.connection_string)  # the worker loads the app under these settings
     files = [FakeFile(os.urandom(2 * MiB), f"/mnt/data/r{i}.bin", cite="real") for i in range(3)]
     prompt = f"restart {uuid.uuid4().hex}"
     fake.register(prompt, Scenario([FakeContainer(files)]))

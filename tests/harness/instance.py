@@ -6,8 +6,10 @@ proxy, the fake Azure OpenAI, the session's queues, short host timings). It runs
 - every queue-triggered function under the host's semantics, through bench/queue_host.py's
   listener (batchSize/newBatchThreshold, leases renewed while a function runs, failures made
   visible again after visibilityTimeout, poison after maxDequeueCount), invoked in this process
-  as the Python worker would (the process is what the harness kills and pauses);
-- the HTTP functions behind tests/support/http_front.py (the host's function key is enforced).
+  through the real worker library, as the host invokes it (tests/support/worker_invoker.py; the
+  process is what the harness kills and pauses);
+- the HTTP functions behind tests/support/http_front.py (the host's function key is enforced),
+  through the same worker.
 
 It prints one JSON line, ``{"http": URL}``, once it serves, and runs until killed.
 """
@@ -18,15 +20,12 @@ import argparse
 import json
 import logging
 import os
-import resource
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
-from azure.functions.queue import QueueMessage as WorkerQueueMessage
 from azure.storage.queue import ExponentialRetry, QueueServiceClient
 
 from bench.queue_host import Invocation, QueueSettings, listeners
@@ -34,41 +33,31 @@ from shared.host_settings import host_settings
 from tests.harness.journal import JournalWriter
 from tests.support.host import FunctionsHost, load_host_json
 from tests.support.http_front import serve_http
+from tests.support.worker_invoker import HostQueueMessage, Worker
 
 
-class InProcessInvoker:
-    """Calls the user function on a listener thread, journaling each delivery's start and end."""
+class JournaledInvoker:
+    """Hands each delivery to the worker in this process, journaling its start and end."""
 
-    def __init__(self, host: FunctionsHost, journal: JournalWriter) -> None:
-        self._host = host
+    def __init__(self, worker: Worker, journal: JournalWriter) -> None:
+        self._worker = worker
         self._journal = journal
 
-    def invoke(self, function: str, body: bytes, *, message_id: str, dequeue_count: int, receipt: str) -> Invocation:
-        info = self._host.functions[function]
-        trigger = info.binding("queueTrigger")
-        assert trigger is not None
-        response_id, seq = _ids(body)
+    def invoke(self, function: str, message: HostQueueMessage) -> Invocation:
+        response_id, seq = _ids(message.body)
         # seq: the watcher's step number; None on a wake-up (import, webhook, cancel) or a file.
-        self._journal.write("start", fn=function, mid=message_id, dq=dequeue_count, rid=response_id, seq=seq)
-        message = WorkerQueueMessage(  # type: ignore[no-untyped-call]
-            id=message_id, body=body, dequeue_count=dequeue_count, pop_receipt=receipt
-        )
-        start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_THREAD)
-        ok = True
-        try:
-            info.call(**{trigger.name: message})
-        except Exception as error:  # the host logs it and lets the message come back
-            ok = False
+        self._journal.write("start", fn=function, mid=message.id, dq=message.dequeue_count, rid=response_id, seq=seq)
+        answer = self._worker.invoke_queue(function, message)
+        if answer.error is not None:  # the host logs it and lets the message come back
             logging.getLogger("harness.instance").warning(
-                "%s failed on %s (delivery %s): %s: %s", function, response_id, dequeue_count,
-                type(error).__name__, str(error)[:300])
-        after = resource.getrusage(resource.RUSAGE_THREAD)
-        self._journal.write("end", fn=function, mid=message_id, dq=dequeue_count, rid=response_id, ok=ok)
-        return Invocation(ok, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime, 0,
-                          time.perf_counter() - start)
+                "%s failed on %s (delivery %s): %s", function, response_id, message.dequeue_count,
+                answer.error.message[:300])
+        self._journal.write("end", fn=function, mid=message.id, dq=message.dequeue_count, rid=response_id,
+                            ok=answer.ok)
+        return Invocation.of(answer)
 
 
-def _ids(body: bytes) -> tuple[str | None, int | None]:
+def _ids(body: str) -> tuple[str | None, int | None]:
     """The message's response id and watcher step (``seq``), for the journal."""
     try:
         document: Any = json.loads(body)
@@ -114,12 +103,11 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
-    import function_app  # noqa: PLC0415 - loaded under the environment the harness gave this process
-
     connection = os.environ["AzureWebJobsStorage"]  # noqa: SIM112 - the host's own setting name
-    host = FunctionsHost(function_app.app, connection)
+    host = FunctionsHost(connection)  # the worker loads function_app.py under the harness's environment
+    host.worker.measure_cpu()
     journal = JournalWriter(args.journal)
-    invoker = InProcessInvoker(host, journal)
+    invoker = JournaledInvoker(host.worker, journal)
     for listener in listeners(host.functions, host_queue_service(connection), queue_settings(), invoker,
                               lease_seconds=args.lease_seconds, observer=journal).values():
         listener.start()

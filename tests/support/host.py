@@ -1,13 +1,18 @@
-"""A stand-in for the Functions host's invocation path, for tests and the demo.
+"""A stand-in for the Functions host around the real Python worker, for tests, the demo and the benchmarks.
 
-It reads the app's function metadata the way the worker reports it (bindings as JSON), calls
-the user functions with the same objects the Python worker builds (``func.HttpRequest``,
-``azure.functions.queue.QueueMessage``, ``func.Out``), and moves queue output through a real
-Storage queue, encoded as host.json's ``messageEncoding`` says, as the host's queue extension
-does. Messages the app sends itself (with the Storage SDK, delays included) are read from the
-same queues. A received message is leased (invisible) while its function runs; a failure makes it
-visible again after a retry delay (host.json's ``visibilityTimeout``, shortened for tests), and
-after ``maxDequeueCount`` deliveries it moves to ``{queue}-poison``, as the host does.
+The host's part is played here: it reads the app's functions as the worker reports them to the
+host (``RpcFunctionMetadata``, bindings as JSON), matches HTTP requests to routes, and moves queue
+messages through a real Storage queue, encoded as host.json's ``messageEncoding`` says, as the
+host's queue extension does. Messages the app sends itself (with the Storage SDK, delays
+included) are read from the same queues. A received message is leased (invisible) while its
+function runs; a failure makes it visible again after a retry delay (host.json's
+``visibilityTimeout``, shortened for tests), and after ``maxDequeueCount`` deliveries it moves to
+``{queue}-poison``, as the host does.
+
+The worker's part is the worker itself: every invocation goes through the worker library's own
+invocation handler (:mod:`tests.support.worker_invoker`), with the request the host would send,
+and the answer is what the worker returns to the host. Creating a ``FunctionsHost`` starts the
+worker on ``function_app.py`` under the current settings, as starting the host does.
 """
 
 from __future__ import annotations
@@ -17,38 +22,23 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import unquote
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode
 
 import azure.functions as func
 from azure.core.exceptions import ResourceExistsError
-from azure.functions.queue import QueueMessage as WorkerQueueMessage
 from azure.storage.queue import QueueClient, QueueServiceClient
 
 from shared.host_settings import DEFAULT_MAX_DEQUEUE_COUNT
 from shared.settings import QueueNames
+from tests.support.worker_invoker import FunctionFailed, HostHttpRequest, HostQueueMessage, Worker, load_app
 
 ROOT = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
-
-
-class Out[T](func.Out[T]):
-    """What the worker hands a function for an output binding."""
-
-    def __init__(self) -> None:
-        self._value: T | None = None
-        self.was_set = False
-
-    def set(self, val: T) -> None:
-        self._value = val
-        self.was_set = True
-
-    def get(self) -> T:
-        return self._value  # type: ignore[return-value]
+LOCAL_ORIGIN = "http://localhost:7071"  # where `func start` serves, and the URL the host passes on
 
 
 @dataclass
@@ -63,7 +53,6 @@ class Binding:
 class FunctionInfo:
     name: str
     bindings: list[Binding]
-    call: Callable[..., Any]
 
     def binding(self, binding_type: str) -> Binding | None:
         return next((b for b in self.bindings if b.type == binding_type), None)
@@ -73,14 +62,15 @@ class FunctionInfo:
 class Delivery:
     message_id: str
     dequeue_count: int
-    error: BaseException | None
-    result: Any = None
+    error: FunctionFailed | None  # the function's exception, as the worker reports it
+    result: Any = None  # the worker's return value (TypedData), if any
 
 
 @dataclass
 class HttpCall:
-    response: func.HttpResponse
-    queued: dict[str, list[str]] = field(default_factory=dict)  # queue name -> messages
+    response: func.HttpResponse  # as the host sends it: a failed function is a 500
+    queued: dict[str, list[str]] = field(default_factory=dict)  # queue output binding -> messages
+    error: FunctionFailed | None = None  # the function's exception, when it raised one
 
     def json(self) -> Any:
         return json.loads(self.response.get_body())
@@ -91,17 +81,29 @@ def load_host_json() -> dict[str, Any]:
     return document
 
 
+def route_prefix() -> str:
+    """host.json's ``extensions.http.routePrefix`` (``api`` unless set)."""
+    prefix = load_host_json().get("extensions", {}).get("http", {}).get("routePrefix", "api")
+    return str(prefix).strip("/")
+
+
+def host_query(query_string: str) -> dict[str, str]:
+    """A query string as the host's request object reads it: a name given twice is one entry with
+    the values joined by commas, and names without a value are dropped."""
+    values: dict[str, list[str]] = {}
+    for name, value in parse_qsl(query_string, keep_blank_values=True):
+        values.setdefault(name, []).append(value)
+    return {name: ",".join(given) for name, given in values.items() if any(given)}
+
+
 class FunctionsHost:
     LEASE_SECONDS = 120  # how long a received message stays invisible while its function runs
 
-    def __init__(self, app: func.FunctionApp, storage_connection_string: str, retry_delay: int = 1) -> None:
+    def __init__(self, storage_connection_string: str, retry_delay: int = 1) -> None:
+        self.worker: Worker = load_app()  # the worker imports function_app.py and indexes it
         self.functions = {
-            str(fn.get_function_name()): FunctionInfo(
-                name=str(fn.get_function_name()),
-                bindings=[_binding(json.loads(raw)) for raw in fn.get_raw_bindings()],
-                call=fn.get_user_function(),
-            )
-            for fn in app.get_functions()
+            name: FunctionInfo(name=name, bindings=[_binding(raw) for raw in registered.raw_bindings])
+            for name, registered in self.worker.functions.items()
         }
         queues = load_host_json().get("extensions", {}).get("queues", {})
         self.base64 = str(queues.get("messageEncoding", "base64")).lower() == "base64"
@@ -121,29 +123,35 @@ class FunctionsHost:
         route: str,
         *,
         body: bytes = b"",
-        headers: dict[str, str] | None = None,
-        params: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        query_string: str | None = None,
     ) -> HttpCall:
-        """Invoke the HTTP function whose route and method match, then flush its queue outputs."""
+        """Invoke the HTTP function whose route and method match (``route`` below the route
+        prefix, as in the URL), then send its queue outputs. The query is ``params`` or, as it
+        came, ``query_string``."""
         target, route_params = self._http_function(method, route)
-        trigger = target.binding("httpTrigger")
-        assert trigger is not None
-        request = func.HttpRequest(
+        raw_query = query_string if query_string is not None else urlencode(dict(params or {}))
+        request = HostHttpRequest(
             method=method.upper(),
-            url=f"http://localhost:7071/api/{route}",
-            headers=headers or {"content-type": "application/json"},
-            params=params or {},
+            url=f"{LOCAL_ORIGIN}/{route_prefix()}/{route}" + (f"?{raw_query}" if raw_query else ""),
+            headers=dict(headers) if headers is not None else {"content-type": "application/json"},
+            query=host_query(raw_query),
             route_params=route_params,
             body=body,
         )
-        outputs = {b.name: Out[Any]() for b in target.bindings if b.direction == "OUT" and b.type != "http"}
-        response = target.call(**{trigger.name: request}, **outputs)
-        call = HttpCall(response=response)
+        answer = self.worker.invoke_http(target.name, request)
+        call = HttpCall(response=answer.http_response(), error=answer.error)
         for binding in target.bindings:
-            out = outputs.get(binding.name)
-            if binding.type == "queue" and out is not None and out.was_set:
-                call.queued[binding.raw["queueName"]] = self._send(binding.raw["queueName"], out.get())
+            data = answer.output_data.get(binding.name)
+            if binding.type == "queue" and data is not None:
+                call.queued[binding.raw["queueName"]] = self._send(binding.raw["queueName"], data)
         return call
+
+    def timer(self, function_name: str, *, past_due: bool = False) -> Delivery:
+        """Fire a timer-triggered function once, as its schedule would."""
+        answer = self.worker.invoke_timer(function_name, past_due=past_due)
+        return Delivery("", 0, answer.error, answer.return_value)
 
     def deliver(self, function_name: str, *, max_rounds: int = 10, until_empty: bool = False) -> list[Delivery]:
         """Run the queue-triggered function on what its queue holds, for at most ``max_rounds``.
@@ -205,25 +213,23 @@ class FunctionsHost:
         return list(queue.receive_messages(messages_per_page=32, visibility_timeout=lease, max_messages=32))
 
     def _invoke_queue(self, target: FunctionInfo, trigger: Binding, queue: QueueClient, received: Any) -> Delivery:
-        content = received.content
-        body = base64.b64decode(content) if self.base64 else content.encode("utf-8")
-        message = WorkerQueueMessage(  # type: ignore[no-untyped-call]
-            id=received.id,
-            body=body,
-            dequeue_count=received.dequeue_count,
-            pop_receipt=received.pop_receipt,
-        )
         try:
-            result = target.call(**{trigger.name: message})
-        except Exception as error:  # the host logs the failure and lets the message reappear
+            message = HostQueueMessage.received(received, base64_encoded=self.base64)
+        except ValueError as undecodable:  # not base64: the host poisons it at once, unrun
+            self.queue(QueueNames.poison(queue.queue_name)).send_message(received.content)
+            queue.delete_message(received)
+            return Delivery(received.id, received.dequeue_count,
+                            FunctionFailed(target.name, f"{type(undecodable).__name__}: {undecodable}", ""))
+        answer = self.worker.invoke_queue(target.name, message)
+        if answer.error is not None:  # the host logs the failure and lets the message reappear
             if received.dequeue_count >= self.max_dequeue_count:
-                self.queue(QueueNames.poison(queue.queue_name)).send_message(content)
+                self.queue(QueueNames.poison(queue.queue_name)).send_message(received.content)
                 queue.delete_message(received)
             else:
                 queue.update_message(received, visibility_timeout=self.retry_delay)
-            return Delivery(received.id, received.dequeue_count, error)
+            return Delivery(received.id, received.dequeue_count, answer.error)
         queue.delete_message(received)
-        return Delivery(received.id, received.dequeue_count, None, result)
+        return Delivery(received.id, received.dequeue_count, None, answer.return_value)
 
     def decode(self, content: str) -> str:
         """A queue message's text, as the host's trigger hands it over (messageEncoding)."""
@@ -243,10 +249,15 @@ class FunctionsHost:
                 queue.delete_message(received)
         return taken
 
-    def _send(self, queue_name: str, value: Any) -> list[str]:
-        messages = [value] if isinstance(value, (str, bytes)) else list(value)
+    def _send(self, queue_name: str, data: Any) -> list[str]:
+        """A queue output binding's value (TypedData: a string, bytes, or a JSON list), sent as the
+        host sends it: one message per item."""
+        kind = data.WhichOneof("data")
+        value = getattr(data, kind) if kind else None
+        items = json.loads(str(value)) if kind == "json" else [value]
+        texts = [item.decode("utf-8") if isinstance(item, bytes) else item if isinstance(item, str)
+                 else json.dumps(item) for item in items if item is not None]
         queue = self.queue(queue_name)
-        texts = [m.decode("utf-8") if isinstance(m, bytes) else str(m) for m in messages]
         for text in texts:
             encoded = base64.b64encode(text.encode("utf-8")).decode("ascii") if self.base64 else text
             queue.send_message(encoded)

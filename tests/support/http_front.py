@@ -2,7 +2,9 @@
 
 Only what a caller from outside (Azure OpenAI delivering a webhook) needs: ``/api/{route}``,
 the function key checked as the host checks it for ``authLevel: function`` (``code`` query
-parameter or ``x-functions-key`` header), the headers, the query and the body passed through.
+parameter or ``x-functions-key`` header), the headers, the query string and the body passed to
+the host stand-in, which hands them to the worker as the host does; the worker's answer goes back
+as it came (status, headers, body).
 """
 
 from __future__ import annotations
@@ -12,12 +14,11 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
-from tests.support.host import FunctionsHost
+from tests.support.host import FunctionsHost, host_query, route_prefix
 
 FUNCTION_KEY = "test-function-key-0123456789"  # the host's default key, as `func start` has its own
-_ROUTE_PREFIX = "/api/"
 
 
 @contextlib.contextmanager
@@ -36,24 +37,28 @@ def serve_http(host: FunctionsHost) -> Iterator[str]:
 
         def _invoke(self, method: str) -> None:
             parts = urlsplit(self.path)
-            query = dict(parse_qsl(parts.query))
+            query = host_query(parts.query)
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else b""
             if FUNCTION_KEY not in (query.get("code"), self.headers.get("x-functions-key")):
                 self._answer(401, b"", {})
                 return
-            if not parts.path.startswith(_ROUTE_PREFIX):
+            prefix = f"/{route_prefix()}/"
+            if not parts.path.startswith(prefix):
                 self._answer(404, b"", {})
                 return
-            headers = {name.lower(): value for name, value in self.headers.items()}
+            headers: dict[str, str] = {}
+            for name, value in self.headers.items():  # a header sent twice: its values joined, as the host reads it
+                key = name.lower()
+                headers[key] = f"{headers[key]},{value}" if key in headers else value
             try:
-                call = host.http(method, parts.path[len(_ROUTE_PREFIX):], body=body, headers=headers, params=query)
+                call = host.http(method, parts.path[len(prefix):], body=body, headers=headers,
+                                 query_string=parts.query)
             except LookupError:
                 self._answer(404, b"", {})
                 return
             response = call.response
-            headers = {"Content-Type": f"{response.mimetype}; charset={response.charset}", **dict(response.headers)}
-            self._answer(response.status_code, response.get_body(), headers)
+            self._answer(response.status_code, response.get_body(), dict(response.headers))
 
         def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
             self.send_response(status)
