@@ -146,6 +146,9 @@ param easyAuthAllowedAudiences string = ''
 @description('Comma-separated client application IDs allowed to call. Empty: any application in the tenant.')
 param easyAuthAllowedClientApplications string = ''
 
+@description('Comma-separated object IDs of Entra groups whose members alone may call; Easy Auth reads the token\'s groups claim (users only: app-only tokens carry none). Empty: no group restriction (the caller app role is required either way).')
+param easyAuthAllowedGroups string = ''
+
 @description('Tenant issuing the tokens. Empty: the tenant of the deployment.')
 param easyAuthTenantId string = ''
 
@@ -406,6 +409,7 @@ module easyAuth 'modules/easyauth.bicep' = if (easyAuthEnabled) {
     tenantId: empty(easyAuthTenantId) ? tenant().tenantId : easyAuthTenantId
     allowedAudiences: empty(easyAuthAllowedAudiences) ? [] : split(easyAuthAllowedAudiences, ',')
     allowedClientApplications: empty(easyAuthAllowedClientApplications) ? [] : split(easyAuthAllowedClientApplications, ',')
+    allowedGroups: empty(easyAuthAllowedGroups) ? [] : split(easyAuthAllowedGroups, ',')
     excludedPaths: [webhookPath]
   }
 }

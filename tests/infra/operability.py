@@ -8,7 +8,8 @@ shared/, the docs in docs/) and fails when two of them disagree:
   needs for OpenTelemetry;
 - the in-flight numbers in docs/deploy.md are what host.json and infra/ set, the worker has a thread for
   each of them, and the downloads they allow fit every instance size infra/ offers;
-- Easy Auth, when on, requires a token everywhere but on the webhook route function_app.py serves;
+- Easy Auth, when on, requires a token everywhere but on the webhook route function_app.py serves,
+  and admits only members of the groups easyAuthAllowedGroups names (when it names any);
 - the webhook secret is only a Key Vault reference resolved with the app's identity, in a vault with
   RBAC, soft delete and purge protection; the postprovision hook gets the outputs it reads;
 - the app's identity can sign user delegation keys (download links) with shared keys still off;
@@ -331,6 +332,31 @@ def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
             problems.append("the Easy Auth module must enable the Microsoft Entra ID provider")
         return problems
 
+    def easy_auth_groups_follow_the_parameter() -> list[str]:
+        if "easyAuthAllowedGroups" not in infra.main["parameters"]:
+            return ["main.bicep has no parameter easyAuthAllowedGroups (the groups whose members Easy Auth admits)"]
+        problems = []
+        if infra.main_defaults["easyAuthAllowedGroups"] != "":
+            problems.append("easyAuthAllowedGroups must default to empty: no group restriction unless asked for")
+        mapped = json.loads((ROOT / "infra" / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
+        if "easyAuthAllowedGroups" not in mapped:
+            problems.append("main.parameters.json does not map easyAuthAllowedGroups to an azd variable")
+        validation = "properties.identityProviders.azureActiveDirectory.validation"
+        for groups, applications in (("", ""), ("group-1,group-2", ""), ("group-1", "client-app-1")):
+            overrides = {**SCENARIOS["every option on"], "easyAuthAllowedGroups": groups,
+                         "easyAuthAllowedClientApplications": applications}
+            resolved = Infra(overrides).module_resource("easyAuth", "auth", validation)
+            policy = resolved.get("defaultAuthorizationPolicy", {})
+            wanted = groups.split(",") if groups else None
+            got = policy.get("allowedPrincipals", {}).get("groups")
+            if got != wanted or (not groups and "allowedPrincipals" in policy):
+                problems.append(f"easyAuthAllowedGroups={groups!r} gives allowedPrincipals "
+                                f"{policy.get('allowedPrincipals')}, expected groups {wanted}")
+            if policy.get("allowedApplications") != (applications.split(",") if applications else None):
+                problems.append(f"with easyAuthAllowedGroups={groups!r}, allowedApplications is "
+                                f"{policy.get('allowedApplications')}, expected {applications or None}")
+        return problems
+
     def webhook_secret_stays_in_key_vault() -> list[str]:
         problems = []
         if "AZURE_OPENAI_WEBHOOK_SECRET" in settings or infra.module_enabled("keyVault"):
@@ -485,6 +511,8 @@ def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
          concurrency_is_pinned),
         ("Easy Auth (off by default) requires a token everywhere but on the webhook route",
          easy_auth_spares_only_the_webhook),
+        ("Easy Auth's allowedPrincipals.groups follows easyAuthAllowedGroups (none when empty), beside allowed apps",
+         easy_auth_groups_follow_the_parameter),
         ("the webhook secret is a Key Vault reference resolved by the app's identity; the hook gets its outputs",
          webhook_secret_stays_in_key_vault),
         ("download links: the app's identity can sign user delegation keys, shared keys stay off",
