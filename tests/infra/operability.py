@@ -359,13 +359,22 @@ def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
 
     def webhook_secret_stays_in_key_vault() -> list[str]:
         problems = []
-        if "AZURE_OPENAI_WEBHOOK_SECRET" in settings or infra.module_enabled("keyVault"):
+        if {"AZURE_OPENAI_WEBHOOK_SECRET", "AZURE_OPENAI_WEBHOOK_SECRET_PREVIOUS"} & set(settings) \
+                or infra.module_enabled("keyVault"):
             problems.append("with webhooks off (the default) there must be no Key Vault and no webhook secret setting")
         vault = full.module_params("keyVault").get("name")
-        expected = f"@Microsoft.KeyVault(VaultName={vault};SecretName=azure-openai-webhook-secret)"
-        if full.settings.get("AZURE_OPENAI_WEBHOOK_SECRET") != expected:
-            problems.append(f"AZURE_OPENAI_WEBHOOK_SECRET is {full.settings.get('AZURE_OPENAI_WEBHOOK_SECRET')!r}, "
-                            f"expected the Key Vault reference {expected!r}")
+        # The Key Vault secrets scripts/register_webhook.py writes: the secret, and the one a rotation replaced.
+        script = (ROOT / "scripts" / "register_webhook.py").read_text(encoding="utf-8")
+        entry = re.search(r'^VAULT_ENTRY = "([^"]+)"', script, re.M)
+        if entry is None or 'PREVIOUS_VAULT_ENTRY = f"{VAULT_ENTRY}-previous"' not in script:
+            problems.append("scripts/register_webhook.py names its Key Vault secrets unlike this check reads them")
+        name = entry.group(1) if entry else "azure-openai-webhook-secret"
+        for setting, secret in (("AZURE_OPENAI_WEBHOOK_SECRET", name),
+                                ("AZURE_OPENAI_WEBHOOK_SECRET_PREVIOUS", f"{name}-previous")):
+            expected = f"@Microsoft.KeyVault(VaultName={vault};SecretName={secret})"
+            if full.settings.get(setting) != expected:
+                problems.append(f"{setting} is {full.settings.get(setting)!r}, expected the Key Vault reference "
+                                f"{expected!r} (the secret scripts/register_webhook.py writes)")
         try:
             reference_identity = full.site("properties.keyVaultReferenceIdentity")
         except KeyError:
@@ -513,7 +522,8 @@ def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
          easy_auth_spares_only_the_webhook),
         ("Easy Auth's allowedPrincipals.groups follows easyAuthAllowedGroups (none when empty), beside allowed apps",
          easy_auth_groups_follow_the_parameter),
-        ("the webhook secret is a Key Vault reference resolved by the app's identity; the hook gets its outputs",
+        ("the webhook secrets (current, previous) are the Key Vault references the script writes, resolved by "
+         "the app's identity; the hook gets its outputs",
          webhook_secret_stays_in_key_vault),
         ("download links: the app's identity can sign user delegation keys, shared keys stay off",
          links_are_signed_by_identity),
