@@ -391,6 +391,7 @@ module app 'modules/functionapp.bicep' = {
     webhookCapture: webhookCapture
     webhookSecretReference: webhookSecretReference
     webhookPreviousSecretReference: webhookPreviousSecretReference
+    requireEasyAuth: easyAuthEnabled
     callerRole: callerRole
     importRole: importRole
     allowedModels: allowedModels

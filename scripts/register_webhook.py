@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import httpx
 
@@ -108,8 +108,10 @@ class Api:
         return answer
 
     def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
+        """Every secret out of ``text``, as it is and URL-encoded (a key in a URL's query)."""
+        for secret in filter(None, self.secrets):  # an unset key ("") is not a secret to blank out
+            for form in {secret, quote(secret, safe="")}:
+                text = text.replace(form, "***")
         return text
 
 

@@ -10,7 +10,6 @@ The endpoint's rules, learned the hard way:
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -237,7 +236,7 @@ class AzureOpenAIClient:
     def _json_object(self, answer: httpx.Response) -> dict[str, Any]:
         try:
             body = answer.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        except (ValueError, RecursionError) as error:  # not JSON, not UTF-8, or nested past the parser
             raise UpstreamError(502, {"message": "Azure OpenAI answered with invalid JSON"}) from error
         if not isinstance(body, dict):
             raise UpstreamError(502, {"message": "Azure OpenAI answered with JSON that is not an object"})
@@ -247,7 +246,7 @@ class AzureOpenAIClient:
         """The upstream error's code and message, bounded and scrubbed of our own secrets."""
         try:
             body = answer.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):
             body = None
         error = body.get("error") if isinstance(body, dict) else None
         detail: dict[str, Any] = {"status": answer.status_code}

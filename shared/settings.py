@@ -356,8 +356,13 @@ WEBHOOK_CAPTURE = Setting(
 )
 WEBHOOK_SECRET_PREVIOUS = Setting(
     "AZURE_OPENAI_WEBHOOK_SECRET_PREVIOUS", None, _webhook_secret,
-    "during a rotation, the signing secret being replaced: deliveries signed with either secret are accepted "
-    "until this is removed. In Azure a Key Vault reference",
+    "during a rotation, the signing secret being replaced: while `AZURE_OPENAI_WEBHOOK_SECRET` is set too, "
+    "deliveries signed with either are accepted, until this is removed. In Azure a Key Vault reference",
+)
+REQUIRE_EASY_AUTH = Setting(
+    "ARTIFACTS_REQUIRE_EASY_AUTH", False, _flag,
+    "`true` (infra/ writes it with Easy Auth): if the platform ever reports Easy Auth off, every caller route "
+    "answers 503 instead of letting every function key holder in with every right",
 )
 CALLER_ROLE = Setting(
     "ARTIFACTS_CALLER_ROLE", "Artifacts.Caller", _role_name,
@@ -414,7 +419,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     APPINSIGHTS_AUTHENTICATION, OTLP_ENDPOINT, ARTIFACTS_STORAGE, ARTIFACTS_QUEUE, RUNS_QUEUE, EVENTS_QUEUE,
     BACKGROUND, RUN_MAX_HOURS, POLL_MIN, POLL_MAX, CONTAINER, STATUS_CONTAINER, MAX_FILE_BYTES, DOWNLOAD_ATTEMPTS,
     MAX_FILES_PER_RUN, WEBHOOK_SECRET, WEBHOOK_SECRET_PREVIOUS, WEBHOOK_CAPTURE, LINK_MINUTES, EASY_AUTH,
-    CALLER_ROLE, IMPORT_ROLE, WORKER_RUNTIME, FEATURE_FLAGS, WORKER_OPENTELEMETRY, WORKER_THREADS,
+    REQUIRE_EASY_AUTH, CALLER_ROLE, IMPORT_ROLE, WORKER_RUNTIME, FEATURE_FLAGS, WORKER_OPENTELEMETRY, WORKER_THREADS,
 )
 # Every setting load_settings reads; the runtime rebuilds its clients only when one changes.
 SETTING_NAMES = tuple(setting.name for setting in SETTINGS if setting.read_by == "app")
@@ -471,6 +476,7 @@ class Settings:
     # App Service Authentication (Easy Auth) is on: the platform sets WEBSITE_AUTH_ENABLED, strips
     # X-MS-CLIENT-PRINCIPAL-* from outside requests and sets them itself. Off, they are not trusted.
     easy_auth: bool = False
+    require_easy_auth: bool = False  # Easy Auth reported off is then an outage, not an open door
     caller_role: str = CALLER_ROLE.default
     import_role: str = IMPORT_ROLE.default
     allowed_models: tuple[str, ...] = ()  # the deployments a POST's model may name (load_settings: never empty)
@@ -532,6 +538,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_capture=read(WEBHOOK_CAPTURE),
         link_minutes=read(LINK_MINUTES),
         easy_auth=read(EASY_AUTH),
+        require_easy_auth=read(REQUIRE_EASY_AUTH),
         caller_role=read(CALLER_ROLE),
         import_role=read(IMPORT_ROLE),
         allowed_models=tuple(dict.fromkeys([deployment, *filter(None, read(ALLOWED_MODELS).split(","))])),

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import httpx
 import openai
 import pytest
 from azure.core.credentials import AccessToken
@@ -663,3 +664,10 @@ def test_the_hook_runs_the_script_when_webhooks_are_wanted(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["endpoint_id"] == server.webhook_endpoints()[0]["id"]
     assert stored_secret(settings) not in done.stdout + done.stderr
+
+
+def test_errors_are_scrubbed_of_every_secret_in_every_form_and_of_nothing_else() -> None:
+    api = register_webhook.Api(httpx.Client(), secrets=["k3y/with+chars=="])
+    api.secrets.append("")  # an unset API key is appended as "" in Azure: it must not blank out every gap
+    text = "listing failed for https://app/api/webhooks/azure-openai?code=k3y%2Fwith%2Bchars%3D%3D (k3y/with+chars==)"
+    assert api.scrub(text) == "listing failed for https://app/api/webhooks/azure-openai?code=*** (***)"

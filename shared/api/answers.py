@@ -105,6 +105,12 @@ def unknown_run(response_id: str) -> Refusal:
     return Refusal(404, "not_found", f"no run with response_id {response_id!r} is known")
 
 
+def storage_unavailable(response_id: str, error: Exception) -> Refusal:
+    """Storage could not be read: the same answer whether or not the run exists."""
+    log.error("could not read the records of %s: %s", response_id, type(error).__name__)
+    return Refusal(503, "storage_unavailable", "the run's records could not be read; try again")
+
+
 def upstream_refusal(error: Exception) -> Refusal:
     """An Azure OpenAI call that failed, as the caller should see it (no secrets: details are scrubbed)."""
     if isinstance(error, TransientUpstreamError):  # before UpstreamError, which includes it

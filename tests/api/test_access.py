@@ -165,3 +165,41 @@ def test_a_damaged_record_is_nobodys_until_an_importer_rebuilds_it(
     assert rebuilt.response.status_code == 202
     assert finished(host, run, headers=ALICE)["counts"]["persisted"] == 1
 
+
+def test_a_required_easy_auth_that_is_off_refuses_every_caller() -> None:
+    """infra/ writes ARTIFACTS_REQUIRE_EASY_AUTH with Easy Auth: switched off, it is an outage, not an open door."""
+    environment = {k: v for k, v in ENVIRONMENT.items() if k != "WEBSITE_AUTH_ENABLED"}
+    settings = load_settings({**environment, "ARTIFACTS_REQUIRE_EASY_AUTH": "true"})
+    for headers in ({}, ALICE_IMPORTING):
+        with pytest.raises(Refusal) as refused:
+            caller_of(request(headers), settings)
+        assert (refused.value.status, refused.value.code) == (503, "easy_auth_off")
+        assert "ARTIFACTS_REQUIRE_EASY_AUTH" in refused.value.message
+
+
+def test_an_item_reference_needs_the_import_right(
+    host: FunctionsHost, fake: FakeAzureOpenAI, easy_auth_on: None
+) -> None:
+    """An item_reference pulls an item of any stored response into the run by id: another's conversation."""
+    body = json.dumps({"input": [{"type": "message", "role": "user", "content": "go on"},
+                                 {"type": "item_reference", "id": "msg_0123456789abcdef"}]}).encode()
+    created = fake.created_count()
+    refused = host.http("POST", "responses", body=body, headers={"content-type": "application/json", **ALICE})
+    assert refused.response.status_code == 403
+    assert refused.json()["error"]["field"] == "input[1].type"
+    assert "ARTIFACTS_IMPORT_ROLE" in refused.json()["error"]["message"]
+    assert fake.created_count() == created
+
+
+def test_storage_failing_on_the_owner_check_is_a_503_whatever_the_run(
+    host: FunctionsHost, fake: FakeAzureOpenAI, easy_auth_on: None, app_blobs: BlobFaults
+) -> None:
+    run, unknown, elsewhere = alices_run(host, fake), f"resp_{uuid.uuid4().hex}", made_elsewhere(fake)
+    for method, route in ROUTES:
+        answers = []
+        # Import asks Azure OpenAI first: an id it does not know ends there, so compare with one it knows.
+        for rid in (run, elsewhere if route.endswith("/import") else unknown):
+            app_blobs.refuse_next("GET", f"{rid}/{RUN_RECORD}")
+            answers.append(host.http(method, route.format(id=rid), headers=ALICE_IMPORTING))
+        assert [a.response.status_code for a in answers] == [503, 503], route
+        assert answers[0].json() == answers[1].json()

@@ -314,6 +314,12 @@ def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
             problems.append("Easy Auth must be off by default (easyAuthEnabled)")
         if not full.module_enabled("easyAuth"):
             return [*problems, "easyAuthEnabled=true does not deploy the easyAuth module"]
+        # With Easy Auth deployed, the app must refuse callers if it is ever switched off.
+        for scenario, wanted in ((infra, "false"), (full, "true")):
+            required = scenario.settings.get("ARTIFACTS_REQUIRE_EASY_AUTH")
+            if str(required).lower() != wanted:  # Bicep's string(bool) is lowercase; the parser's may not be
+                problems.append(f"ARTIFACTS_REQUIRE_EASY_AUTH is {required!r} where Easy Auth is "
+                                f"{'on' if wanted == 'true' else 'off'}; expected {wanted!r}")
         paths = webhook_paths()
         if not paths:
             problems.append("found no webhooks/ route in function_app.py")
