@@ -84,6 +84,12 @@ param statusContainerName string = 'artifact-status'
 @description('AZURE_OPENAI_TIMEOUT_SECONDS: per call; stays under the 230 s an HTTP request may be held.')
 param openAiTimeoutSeconds int = 200
 
+@description('AZURE_OPENAI_TOKEN_SCOPE: the scope of the app\'s Entra ID tokens for Azure OpenAI; https://ai.azure.com/.default for a Foundry resource\'s endpoint.')
+param openAiTokenScope string = 'https://cognitiveservices.azure.com/.default'
+
+@description('AZURE_OPENAI_CONTAINER_API_VERSION: the api-version on the container file routes (preview is the one they accept).')
+param openAiContainerApiVersion string = 'preview'
+
 @minValue(1)
 @description('ARTIFACTS_MAX_FILE_BYTES: larger files are recorded as failed instead of stored (default 4 GiB).')
 param artifactsMaxFileBytes int = 4294967296
@@ -375,6 +381,8 @@ module app 'modules/functionapp.bicep' = {
     openAiEndpoint: openAiAccess.outputs.endpoint
     openAiDeploymentName: openAiDeploymentName
     openAiTimeoutSeconds: openAiTimeoutSeconds
+    openAiTokenScope: openAiTokenScope
+    openAiContainerApiVersion: openAiContainerApiVersion
     artifactsMaxFileBytes: artifactsMaxFileBytes
     downloadAttempts: downloadAttempts
     maxFilesPerRun: maxFilesPerRun

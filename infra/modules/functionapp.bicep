@@ -23,6 +23,8 @@ param httpPerInstanceConcurrency int
 param openAiEndpoint string
 param openAiDeploymentName string
 param openAiTimeoutSeconds int
+param openAiTokenScope string
+param openAiContainerApiVersion string
 param artifactsMaxFileBytes int
 param downloadAttempts int
 param maxFilesPerRun int
@@ -93,6 +95,8 @@ var appSettings = {
   AZURE_OPENAI_ENDPOINT: openAiEndpoint
   AZURE_OPENAI_DEPLOYMENT: openAiDeploymentName
   AZURE_OPENAI_TIMEOUT_SECONDS: string(openAiTimeoutSeconds)
+  AZURE_OPENAI_TOKEN_SCOPE: openAiTokenScope
+  AZURE_OPENAI_CONTAINER_API_VERSION: openAiContainerApiVersion
   AZURE_OPENAI_BACKGROUND: openAiBackground ? 'true' : 'false' // string() would write True/False
   AZURE_CLIENT_ID: identityClientId
   // The queues (read when the app loads: the triggers bind to them) and the run watcher's pace.
