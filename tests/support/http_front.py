@@ -1,59 +1,102 @@
 """The Functions host's HTTP front end, on loopback: real HTTP requests reach the app's HTTP functions.
 
-Only what a caller from outside (Azure OpenAI delivering a webhook) needs: ``/api/{route}``,
-the function key checked as the host checks it for ``authLevel: function`` (``code`` query
-parameter or ``x-functions-key`` header), the headers, the query and the body passed through.
+Only what a caller from outside (Azure OpenAI delivering a webhook, a person with curl) needs:
+``/{routePrefix}/{route}`` (``/api/...``), the function key checked as the host checks it for
+``authLevel: function`` (``code`` query parameter or ``x-functions-key`` header) unless told not to
+(``func start`` checks no key), the headers, the query and the body passed through. Every answer
+of its own (no key, no such route, a function that raised) is JSON, like the app's.
+
+It serves anything with an ``http(method, route, body=, headers=, params=)`` method: the tests'
+host stand-in (tests/support/host.py) or the development host (scripts/dev_host.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-from tests.support.host import FunctionsHost
+import azure.functions as func
 
 FUNCTION_KEY = "test-function-key-0123456789"  # the host's default key, as `func start` has its own
-_ROUTE_PREFIX = "/api/"
+DEFAULT_ROUTE_PREFIX = "api"  # host.json's extensions.http.routePrefix when it says nothing
+log = logging.getLogger(__name__)
+
+
+class HttpAnswer(Protocol):
+    @property
+    def response(self) -> func.HttpResponse: ...
+
+
+class HttpFunctions(Protocol):
+    """Invokes the HTTP function whose route (after the prefix) and method match; LookupError if none."""
+
+    def http(self, method: str, route: str, *, body: bytes, headers: dict[str, str],
+             params: dict[str, str]) -> HttpAnswer: ...
 
 
 @contextlib.contextmanager
-def serve_http(host: FunctionsHost) -> Iterator[str]:
-    """Serve ``host``'s HTTP functions; yields the base URL (``http://127.0.0.1:{port}``)."""
+def serve_http(functions: HttpFunctions, *, port: int = 0, function_key: str | None = FUNCTION_KEY,
+               route_prefix: str = DEFAULT_ROUTE_PREFIX) -> Iterator[str]:
+    """Serve ``functions`` on 127.0.0.1:``port`` (0: a free one); yields the base URL
+    (``http://127.0.0.1:{port}``). ``function_key`` None: no key is asked for. OSError when the
+    port cannot be had."""
+    prefix = f"/{route_prefix.strip('/')}/" if route_prefix.strip("/") else "/"
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:  # quiet: pytest shows failures
             pass
 
+        def do_GET(self) -> None:
+            self._invoke("GET")
+
         def do_POST(self) -> None:
             self._invoke("POST")
 
-        def do_GET(self) -> None:
-            self._invoke("GET")
+        def do_PUT(self) -> None:
+            self._invoke("PUT")
+
+        def do_PATCH(self) -> None:
+            self._invoke("PATCH")
+
+        def do_DELETE(self) -> None:
+            self._invoke("DELETE")
 
         def _invoke(self, method: str) -> None:
             parts = urlsplit(self.path)
             query = dict(parse_qsl(parts.query))
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else b""
-            if FUNCTION_KEY not in (query.get("code"), self.headers.get("x-functions-key")):
-                self._answer(401, b"", {})
+            given = (query.get("code"), self.headers.get("x-functions-key"))
+            if function_key is not None and function_key not in given:
+                self._error(401, "unauthorized", "a function key is required: the code query parameter or the "
+                                                 "x-functions-key header")
                 return
-            if not parts.path.startswith(_ROUTE_PREFIX):
-                self._answer(404, b"", {})
+            if not parts.path.startswith(prefix):
+                self._error(404, "not_found", f"no function answers {method} {parts.path}")
                 return
             headers = {name.lower(): value for name, value in self.headers.items()}
             try:
-                call = host.http(method, parts.path[len(_ROUTE_PREFIX):], body=body, headers=headers, params=query)
+                call = functions.http(method, parts.path[len(prefix):], body=body, headers=headers, params=query)
             except LookupError:
-                self._answer(404, b"", {})
+                self._error(404, "not_found", f"no function answers {method} {parts.path}")
+                return
+            except Exception:  # the host logs it and answers 500; the app's own wrapper makes this rare
+                log.exception("the function for %s %s failed", method, parts.path)
+                self._error(500, "internal_error", "the function failed; see the host's log")
                 return
             response = call.response
             headers = {"Content-Type": f"{response.mimetype}; charset={response.charset}", **dict(response.headers)}
             self._answer(response.status_code, response.get_body(), headers)
+
+        def _error(self, status: int, code: str, message: str) -> None:
+            body = json.dumps({"error": {"code": code, "message": message}}).encode()
+            self._answer(status, body, {"Content-Type": "application/json; charset=utf-8"})
 
         def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
             self.send_response(status)
@@ -64,7 +107,8 @@ def serve_http(host: FunctionsHost) -> Iterator[str]:
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name="functions-http-front", daemon=True)
     thread.start()
     try:
