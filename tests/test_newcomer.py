@@ -16,6 +16,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -135,6 +136,19 @@ def start_env(azurite: Azurite, settings: Path, **extra: str) -> dict[str, str]:
                      ARTIFACTS_RUNS_QUEUE=f"runs-{suffix}", ARTIFACTS_EVENTS_QUEUE=f"events-{suffix}", **extra)
 
 
+def run_start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``bash scripts/start.sh`` in a process group of its own, every process of which is ended if it
+    does not end by itself (so a failing test leaves no fake or host behind)."""
+    process = subprocess.Popen([BASH, "scripts/start.sh"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # the script is alive, so its group id is still its own
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
 def settings_file(path: Path) -> Path:
     path.write_text(json.dumps({"IsEncrypted": False, "Values": {
         "FUNCTIONS_WORKER_RUNTIME": "python", "AzureWebJobsStorage": "UseDevelopmentStorage=true",
@@ -147,8 +161,7 @@ def test_make_start_with_a_broken_settings_file_stops_with_one_line_naming_file_
 ) -> None:
     broken = tmp_path / "local.settings.json"
     broken.write_text('{\n  "IsEncrypted": false,\n  "Values": {\n    "A": "b"\n    "C": "d"\n  }\n}\n')
-    started = subprocess.run([BASH, "scripts/start.sh"], cwd=ROOT, env=start_env(azurite, broken),
-                             capture_output=True, text=True, timeout=120, check=False)
+    started = run_start(start_env(azurite, broken))
     assert started.returncode == 1
     assert started.stderr.strip().splitlines() == [f"{broken} line 5: not valid JSON (Expecting ',' delimiter, "
                                                    "column 5)"]
@@ -160,8 +173,7 @@ def test_make_start_says_so_when_the_fakes_port_is_taken(azurite: Azurite, tmp_p
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", int(env["FAKE_OPENAI_PORT"])))
         taken.listen()
-        started = subprocess.run([BASH, "scripts/start.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
-                                 timeout=120, check=False)
+        started = run_start(env)
     assert started.returncode == 1
     (line,) = started.stderr.strip().splitlines()
     assert f"port {env['FAKE_OPENAI_PORT']}" in line and "already in use" in line
@@ -217,8 +229,9 @@ def test_ctrl_c_ends_make_start_quietly_with_exit_status_0(
         read_until(typed, "==> stopped", 60, seen)
         status = make.wait(timeout=60)
     finally:
-        if make.poll() is None:
-            make.kill()
+        if make.poll() is None:  # still running (its group id is still its own): end the whole session
+            os.killpg(make.pid, signal.SIGKILL)
+            make.wait()
     output = seen.decode(errors="replace")
     assert status == 0, output
     tail = output[output.index("^C"):]
