@@ -62,7 +62,7 @@ WEBHOOK_FUNCTION = "azure_openai_webhook"  # function_app.py's function_name for
 WEBHOOK_KEY_NAME = "azure-openai-webhook"  # the function key, of that function only, the URL carries
 WHSEC = "whsec_"
 ENDPOINTS_PATH = "/openai/v1/dashboard/webhook_endpoints"  # Azure documents no api-version for it
-COGNITIVE_SCOPE = "https://cognitiveservices.azure.com/.default"
+COGNITIVE_SCOPE = TOKEN_SCOPE.default  # AZURE_OPENAI_TOKEN_SCOPE unless the environment names another
 VAULT_SCOPE = "https://vault.azure.net/.default"
 MANAGEMENT_URL = "https://management.azure.com"
 MANAGEMENT_SCOPE = "https://management.azure.com/.default"
@@ -491,12 +491,13 @@ def run(
     env = _required(environ, names)
     problems: list[str] = []
     endpoint = ENDPOINT.read(env, problems)
+    scope = TOKEN_SCOPE.read(environ, problems)  # the app's own reading of the setting
     if problems:
         raise RegistrationError("; ".join(problems))
     api_key = environ.get("AZURE_OPENAI_API_KEY", "").strip()
     api.secrets.append(api_key)
     # An API key only ever in the api-key header; without one, Entra ID.
-    openai_headers: Headers = (lambda: {"api-key": api_key}) if api_key else bearer(credential(), COGNITIVE_SCOPE)
+    openai_headers: Headers = (lambda: {"api-key": api_key}) if api_key else bearer(credential(), scope)
 
     app = None
     if needs_app:
