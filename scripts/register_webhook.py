@@ -45,6 +45,7 @@ import httpx
 
 from shared.settings import (  # one reading of each setting: the app's
     ENDPOINT,
+    TOKEN_SCOPE,
     WEBHOOK_SECRET,
     WEBHOOK_SECRET_PREVIOUS,
 )
