@@ -34,7 +34,7 @@ import os
 import resource
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
@@ -43,7 +43,7 @@ from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsE
 from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.queue import QueueClient, QueueServiceClient
 
-from shared.host_settings import DEFAULT_MAX_DEQUEUE_COUNT, parse_timespan
+from shared.host_settings import DEFAULT_MAX_DEQUEUE_COUNT, host_settings, parse_timespan
 from shared.settings import QueueNames
 from tests.support.host import FunctionInfo, load_host_json
 from tests.support.worker_invoker import Answer, HostQueueMessage
@@ -72,6 +72,15 @@ class QueueSettings:
             max_dequeue_count=int(queues.get("maxDequeueCount", DEFAULT_MAX_DEQUEUE_COUNT)),
             base64=str(queues.get("messageEncoding", "base64")).lower() == "base64",
         )
+
+    @classmethod
+    def from_host(cls) -> QueueSettings:
+        """host.json's, with the app settings that override them as the host reads them
+        (``AzureFunctionsJobHost__extensions__queues__visibilityTimeout``, ``...maxDequeueCount``,
+        ``...messageEncoding``: ``shared.host_settings``, which the app reads too)."""
+        overridden = host_settings()
+        return replace(cls.from_host_json(), visibility_timeout=int(overridden.visibility_timeout_seconds),
+                       max_dequeue_count=overridden.max_dequeue_count, base64=overridden.base64_messages)
 
     def one_by_one(self) -> QueueSettings:
         """One invocation at a time: a batch of one, fetched when nothing runs."""

@@ -84,6 +84,12 @@ param statusContainerName string = 'artifact-status'
 @description('AZURE_OPENAI_TIMEOUT_SECONDS: per call; stays under the 230 s an HTTP request may be held.')
 param openAiTimeoutSeconds int = 200
 
+@description('AZURE_OPENAI_TOKEN_SCOPE: the scope of the app\'s Entra ID tokens for Azure OpenAI; https://ai.azure.com/.default for a Foundry resource\'s endpoint.')
+param openAiTokenScope string = 'https://cognitiveservices.azure.com/.default'
+
+@description('AZURE_OPENAI_CONTAINER_API_VERSION: the api-version on the container file routes (preview is the one they accept).')
+param openAiContainerApiVersion string = 'preview'
+
 @minValue(1)
 @description('ARTIFACTS_MAX_FILE_BYTES: larger files are recorded as failed instead of stored (default 4 GiB).')
 param artifactsMaxFileBytes int = 4294967296
@@ -145,6 +151,9 @@ param easyAuthAllowedAudiences string = ''
 
 @description('Comma-separated client application IDs allowed to call. Empty: any application in the tenant.')
 param easyAuthAllowedClientApplications string = ''
+
+@description('Comma-separated object IDs of Entra groups whose members alone may call; Easy Auth reads the token\'s groups claim (users only: app-only tokens carry none). Empty: no group restriction (the caller app role is required either way).')
+param easyAuthAllowedGroups string = ''
 
 @description('Tenant issuing the tokens. Empty: the tenant of the deployment.')
 param easyAuthTenantId string = ''
@@ -372,6 +381,8 @@ module app 'modules/functionapp.bicep' = {
     openAiEndpoint: openAiAccess.outputs.endpoint
     openAiDeploymentName: openAiDeploymentName
     openAiTimeoutSeconds: openAiTimeoutSeconds
+    openAiTokenScope: openAiTokenScope
+    openAiContainerApiVersion: openAiContainerApiVersion
     artifactsMaxFileBytes: artifactsMaxFileBytes
     downloadAttempts: downloadAttempts
     maxFilesPerRun: maxFilesPerRun
@@ -388,6 +399,7 @@ module app 'modules/functionapp.bicep' = {
     webhookCapture: webhookCapture
     webhookSecretReference: webhookSecretReference
     webhookPreviousSecretReference: webhookPreviousSecretReference
+    requireEasyAuth: easyAuthEnabled
     callerRole: callerRole
     importRole: importRole
     allowedModels: allowedModels
@@ -406,6 +418,7 @@ module easyAuth 'modules/easyauth.bicep' = if (easyAuthEnabled) {
     tenantId: empty(easyAuthTenantId) ? tenant().tenantId : easyAuthTenantId
     allowedAudiences: empty(easyAuthAllowedAudiences) ? [] : split(easyAuthAllowedAudiences, ',')
     allowedClientApplications: empty(easyAuthAllowedClientApplications) ? [] : split(easyAuthAllowedClientApplications, ',')
+    allowedGroups: empty(easyAuthAllowedGroups) ? [] : split(easyAuthAllowedGroups, ',')
     excludedPaths: [webhookPath]
   }
 }

@@ -2,11 +2,13 @@
 
 In Azure (the azd hook runs this with the azd environment's values)::
 
-    python -m scripts.register_webhook
+    python -m scripts.register_webhook [--rotate]
 
-registers ``{FUNCTION_APP_URL}/api/webhooks/azure-openai?code={the app's default function key}``
-(the key read through ARM) and writes the secret to the Key Vault secret the app setting
-AZURE_OPENAI_WEBHOOK_SECRET references, then has the app resolve the reference again.
+registers ``{FUNCTION_APP_URL}/api/webhooks/azure-openai?code={key}``, where the key is the
+webhook function's own function key ``azure-openai-webhook`` (read through ARM, created with a
+random value the first time): it opens that one function and no other, unlike the host's keys,
+which are never read. The secret goes to the Key Vault secret the app setting
+AZURE_OPENAI_WEBHOOK_SECRET references; then the app resolves the reference again.
 
 Locally, through a tunnel to ``func start``::
 
@@ -15,11 +17,15 @@ Locally, through a tunnel to ``func start``::
 writes the secret to ``Values.AZURE_OPENAI_WEBHOOK_SECRET`` of that file (restart ``func start``).
 
 Safe to run again: an endpoint of the same name, URL and event types whose secret the sink
-already holds is left as it is. Otherwise a new endpoint is created, its secret stored, and the
-endpoints of that name registered before are deleted. Azure OpenAI is called with
-AZURE_OPENAI_API_KEY in the ``api-key`` header when it is set, else with an Entra ID token;
-ARM and Key Vault always with Entra ID (DefaultAzureCredential: in an azd hook, azd's login).
-The secret and the keys are never printed: the output is a JSON summary with ``code`` redacted.
+already holds is left as it is. Otherwise (or with ``--rotate``, to replace the secret on
+purpose) a new endpoint is created, its secret stored, and the endpoints of that name registered
+before are deleted. The secret being replaced is kept as the previous one (Key Vault secret
+``azure-openai-webhook-secret-previous``, or ``Values.AZURE_OPENAI_WEBHOOK_SECRET_PREVIOUS``),
+which the app also accepts, so deliveries signed with it still verify until the next rotation.
+Azure OpenAI is called with AZURE_OPENAI_API_KEY in the ``api-key`` header when it is set, else
+with an Entra ID token; ARM and Key Vault always with Entra ID (DefaultAzureCredential: in an azd
+hook, azd's login). The secrets and the keys are never printed: the output is a JSON summary with
+``code`` redacted.
 """
 
 from __future__ import annotations
@@ -27,16 +33,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import httpx
 
-from shared.settings import ENDPOINT, WEBHOOK_SECRET  # one reading of each setting: the app's
+from shared.settings import (  # one reading of each setting: the app's
+    ENDPOINT,
+    TOKEN_SCOPE,
+    WEBHOOK_SECRET,
+    WEBHOOK_SECRET_PREVIOUS,
+)
 
 if TYPE_CHECKING:
     from azure.core.credentials import AccessToken, TokenCredential
@@ -44,10 +56,14 @@ if TYPE_CHECKING:
 ROUTE = "/api/webhooks/azure-openai"  # the app's webhook function
 EVENT_TYPES = ("response.completed", "response.failed", "response.cancelled", "response.incomplete")
 APP_SETTING = WEBHOOK_SECRET.name
+PREVIOUS_APP_SETTING = WEBHOOK_SECRET_PREVIOUS.name
 VAULT_ENTRY = "azure-openai-webhook-secret"  # the name infra's Key Vault reference points at
+PREVIOUS_VAULT_ENTRY = f"{VAULT_ENTRY}-previous"  # the secret being rotated out, also referenced by infra
+WEBHOOK_FUNCTION = "azure_openai_webhook"  # function_app.py's function_name for ROUTE
+WEBHOOK_KEY_NAME = "azure-openai-webhook"  # the function key, of that function only, the URL carries
 WHSEC = "whsec_"
 ENDPOINTS_PATH = "/openai/v1/dashboard/webhook_endpoints"  # Azure documents no api-version for it
-COGNITIVE_SCOPE = "https://cognitiveservices.azure.com/.default"
+COGNITIVE_SCOPE = TOKEN_SCOPE.default  # AZURE_OPENAI_TOKEN_SCOPE unless the environment names another
 VAULT_SCOPE = "https://vault.azure.net/.default"
 MANAGEMENT_URL = "https://management.azure.com"
 MANAGEMENT_SCOPE = "https://management.azure.com/.default"
@@ -56,6 +72,7 @@ REFERENCES_API_VERSION = "2022-03-01"  # the version Azure documents for .../con
 KEY_VAULT_API_VERSION = "7.4"
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 _MAX_ERROR_TEXT = 300
+_ARM_ENVELOPE = frozenset({"id", "name", "type", "kind", "location", "properties"})
 
 Headers = Callable[[], dict[str, str]]
 
@@ -92,8 +109,10 @@ class Api:
         return answer
 
     def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
+        """Every secret out of ``text``, as it is and URL-encoded (a key in a URL's query)."""
+        for secret in filter(None, self.secrets):  # an unset key ("") is not a secret to blank out
+            for form in {secret, quote(secret, safe="")}:
+                text = text.replace(form, "***")
         return text
 
 
@@ -182,11 +201,13 @@ class WebhookEndpoints:
 
 class SecretSink(Protocol):
     where: str
+    previous_where: str
 
     def stored(self) -> str | None:
         """The secret stored now, or None."""
 
-    def store(self, secret: str) -> None: ...
+    def store(self, secret: str, previous: str | None) -> None:
+        """Store ``secret``, and ``previous`` (the secret it replaces) as the previous one when given."""
 
 
 class LocalSettings:
@@ -195,14 +216,18 @@ class LocalSettings:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.where = f"{path}: Values.{APP_SETTING}"
+        self.previous_where = f"{path}: Values.{PREVIOUS_APP_SETTING}"
 
     def stored(self) -> str | None:
         secret = self._values(self._read()).get(APP_SETTING)
         return secret if isinstance(secret, str) and secret.startswith(WHSEC) else None
 
-    def store(self, secret: str) -> None:
+    def store(self, secret: str, previous: str | None) -> None:
         settings = self._read()
-        self._values(settings)[APP_SETTING] = secret
+        values = self._values(settings)
+        if previous is not None:
+            values[PREVIOUS_APP_SETTING] = previous
+        values[APP_SETTING] = secret
         text = json.dumps(settings, indent=2, ensure_ascii=False) + "\n"
         mode = self.path.stat().st_mode & 0o777 if self.path.exists() else 0o600
         temporary = self.path.with_name(self.path.name + ".tmp")
@@ -236,9 +261,11 @@ class KeyVault:
 
     def __init__(self, api: Api, vault_url: str, headers: Headers) -> None:
         self._api = api
-        self._url = f"{vault_url.rstrip('/')}/secrets/{VAULT_ENTRY}"
+        self._secrets = f"{vault_url.rstrip('/')}/secrets"
+        self._url = f"{self._secrets}/{VAULT_ENTRY}"
         self._headers = headers
         self.where = f"Key Vault {vault_url.rstrip('/')}: secret {VAULT_ENTRY}"
+        self.previous_where = f"Key Vault {vault_url.rstrip('/')}: secret {PREVIOUS_VAULT_ENTRY}"
 
     def stored(self) -> str | None:
         params = {"api-version": KEY_VAULT_API_VERSION}
@@ -252,9 +279,16 @@ class KeyVault:
             self._api.secrets.append(value)
         return value if isinstance(value, str) and value.startswith(WHSEC) else None
 
-    def store(self, secret: str) -> None:
-        body = {"value": secret, "contentType": "Standard Webhooks signing secret"}
+    def store(self, secret: str, previous: str | None) -> None:
+        """The previous secret first: should the second write fail, the app still holds a secret that
+        verifies the deliveries of the endpoint still registered."""
         params = {"api-version": KEY_VAULT_API_VERSION}
+        if previous is not None:
+            body = {"value": previous, "contentType": "Standard Webhooks signing secret, being rotated out"}
+            url = f"{self._secrets}/{PREVIOUS_VAULT_ENTRY}"
+            what = "keeping the previous secret in Key Vault"
+            self._api.call(what, "PUT", url, self._headers, body=body, params=params)
+        body = {"value": secret, "contentType": "Standard Webhooks signing secret"}
         self._api.call("writing the Key Vault secret", "PUT", self._url, self._headers, body=body, params=params)
 
 
@@ -272,16 +306,35 @@ class FunctionApp:
         )
         self._headers = headers
 
-    def default_key(self) -> str:
-        """The host's ``default`` function key (Web Apps - List Host Keys)."""
-        what = "reading the Function App's keys"
+    def webhook_key(self) -> str:
+        """The webhook function's own key ``WEBHOOK_KEY_NAME``, created with a random value when it does
+        not exist yet (Web Apps - List Function Keys, Create Or Update Function Secret). It opens the
+        webhook function only; the host's keys, which open every function, are never read."""
+        function = f"{self._site}/functions/{WEBHOOK_FUNCTION}"
         params = {"api-version": WEB_API_VERSION}
-        answer = self._api.call(what, "POST", f"{self._site}/host/default/listkeys", self._headers, params=params)
-        keys = json_object(answer, what).get("functionKeys")
-        key = keys.get("default") if isinstance(keys, dict) else None
-        if not isinstance(key, str) or not key:
-            raise RegistrationError(f"{what}: no 'default' function key (has the app been deployed and started?)")
+        what = "reading the webhook function's keys"
+        answer = self._api.call(what, "POST", f"{function}/listkeys", self._headers, params=params, ok=(200, 404))
+        if answer.status_code == 404:
+            raise RegistrationError(
+                f"{what}: the app has no function {WEBHOOK_FUNCTION} (is the code deployed? {_error_text(answer)})"
+            )
+        keys = _string_dictionary(json_object(answer, what))
+        self._api.secrets.extend(keys.values())
+        key = keys.get(WEBHOOK_KEY_NAME)
+        if key:
+            return key
+        key = secrets.token_urlsafe(48)  # 64 URL-safe characters, as the host's own keys are long
         self._api.secrets.append(key)
+        what = "creating the webhook function's key"
+        body = {"properties": {"name": WEBHOOK_KEY_NAME, "value": key}}
+        answer = self._api.call(
+            what, "PUT", f"{function}/keys/{WEBHOOK_KEY_NAME}", self._headers, body=body, params=params, ok=(200, 201)
+        )
+        created = json_object(answer, what)
+        value = _string_dictionary(created).get("value")
+        if value and value != key:  # the host kept a value of its own: that is the key
+            self._api.secrets.append(value)
+            return value
         return key
 
     def reload_settings(self) -> None:
@@ -303,6 +356,14 @@ class FunctionApp:
             params={"api-version": WEB_API_VERSION},
             ok=(200, 202, 204),
         )
+
+
+def _string_dictionary(answer: dict[str, Any]) -> dict[str, str]:
+    """An ARM answer's string entries, whether under ``properties`` (its documented shape) or at the
+    top level (what the service sends for function keys)."""
+    inner = answer.get("properties")
+    entries = inner if isinstance(inner, dict) else {k: v for k, v in answer.items() if k not in _ARM_ENVELOPE}
+    return {str(k): v for k, v in entries.items() if isinstance(v, str) and v}
 
 
 # -- the registration --------------------------------------------------------------------------------
@@ -337,30 +398,42 @@ def _matches_hint(secret: str, hint: object) -> bool:
     return secret.startswith(head) and secret.endswith(tail)
 
 
-def register(endpoints: WebhookEndpoints, sink: SecretSink, name: str, url: str) -> dict[str, Any]:
-    """Make one endpoint named ``name`` deliver to ``url``, its secret in ``sink``; the summary."""
+def register(
+    endpoints: WebhookEndpoints, sink: SecretSink, name: str, url: str, *, rotate: bool = False
+) -> dict[str, Any]:
+    """Make one endpoint named ``name`` deliver to ``url``, its secret in ``sink``; the summary.
+    ``rotate`` replaces the endpoint, and so its secret, even when nothing else changed."""
     mine = [e for e in endpoints.list() if e.get("name") == name]
     stored = sink.stored()
-    if len(mine) == 1 and stored is not None:
+    if len(mine) == 1 and stored is not None and not rotate:
         current = mine[0]
         if (
             current.get("url") == url
             and sorted(current.get("event_types") or []) == sorted(EVENT_TYPES)
             and _matches_hint(stored, current.get("signing_secret_hint"))
         ):
-            return _summary(current, name, url, changed=False, removed=[], where=sink.where)
-    # The new endpoint first, then its secret, then the old ones: a failure on the way leaves the
-    # old registration working, and the next run cleans up.
+            return _summary(current, name, url, changed=False, removed=[], sink=sink, kept_previous=False)
+    # The new endpoint first, then its secret (the one it replaces kept as the previous secret, which
+    # the app accepts too), then the old endpoints: a failure on the way leaves the old registration
+    # working, and the next run cleans up. Until the app reloads, the new endpoint's deliveries are
+    # refused and Azure delivers them again; the old ones' still verify, before and after.
     created, secret = endpoints.create(name, url)
-    sink.store(secret)
+    sink.store(secret, previous=stored)
     removed = [str(e.get("id")) for e in mine]
     for endpoint_id in removed:
         endpoints.delete(endpoint_id)
-    return _summary(created, name, url, changed=True, removed=removed, where=sink.where)
+    return _summary(created, name, url, changed=True, removed=removed, sink=sink, kept_previous=stored is not None)
 
 
 def _summary(
-    endpoint: Mapping[str, Any], name: str, url: str, *, changed: bool, removed: list[str], where: str
+    endpoint: Mapping[str, Any],
+    name: str,
+    url: str,
+    *,
+    changed: bool,
+    removed: list[str],
+    sink: SecretSink,
+    kept_previous: bool,
 ) -> dict[str, Any]:
     return {
         "endpoint_id": endpoint.get("id"),
@@ -369,7 +442,8 @@ def _summary(
         "event_types": list(EVENT_TYPES),
         "changed": changed,
         "removed": removed,
-        "secret_stored_in": where,
+        "secret_stored_in": sink.where,
+        "previous_secret_kept_in": sink.previous_where if kept_previous else None,
     }
 
 
@@ -380,10 +454,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--url",
-        help="the app's base URL (e.g. a tunnel to func start); default: FUNCTION_APP_URL with its function key",
+        help="the app's base URL (e.g. a tunnel to func start); default: FUNCTION_APP_URL with the webhook "
+        "function's own key",
     )
     parser.add_argument("--local-settings", type=Path, help="store the secret in this local.settings.json")
     parser.add_argument("--name", help="the webhook endpoint's name (default: from AZURE_FUNCTION_APP_NAME)")
+    parser.add_argument(
+        "--rotate",
+        action="store_true",
+        help="replace the endpoint and its signing secret even if nothing changed; the secret it replaces "
+        "stays accepted (as the previous one) until the next rotation",
+    )
     return parser
 
 
@@ -402,7 +483,7 @@ def run(
     management_url: str,
 ) -> dict[str, Any]:
     local = args.local_settings is not None
-    # The Function App is needed for its key (no --url) and to reload a Key Vault reference.
+    # The Function App is needed for the webhook function's key (no --url) and to reload a Key Vault reference.
     needs_app = args.url is None or not local
     names = ["AZURE_OPENAI_ENDPOINT"]
     names += [] if local else ["AZURE_KEY_VAULT_ENDPOINT"]
@@ -411,12 +492,13 @@ def run(
     env = _required(environ, names)
     problems: list[str] = []
     endpoint = ENDPOINT.read(env, problems)
+    scope = TOKEN_SCOPE.read(environ, problems)  # the app's own reading of the setting
     if problems:
         raise RegistrationError("; ".join(problems))
     api_key = environ.get("AZURE_OPENAI_API_KEY", "").strip()
     api.secrets.append(api_key)
     # An API key only ever in the api-key header; without one, Entra ID.
-    openai_headers: Headers = (lambda: {"api-key": api_key}) if api_key else bearer(credential(), COGNITIVE_SCOPE)
+    openai_headers: Headers = (lambda: {"api-key": api_key}) if api_key else bearer(credential(), scope)
 
     app = None
     if needs_app:
@@ -434,13 +516,13 @@ def run(
     else:
         sink = KeyVault(api, env["AZURE_KEY_VAULT_ENDPOINT"], bearer(credential(), VAULT_SCOPE))
     if args.url is None and app is not None:
-        url = webhook_url(env["FUNCTION_APP_URL"], app.default_key())
+        url = webhook_url(env["FUNCTION_APP_URL"], app.webhook_key())
     else:
         url = webhook_url(args.url, None)
     app_name = environ.get("AZURE_FUNCTION_APP_NAME", "").strip()
     name = args.name or (f"artifact-persister-{app_name}" if app_name else "artifact-persister-local")
 
-    summary = register(WebhookEndpoints(api, endpoint, openai_headers), sink, name, url)
+    summary = register(WebhookEndpoints(api, endpoint, openai_headers), sink, name, url, rotate=args.rotate)
     summary["app_reloaded"] = False
     if summary["changed"] and local:
         summary["note"] = "restart func start: it reads local.settings.json when it starts"

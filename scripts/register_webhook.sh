@@ -3,7 +3,8 @@
 # and stores its secret in Key Vault (scripts/register_webhook.py, with the azd environment's values).
 # Does nothing, and says so, unless the azd environment has ARTIFACTS_REGISTER_WEBHOOK=true (an infra
 # output, true when ARTIFACTS_WEBHOOK_ENABLED is), so `azd up` stays the same for deployments that
-# do not use webhooks. Extra arguments go to the script.
+# do not use webhooks. Extra arguments go to the script (e.g. --rotate to replace the signing secret;
+# the one replaced stays accepted until the next rotation).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

@@ -1,7 +1,8 @@
 """The Azure OpenAI v1 endpoints this app uses, on httpx.
 
 The endpoint's rules, learned the hard way:
-- container file content is ``/openai/v1/containers/{cid}/files/{fid}/content?api-version=preview``;
+- container file content is ``/openai/v1/containers/{cid}/files/{fid}/content?api-version=preview``
+  (``AZURE_OPENAI_CONTAINER_API_VERSION``, should the routes ever take another);
   the classic ``/openai/files/{id}/content`` answers 404 for ``cfile_`` ids, and a dated
   api-version answers 400 "API version not supported";
 - auth is ``api-key: KEY`` or an Entra ID bearer token, never ``Bearer KEY``;
@@ -10,7 +11,6 @@ The endpoint's rules, learned the hard way:
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -32,8 +32,7 @@ from shared.ids import require_id
 from shared.json_values import json_int
 from shared.retry import RetryPolicy, retry_after_seconds
 
-CONTAINER_API_VERSION = "preview"
-COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
+CONTAINER_API_VERSION = "preview"  # the container routes' api-version unless told otherwise (a setting)
 _MAX_ERROR_TEXT = 500
 _LIST_PAGE_LIMIT = 100
 _MAX_DOWNLOAD_READ_SECONDS = 60.0
@@ -80,8 +79,10 @@ class AzureOpenAIClient:
         timeout_seconds: float,
         retry: RetryPolicy | None = None,
         secrets: tuple[str, ...] = (),
+        container_api_version: str = CONTAINER_API_VERSION,
     ) -> None:
         self._base = endpoint.rstrip("/") + "/openai"
+        self._container_api_version = container_api_version
         self._retry = retry or RetryPolicy()
         self._secrets = tuple(s for s in secrets if s)
         self._timeout = timeout_seconds
@@ -159,7 +160,7 @@ class AzureOpenAIClient:
         cid = require_id(container_id, "container_id")
         after: str | None = None
         while True:
-            params = {"api-version": CONTAINER_API_VERSION, "limit": str(_LIST_PAGE_LIMIT), "order": "asc"}
+            params = {"api-version": self._container_api_version, "limit": str(_LIST_PAGE_LIMIT), "order": "asc"}
             if after:
                 params["after"] = after
             page = self._get_json(f"{self._base}/v1/containers/{cid}/files", params, deadline)
@@ -187,7 +188,7 @@ class AzureOpenAIClient:
         request = self._http.build_request(
             "GET",
             url,
-            params={"api-version": CONTAINER_API_VERSION},
+            params={"api-version": self._container_api_version},
             # A stalled body should fail and be retried well before the container expires.
             timeout=self._timeout_until(deadline, _MAX_DOWNLOAD_READ_SECONDS),
             # The file's own bytes: their count and hash must match what is stored.
@@ -237,7 +238,7 @@ class AzureOpenAIClient:
     def _json_object(self, answer: httpx.Response) -> dict[str, Any]:
         try:
             body = answer.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        except (ValueError, RecursionError) as error:  # not JSON, not UTF-8, or nested past the parser
             raise UpstreamError(502, {"message": "Azure OpenAI answered with invalid JSON"}) from error
         if not isinstance(body, dict):
             raise UpstreamError(502, {"message": "Azure OpenAI answered with JSON that is not an object"})
@@ -247,7 +248,7 @@ class AzureOpenAIClient:
         """The upstream error's code and message, bounded and scrubbed of our own secrets."""
         try:
             body = answer.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):
             body = None
         error = body.get("error") if isinstance(body, dict) else None
         detail: dict[str, Any] = {"status": answer.status_code}

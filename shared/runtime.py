@@ -23,12 +23,7 @@ from azure.storage.queue import QueueServiceClient
 
 from shared.errors import ConfigError
 from shared.host_settings import OVERRIDE_SETTINGS, HostSettings, host_settings
-from shared.openai_client import (
-    COGNITIVE_SERVICES_SCOPE,
-    ApiKeyAuth,
-    AzureOpenAIClient,
-    BearerTokenAuth,
-)
+from shared.openai_client import ApiKeyAuth, AzureOpenAIClient, BearerTokenAuth
 from shared.retry import RetryPolicy
 from shared.settings import SETTING_NAMES, Settings, StorageSettings, load_settings
 from shared.storage.artifact_blobs import ArtifactStore
@@ -157,7 +152,7 @@ def build_runtime(settings: Settings, credential: TokenCredential | None = None)
     else:
         from azure.identity import get_bearer_token_provider  # noqa: PLC0415 - as above
 
-        auth = BearerTokenAuth(get_bearer_token_provider(credential_for(settings.client_id), COGNITIVE_SERVICES_SCOPE))
+        auth = BearerTokenAuth(get_bearer_token_provider(credential_for(settings.client_id), settings.token_scope))
 
     # The SDK's default waits 15 s before its first retry; an invocation would rather fail fast
     # and let the queue redeliver.
@@ -194,6 +189,7 @@ def build_runtime(settings: Settings, credential: TokenCredential | None = None)
             auth,
             timeout_seconds=settings.timeout_seconds,
             secrets=(settings.api_key or "",),
+            container_api_version=settings.container_api_version,
         ),
         artifact_blobs=ArtifactStore(service, settings.artifacts_container),
         status_records=StatusStore(service, settings.status_container),

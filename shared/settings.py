@@ -43,6 +43,9 @@ _STORAGE_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 _MAX_QUEUE_NAME = 63 - len(POISON_SUFFIX)
 _QUEUE_NAME = re.compile(rf"^(?=.{{3,{_MAX_QUEUE_NAME}}}$)[a-z0-9]+(-[a-z0-9]+)*$")
 
+# An Entra ID scope for a resource's token (``https://<resource>/.default``), and an ``api-version`` value.
+_TOKEN_SCOPE = re.compile(r"^https://[A-Za-z0-9.-]+(/[A-Za-z0-9._~-]+)*/\.default$")
+_API_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,31}$")
 # An Entra app role's value (what the token's ``roles`` claim carries), and a model deployment's name.
 _APP_ROLE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
 _DEPLOYMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -159,6 +162,19 @@ def _deployment_names(raw: str) -> str:
     return ",".join(names)
 
 
+def _token_scope(raw: str) -> str:
+    if not _TOKEN_SCOPE.match(raw):
+        raise ValueError("must be a scope like https://cognitiveservices.azure.com/.default (https://, then "
+                         "/.default at the end)")
+    return raw
+
+
+def _api_version(raw: str) -> str:
+    if not _API_VERSION.match(raw):
+        raise ValueError("must be an api-version value such as preview (letters, digits, . and -)")
+    return raw
+
+
 def _endpoint(raw: str) -> str:
     """The resource URL, with or without a trailing ``/openai`` or ``/openai/v1``."""
     problem = "must be an http(s) URL with a host name"
@@ -244,9 +260,20 @@ DEPLOYMENT = Setting(
 )
 API_KEY = Setting(
     "AZURE_OPENAI_API_KEY", None, _text,
-    "sent as `api-key`. When absent: Entra ID via `DefaultAzureCredential`, `Authorization: Bearer` for "
-    "`https://cognitiveservices.azure.com/.default`. The key is never sent as a Bearer token",
+    "sent as `api-key`. When absent: Entra ID via `DefaultAzureCredential`, `Authorization: Bearer` with a token "
+    "for `AZURE_OPENAI_TOKEN_SCOPE`. The key is never sent as a Bearer token",
     example="",
+)
+TOKEN_SCOPE = Setting(
+    "AZURE_OPENAI_TOKEN_SCOPE", "https://cognitiveservices.azure.com/.default", _token_scope,
+    "the scope of the Entra ID token when no key is set. The default is the one documented for Azure OpenAI "
+    "resources (`https://<name>.openai.azure.com`); Microsoft Foundry's documentation (2026) uses "
+    "`https://ai.azure.com/.default` for a Foundry resource's endpoint (`https://<name>.services.ai.azure.com`)",
+)
+CONTAINER_API_VERSION = Setting(
+    "AZURE_OPENAI_CONTAINER_API_VERSION", "preview", _api_version,
+    "the `api-version` sent on the container routes (listing a container's files, downloading one): `preview`, "
+    "the only value they accept today (a dated one answers 400). The responses routes send none (v1)",
 )
 TIMEOUT = Setting(
     "AZURE_OPENAI_TIMEOUT_SECONDS", float(DEFAULT_UPSTREAM_CALL_SECONDS), _upstream_timeout,
@@ -356,8 +383,13 @@ WEBHOOK_CAPTURE = Setting(
 )
 WEBHOOK_SECRET_PREVIOUS = Setting(
     "AZURE_OPENAI_WEBHOOK_SECRET_PREVIOUS", None, _webhook_secret,
-    "during a rotation, the signing secret being replaced: deliveries signed with either secret are accepted "
-    "until this is removed. In Azure a Key Vault reference",
+    "during a rotation, the signing secret being replaced: while `AZURE_OPENAI_WEBHOOK_SECRET` is set too, "
+    "deliveries signed with either are accepted, until this is removed. In Azure a Key Vault reference",
+)
+REQUIRE_EASY_AUTH = Setting(
+    "ARTIFACTS_REQUIRE_EASY_AUTH", False, _flag,
+    "`true` (infra/ writes it with Easy Auth): if the platform ever reports Easy Auth off, every caller route "
+    "answers 503 instead of letting every function key holder in with every right",
 )
 CALLER_ROLE = Setting(
     "ARTIFACTS_CALLER_ROLE", "Artifacts.Caller", _role_name,
@@ -409,12 +441,13 @@ WORKER_THREADS = Setting("PYTHON_THREADPOOL_THREAD_COUNT", None, _text,
 
 # Every setting, in the order of the docs' table.
 SETTINGS: tuple[Setting[Any], ...] = (
-    ENDPOINT, DEPLOYMENT, ALLOWED_MODELS, API_KEY, TIMEOUT, HOST_STORAGE, CLIENT_ID, BLOB_SERVICE_URI,
-    QUEUE_SERVICE_URI, ACCOUNT_NAME, STORAGE_CREDENTIAL, STORAGE_CLIENT_ID, APPINSIGHTS_CONNECTION,
-    APPINSIGHTS_AUTHENTICATION, OTLP_ENDPOINT, ARTIFACTS_STORAGE, ARTIFACTS_QUEUE, RUNS_QUEUE, EVENTS_QUEUE,
-    BACKGROUND, RUN_MAX_HOURS, POLL_MIN, POLL_MAX, CONTAINER, STATUS_CONTAINER, MAX_FILE_BYTES, DOWNLOAD_ATTEMPTS,
-    MAX_FILES_PER_RUN, WEBHOOK_SECRET, WEBHOOK_SECRET_PREVIOUS, WEBHOOK_CAPTURE, LINK_MINUTES, EASY_AUTH,
-    CALLER_ROLE, IMPORT_ROLE, WORKER_RUNTIME, FEATURE_FLAGS, WORKER_OPENTELEMETRY, WORKER_THREADS,
+    ENDPOINT, DEPLOYMENT, ALLOWED_MODELS, API_KEY, TOKEN_SCOPE, CONTAINER_API_VERSION, TIMEOUT, HOST_STORAGE,
+    CLIENT_ID, BLOB_SERVICE_URI, QUEUE_SERVICE_URI, ACCOUNT_NAME, STORAGE_CREDENTIAL, STORAGE_CLIENT_ID,
+    APPINSIGHTS_CONNECTION, APPINSIGHTS_AUTHENTICATION, OTLP_ENDPOINT, ARTIFACTS_STORAGE, ARTIFACTS_QUEUE, RUNS_QUEUE,
+    EVENTS_QUEUE, BACKGROUND, RUN_MAX_HOURS, POLL_MIN, POLL_MAX, CONTAINER, STATUS_CONTAINER, MAX_FILE_BYTES,
+    DOWNLOAD_ATTEMPTS, MAX_FILES_PER_RUN, WEBHOOK_SECRET, WEBHOOK_SECRET_PREVIOUS, WEBHOOK_CAPTURE, LINK_MINUTES,
+    EASY_AUTH, REQUIRE_EASY_AUTH, CALLER_ROLE, IMPORT_ROLE, WORKER_RUNTIME, FEATURE_FLAGS, WORKER_OPENTELEMETRY,
+    WORKER_THREADS,
 )
 # Every setting load_settings reads; the runtime rebuilds its clients only when one changes.
 SETTING_NAMES = tuple(setting.name for setting in SETTINGS if setting.read_by == "app")
@@ -471,9 +504,12 @@ class Settings:
     # App Service Authentication (Easy Auth) is on: the platform sets WEBSITE_AUTH_ENABLED, strips
     # X-MS-CLIENT-PRINCIPAL-* from outside requests and sets them itself. Off, they are not trusted.
     easy_auth: bool = False
+    require_easy_auth: bool = False  # Easy Auth reported off is then an outage, not an open door
     caller_role: str = CALLER_ROLE.default
     import_role: str = IMPORT_ROLE.default
     allowed_models: tuple[str, ...] = ()  # the deployments a POST's model may name (load_settings: never empty)
+    token_scope: str = TOKEN_SCOPE.default  # the Entra ID token's scope, when there is no key
+    container_api_version: str = CONTAINER_API_VERSION.default  # api-version on the container routes
 
     @property
     def uses_entra_id(self) -> bool:
@@ -498,6 +534,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     # Read in the order an operator sets them up: the model, the queues and containers, the limits,
     # the storage, the webhooks, the links, the callers.
     endpoint, deployment, api_key = read(ENDPOINT), read(DEPLOYMENT), read(API_KEY)
+    token_scope, container_api_version = read(TOKEN_SCOPE), read(CONTAINER_API_VERSION)
     queues = queue_names(source)
     _check_queue_names(queues, problems)
     container, status_container = read(CONTAINER), read(STATUS_CONTAINER)
@@ -532,9 +569,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_capture=read(WEBHOOK_CAPTURE),
         link_minutes=read(LINK_MINUTES),
         easy_auth=read(EASY_AUTH),
+        require_easy_auth=read(REQUIRE_EASY_AUTH),
         caller_role=read(CALLER_ROLE),
         import_role=read(IMPORT_ROLE),
         allowed_models=tuple(dict.fromkeys([deployment, *filter(None, read(ALLOWED_MODELS).split(","))])),
+        token_scope=token_scope,
+        container_api_version=container_api_version,
     )
     if problems:
         raise ConfigError(problems)

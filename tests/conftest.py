@@ -37,6 +37,9 @@ STARTS_PROCESSES = frozenset({
     "tests.test_register_webhook::test_the_hook_does_nothing_unless_webhooks_are_wanted",
     "tests.test_register_webhook::test_the_hook_runs_the_script_when_webhooks_are_wanted",
     "tests.infra.test_local_settings::test_has_answers_by_exit_status_and_prints_nothing",
+    "tests.test_newcomer::test_make_test_without_python_313_says_so_in_one_line",
+    "tests.test_newcomer::test_make_test_without_python_313_for_the_checks_says_so_in_one_line_and_still_runs_pytest",
+    "tests.test_newcomer::test_make_help_lists_every_target_with_what_it_does",
 })
 
 

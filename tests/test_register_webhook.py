@@ -1,7 +1,8 @@
 """scripts/register_webhook.py against the fake's registration routes over real HTTP: it registers once,
 stores a secret that verifies what the fake then delivers, changes nothing when run again, replaces a
-stale registration, and never prints a secret or a key. Azure mode runs against a loopback stand-in
-for ARM and Key Vault (only the few calls the script makes)."""
+stale registration, keeps the secret it replaces as the previous one (and rotates on demand), and never
+prints a secret or a key. Azure mode runs against a loopback stand-in for ARM and Key Vault (only the
+calls the script may make): the registered URL carries the webhook function's own key, never a host key."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import httpx
 import openai
 import pytest
 from azure.core.credentials import AccessToken
@@ -26,9 +28,14 @@ from scripts import register_webhook
 from tests.fake_openai import RESPONSE_EVENT_TYPES, FakeAzureOpenAI, FakeContainer, FakeFile, Scenario, WebhookReceiver
 
 API_KEY = "register-test-key-0123456789"
-FUNCTION_KEY = "function-key-abcdefghijklmnop"
+HOST_KEYS = {"master": "master-key-never-used", "default": "host-default-key-never-used"}
+FUNCTION_DEFAULT_KEY = "webhook-function-default-key-never-used"
 ROOT = Path(__file__).resolve().parents[1]
 SITE = "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.Web/sites/func-1"
+WEBHOOK_FUNCTION = f"{SITE}/functions/azure_openai_webhook"
+KEY_NAME = "azure-openai-webhook"
+CURRENT = "azure-openai-webhook-secret"
+PREVIOUS = "azure-openai-webhook-secret-previous"
 
 
 class ScopedCredential:
@@ -48,11 +55,14 @@ def token_for(scope: str) -> str:
 
 @dataclass
 class AzureStandIn:
-    """ARM (keys, refresh, restart) and Key Vault (one secret) on loopback, recording every call."""
+    """ARM (the host's keys, the webhook function's keys, refresh, restart) and Key Vault (secrets by
+    name) on loopback, recording every call. The function keys come back as the service sends them:
+    a flat name -> value object."""
 
-    function_key: str = FUNCTION_KEY
+    webhook_keys: dict[str, str] = field(default_factory=lambda: {"default": FUNCTION_DEFAULT_KEY})
     vault: dict[str, str] = field(default_factory=dict)
     calls: list[tuple[str, str, dict[str, str], str]] = field(default_factory=list)  # method, path, query, auth
+    vault_writes: list[str] = field(default_factory=list)  # secret names, in the order written
     url: str = ""
 
     def serve(self) -> ThreadingHTTPServer:
@@ -97,11 +107,12 @@ class AzureStandIn:
             return self.key_vault(method, path.removeprefix("/secrets/"), body)
         if auth != f"Bearer {token_for(register_webhook.MANAGEMENT_SCOPE)}":
             return 401, {"error": {"code": "AuthenticationFailed", "message": "no"}}
-        return self.arm(method, path, query)
+        return self.arm(method, path, query, body)
 
     def key_vault(self, method: str, name: str, body: bytes) -> tuple[int, Any]:
         if method == "PUT":
             self.vault[name] = json.loads(body)["value"]
+            self.vault_writes.append(name)
             return 200, {"value": self.vault[name], "id": f"{self.url}/secrets/{name}/v2"}
         if name not in self.vault:
             return 404, {
@@ -109,18 +120,30 @@ class AzureStandIn:
             }
         return 200, {"value": self.vault[name]}
 
-    def arm(self, method: str, path: str, query: dict[str, str]) -> tuple[int, Any]:
+    def arm(self, method: str, path: str, query: dict[str, str], body: bytes) -> tuple[int, Any]:
+        expected_version = "2022-03-01" if path.endswith("/refresh") else "2024-04-01"
+        if query.get("api-version") != expected_version:
+            return 400, {"error": {"code": "InvalidApiVersion", "message": query.get("api-version")}}
+        if method == "PUT" and path.startswith(f"{WEBHOOK_FUNCTION}/keys/"):
+            name = path.removeprefix(f"{WEBHOOK_FUNCTION}/keys/")
+            properties = json.loads(body)["properties"]
+            if properties.get("name") != name or len(properties.get("value", "")) < 32:
+                return 400, {"error": {"code": "BadRequest", "message": "a key of at least 32 characters"}}
+            created = name not in self.webhook_keys
+            self.webhook_keys[name] = properties["value"]
+            return (201 if created else 200), {"name": name, "value": properties["value"]}
         answers = {
             f"{SITE}/host/default/listkeys": {
-                "masterKey": "master-key-never-used",
-                "functionKeys": {"default": self.function_key},
+                "masterKey": HOST_KEYS["master"],
+                "functionKeys": {"default": HOST_KEYS["default"]},
+                "systemKeys": {},
             },
+            f"{WEBHOOK_FUNCTION}/listkeys": dict(self.webhook_keys),
             f"{SITE}/config/configreferences/appsettings/refresh": {"value": []},
             f"{SITE}/restart": {},
         }
-        expected_version = "2022-03-01" if path.endswith("/refresh") else "2024-04-01"
-        if method != "POST" or path not in answers or query.get("api-version") != expected_version:
-            return 404, {"error": {"code": "NotFound", "message": path}}
+        if method != "POST" or path not in answers:
+            return 404, {"error": {"code": "NotFound", "message": f"Error retrieving function: {path}"}}
         return 200, answers[path]
 
     def paths(self) -> list[str]:
@@ -260,6 +283,9 @@ def test_a_changed_url_replaces_the_registration(
     assert second["changed"] is True and second["removed"] == [first["endpoint_id"]]
     assert endpoint["url"] == receiver.base_url + "/api/webhooks/azure-openai"
     assert stored_secret(settings) != old_secret
+    assert (
+        json.loads(settings.read_text(encoding="utf-8"))["Values"]["AZURE_OPENAI_WEBHOOK_SECRET_PREVIOUS"] == old_secret
+    )
     end_a_run(server)
     [got] = receiver.wait(1)
     openai.OpenAI(api_key="x").webhooks.verify_signature(got.body, got.headers, secret=stored_secret(settings))
@@ -405,7 +431,7 @@ def test_an_api_key_is_never_sent_as_a_bearer_token(
     assert sent and all(r.headers["api-key"] == API_KEY and "authorization" not in r.headers for r in sent)
 
 
-def test_azure_mode_reads_the_key_stores_in_key_vault_and_reloads_the_app(
+def test_azure_mode_registers_the_webhook_functions_own_key_stores_in_key_vault_and_reloads_the_app(
     server: FakeAzureOpenAI,
     receiver: WebhookReceiver,
     azure: AzureStandIn,
@@ -416,32 +442,68 @@ def test_azure_mode_reads_the_key_stores_in_key_vault_and_reloads_the_app(
     summary, printed = run(capsys, [], env, management_url=azure.url)
 
     [endpoint] = server.webhook_endpoints()
-    assert endpoint["url"] == f"{receiver.base_url}/api/webhooks/azure-openai?code={FUNCTION_KEY}"
+    key = azure.webhook_keys[KEY_NAME]  # created by the script, on the webhook function only
+    assert len(key) >= 32 and key not in (FUNCTION_DEFAULT_KEY, *HOST_KEYS.values())
+    assert endpoint["url"] == f"{receiver.base_url}/api/webhooks/azure-openai?code={key}"
     assert endpoint["name"] == "artifact-persister-func-1"
-    secret = azure.vault["azure-openai-webhook-secret"]
+    secret = azure.vault[CURRENT]
     assert summary["url"] == f"{receiver.base_url}/api/webhooks/azure-openai?code=***"
     assert summary["app_reloaded"] is True and summary["changed"] is True
-    assert summary["secret_stored_in"] == f"Key Vault {azure.url}: secret azure-openai-webhook-secret"
-    for never in (secret, FUNCTION_KEY, API_KEY, "master-key-never-used"):
+    assert summary["secret_stored_in"] == f"Key Vault {azure.url}: secret {CURRENT}"
+    assert summary["previous_secret_kept_in"] is None and PREVIOUS not in azure.vault  # nothing to keep yet
+    for never in (secret, key, API_KEY, FUNCTION_DEFAULT_KEY, *HOST_KEYS.values()):
         assert never not in printed
     assert azure.paths() == [
-        f"{SITE}/host/default/listkeys",
-        "/secrets/azure-openai-webhook-secret",  # GET: nothing stored yet
-        "/secrets/azure-openai-webhook-secret",  # PUT
+        f"{WEBHOOK_FUNCTION}/listkeys",
+        f"{WEBHOOK_FUNCTION}/keys/{KEY_NAME}",  # PUT: the key did not exist yet
+        f"/secrets/{CURRENT}",  # GET: nothing stored yet
+        f"/secrets/{CURRENT}",  # PUT
         f"{SITE}/config/configreferences/appsettings/refresh",
         f"{SITE}/restart",
     ]
     end_a_run(server)
     [got] = receiver.wait(1)
-    assert got.path.endswith(f"?code={FUNCTION_KEY}")
+    assert got.path.endswith(f"?code={key}")
     openai.OpenAI(api_key="x").webhooks.verify_signature(got.body, got.headers, secret=secret)
 
     again, printed = run(capsys, [], env, management_url=azure.url)
 
     assert again["changed"] is False and again["app_reloaded"] is False
-    assert again["endpoint_id"] == summary["endpoint_id"] and azure.vault["azure-openai-webhook-secret"] == secret
-    assert azure.paths()[5:] == [f"{SITE}/host/default/listkeys", "/secrets/azure-openai-webhook-secret"]
-    assert secret not in printed and FUNCTION_KEY not in printed
+    assert again["endpoint_id"] == summary["endpoint_id"] and azure.vault[CURRENT] == secret
+    assert azure.webhook_keys[KEY_NAME] == key  # read, not made again
+    assert azure.paths()[6:] == [f"{WEBHOOK_FUNCTION}/listkeys", f"/secrets/{CURRENT}"]
+    assert secret not in printed and key not in printed
+
+
+def test_the_host_keys_are_never_read_nor_registered(
+    server: FakeAzureOpenAI,
+    receiver: WebhookReceiver,
+    azure: AzureStandIn,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A host key opens every HTTP function (start, status, import, cancel): anyone who can list the
+    resource's webhook endpoints would read it. The URL carries the webhook function's key alone."""
+    run(capsys, [], azure_env(server, azure, receiver), management_url=azure.url)
+
+    assert not [path for path in azure.paths() if "/host/" in path]
+    [endpoint] = server.webhook_endpoints()
+    code = dict(parse_qsl(urlsplit(endpoint["url"]).query))["code"]
+    assert code == azure.webhook_keys[KEY_NAME] and code not in HOST_KEYS.values()
+
+
+def test_an_existing_key_of_the_webhook_function_is_reused(
+    server: FakeAzureOpenAI,
+    receiver: WebhookReceiver,
+    azure: AzureStandIn,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    azure.webhook_keys[KEY_NAME] = "an-existing-webhook-function-key-0123456789"
+
+    run(capsys, [], azure_env(server, azure, receiver), management_url=azure.url)
+
+    [endpoint] = server.webhook_endpoints()
+    assert endpoint["url"].endswith("?code=an-existing-webhook-function-key-0123456789")
+    assert [method for method, path, _, _ in azure.calls if path.startswith(WEBHOOK_FUNCTION)] == ["POST"]
 
 
 def test_azure_mode_replaces_the_registration_when_the_function_key_changes(
@@ -452,14 +514,75 @@ def test_azure_mode_replaces_the_registration_when_the_function_key_changes(
 ) -> None:
     env = azure_env(server, azure, receiver)
     first, _ = run(capsys, [], env, management_url=azure.url)
-    azure.function_key = "rotated-function-key-0123456789"
+    old_secret = azure.vault[CURRENT]
+    azure.webhook_keys[KEY_NAME] = "rotated-function-key-0123456789abcdef"  # renewed in the portal, say
 
     second, printed = run(capsys, [], env, management_url=azure.url)
 
     [endpoint] = server.webhook_endpoints()
     assert endpoint["id"] == second["endpoint_id"] and second["removed"] == [first["endpoint_id"]]
-    assert endpoint["url"].endswith("?code=rotated-function-key-0123456789")
-    assert "rotated-function-key-0123456789" not in printed and second["app_reloaded"] is True
+    assert endpoint["url"].endswith("?code=rotated-function-key-0123456789abcdef")
+    assert "rotated-function-key-0123456789abcdef" not in printed and second["app_reloaded"] is True
+    assert azure.vault[PREVIOUS] == old_secret != azure.vault[CURRENT]
+
+
+def test_the_webhook_function_missing_is_a_clear_error(
+    server: FakeAzureOpenAI,
+    receiver: WebhookReceiver,
+    azure: AzureStandIn,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = {**azure_env(server, azure, receiver), "AZURE_FUNCTION_APP_NAME": "func-undeployed"}
+
+    _, printed = run(capsys, [], env, management_url=azure.url, expect=1)
+
+    assert "the app has no function azure_openai_webhook (is the code deployed?" in printed
+    assert server.webhook_endpoints() == [] and azure.vault == {}
+
+
+def test_rotate_replaces_the_secret_and_keeps_the_old_one_accepted_until_the_next_rotation(
+    server: FakeAzureOpenAI,
+    receiver: WebhookReceiver,
+    azure: AzureStandIn,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = azure_env(server, azure, receiver)
+    first, _ = run(capsys, [], env, management_url=azure.url)
+    original = azure.vault[CURRENT]
+    azure.vault_writes.clear()
+
+    rotated, printed = run(capsys, ["--rotate"], env, management_url=azure.url)
+
+    [endpoint] = server.webhook_endpoints()
+    assert rotated["changed"] is True and rotated["removed"] == [first["endpoint_id"]]
+    assert endpoint["id"] == rotated["endpoint_id"] != first["endpoint_id"]
+    new = azure.vault[CURRENT]
+    assert new != original and azure.vault[PREVIOUS] == original
+    assert azure.vault_writes == [PREVIOUS, CURRENT]  # the old one kept before the new one replaces it
+    assert rotated["previous_secret_kept_in"] == f"Key Vault {azure.url}: secret {PREVIOUS}"
+    assert rotated["app_reloaded"] is True and original not in printed and new not in printed
+    end_a_run(server)
+    [got] = receiver.wait(1)
+    openai.OpenAI(api_key="x").webhooks.verify_signature(got.body, got.headers, secret=new)
+
+    run(capsys, ["--rotate"], env, management_url=azure.url)
+
+    assert azure.vault[PREVIOUS] == new and original not in azure.vault.values()  # retired
+
+
+def test_rotate_locally_keeps_the_previous_secret_beside_the_new_one(
+    server: FakeAzureOpenAI, receiver: WebhookReceiver, settings: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--url", receiver.base_url, "--local-settings", str(settings)]
+    run(capsys, argv, local_env(server))
+    original = stored_secret(settings)
+
+    summary, _ = run(capsys, [*argv, "--rotate"], local_env(server))
+
+    values = json.loads(settings.read_text(encoding="utf-8"))["Values"]
+    assert values["AZURE_OPENAI_WEBHOOK_SECRET"] != original
+    assert values["AZURE_OPENAI_WEBHOOK_SECRET_PREVIOUS"] == original
+    assert summary["previous_secret_kept_in"] == f"{settings}: Values.AZURE_OPENAI_WEBHOOK_SECRET_PREVIOUS"
 
 
 def test_azure_mode_names_every_missing_setting(server: FakeAzureOpenAI, capsys: pytest.CaptureFixture[str]) -> None:
@@ -490,7 +613,7 @@ def test_an_unauthorised_management_call_is_a_clear_error(
         capsys, [], azure_env(server, azure, receiver), expect=1, credential=WrongCredential(), management_url=azure.url
     )
 
-    assert "reading the Function App's keys: HTTP 401" in printed
+    assert "reading the webhook function's keys: HTTP 401" in printed
     assert server.webhook_endpoints() == []
 
 
@@ -541,3 +664,10 @@ def test_the_hook_runs_the_script_when_webhooks_are_wanted(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["endpoint_id"] == server.webhook_endpoints()[0]["id"]
     assert stored_secret(settings) not in done.stdout + done.stderr
+
+
+def test_errors_are_scrubbed_of_every_secret_in_every_form_and_of_nothing_else() -> None:
+    api = register_webhook.Api(httpx.Client(), secrets=["k3y/with+chars=="])
+    api.secrets.append("")  # an unset API key is appended as "" in Azure: it must not blank out every gap
+    text = "listing failed for https://app/api/webhooks/azure-openai?code=k3y%2Fwith%2Bchars%3D%3D (k3y/with+chars==)"
+    assert api.scrub(text) == "listing failed for https://app/api/webhooks/azure-openai?code=*** (***)"

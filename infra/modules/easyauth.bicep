@@ -14,6 +14,8 @@ param tenantId string
 param allowedAudiences array = []
 @description('Client application IDs allowed to call the API. Empty: any application in the tenant.')
 param allowedClientApplications array = []
+@description('Object IDs of the groups a caller must belong to (any one of them), read from the token\'s groups claim. Empty: no group restriction.')
+param allowedGroups array = []
 @description('Paths that need no token, e.g. the webhook route (it is signed instead).')
 param excludedPaths array
 
@@ -22,9 +24,12 @@ resource app 'Microsoft.Web/sites@2024-04-01' existing = {
 }
 
 var audiences = empty(allowedAudiences) ? ['api://${clientId}', clientId] : allowedAudiences
-var applicationsPolicy = empty(allowedClientApplications) ? {} : {
-  defaultAuthorizationPolicy: { allowedApplications: allowedClientApplications }
-}
+// The built-in authorization policy: allowedApplications (the token's client) and allowedPrincipals
+// (the caller's identity or groups) must both hold when both are set. Each is left out when empty:
+// an empty list would not mean "anyone".
+var applicationsPolicy = empty(allowedClientApplications) ? {} : { allowedApplications: allowedClientApplications }
+var principalsPolicy = empty(allowedGroups) ? {} : { allowedPrincipals: { groups: allowedGroups } }
+var authorizationPolicy = union(applicationsPolicy, principalsPolicy)
 
 // checkov applies its App Service "web" configuration checks to every Microsoft.Web/sites/config
 // resource; this one is authsettingsV2, which has none of those settings (CKV_AZURE_56, the check
@@ -53,7 +58,7 @@ resource auth 'Microsoft.Web/sites/config@2024-04-01' = {
           clientId: clientId
           openIdIssuer: '${environment().authentication.loginEndpoint}${tenantId}/v2.0'
         }
-        validation: union({ allowedAudiences: audiences }, applicationsPolicy)
+        validation: union({ allowedAudiences: audiences }, empty(authorizationPolicy) ? {} : { defaultAuthorizationPolicy: authorizationPolicy })
       }
     }
     login: {

@@ -23,6 +23,8 @@ param httpPerInstanceConcurrency int
 param openAiEndpoint string
 param openAiDeploymentName string
 param openAiTimeoutSeconds int
+param openAiTokenScope string
+param openAiContainerApiVersion string
 param artifactsMaxFileBytes int
 param downloadAttempts int
 param maxFilesPerRun int
@@ -43,6 +45,8 @@ param webhookSecretReference string = ''
 @description('AZURE_OPENAI_WEBHOOK_SECRET_PREVIOUS as a Key Vault reference (the secret being rotated out); empty when webhooks are off.')
 param webhookPreviousSecretReference string = ''
 param callerRole string
+@description('ARTIFACTS_REQUIRE_EASY_AUTH: Easy Auth is deployed, so the app refuses callers if it is ever off.')
+param requireEasyAuth bool
 param importRole string
 param allowedModels string
 
@@ -91,6 +95,8 @@ var appSettings = {
   AZURE_OPENAI_ENDPOINT: openAiEndpoint
   AZURE_OPENAI_DEPLOYMENT: openAiDeploymentName
   AZURE_OPENAI_TIMEOUT_SECONDS: string(openAiTimeoutSeconds)
+  AZURE_OPENAI_TOKEN_SCOPE: openAiTokenScope
+  AZURE_OPENAI_CONTAINER_API_VERSION: openAiContainerApiVersion
   AZURE_OPENAI_BACKGROUND: openAiBackground ? 'true' : 'false' // string() would write True/False
   AZURE_CLIENT_ID: identityClientId
   // The queues (read when the app loads: the triggers bind to them) and the run watcher's pace.
@@ -111,6 +117,7 @@ var appSettings = {
   ARTIFACTS_LINK_MINUTES: string(linkMinutes)
   ARTIFACTS_WEBHOOK_CAPTURE: webhookCapture
   // Who may call (with Easy Auth): app roles in the token, and the deployments a POST may name.
+  ARTIFACTS_REQUIRE_EASY_AUTH: string(requireEasyAuth)
   ARTIFACTS_CALLER_ROLE: callerRole
   ARTIFACTS_IMPORT_ROLE: importRole
   ARTIFACTS_ALLOWED_MODELS: allowedModels
@@ -160,7 +167,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
     functionAppConfig: {
       // azd deploys the package through the platform, which writes it here and reads it when an
       // instance starts, with the deployment identity (no keys). The app's identity has no role on
-      // this container, so neither the code nor a link it signs can read or replace the package.
+      // this container, so no link it signs can read the package. (The platform attaches this identity to
+      // the site, so code running in the app could still ask for its token: see docs/deploy.md.)
       deployment: {
         storage: {
           type: 'blobContainer'

@@ -105,12 +105,26 @@ def unknown_run(response_id: str) -> Refusal:
     return Refusal(404, "not_found", f"no run with response_id {response_id!r} is known")
 
 
+def storage_unavailable(response_id: str, error: Exception) -> Refusal:
+    """Storage could not be read: the same answer whether or not the run exists."""
+    log.error("could not read the records of %s: %s", response_id, type(error).__name__)
+    return Refusal(503, "storage_unavailable", "the run's records could not be read; try again")
+
+
+# What to fix when Azure OpenAI has no such route: the endpoint's form, named as its setting.
+ENDPOINT_FORM = ("check the form of AZURE_OPENAI_ENDPOINT: https://<resource>.openai.azure.com (a trailing /openai "
+                 "or /openai/v1 is accepted, no other path)")
+CREDENTIAL_HINT = ("set AZURE_OPENAI_API_KEY, or let the app get an Entra ID token: sign in with `az login` "
+                   "(locally), or give the app's managed identity (AZURE_CLIENT_ID) a role on the resource (in Azure)")
+
+
 def upstream_refusal(error: Exception) -> Refusal:
-    """An Azure OpenAI call that failed, as the caller should see it (no secrets: details are scrubbed)."""
+    """An Azure OpenAI call that failed, as the caller should see it (no secrets: details are scrubbed).
+    A failure that only configuration can cure names the setting to fix."""
     if isinstance(error, TransientUpstreamError):  # before UpstreamError, which includes it
         if error.detail.get("route_not_found"):
-            return Refusal(502, "upstream_route_not_found",
-                           "Azure OpenAI has no such route: check AZURE_OPENAI_ENDPOINT", upstream=error.detail)
+            return Refusal(502, "upstream_route_not_found", f"Azure OpenAI has no such route: {ENDPOINT_FORM}",
+                           upstream=error.detail)
         return Refusal(503, "upstream_unavailable", "Azure OpenAI is busy or unavailable; try again",
                        upstream=error.detail)
     if isinstance(error, UpstreamError):
@@ -123,7 +137,8 @@ def upstream_refusal(error: Exception) -> Refusal:
         return Refusal(502, "upstream_unreachable", "could not reach Azure OpenAI")
     if isinstance(error, ClientAuthenticationError):
         log.error("could not get an Entra ID token for Azure OpenAI: %s", type(error).__name__)
-        return Refusal(500, "credential_unavailable", "the app could not authenticate to Azure OpenAI")
+        return Refusal(500, "credential_unavailable",
+                       f"the app could not authenticate to Azure OpenAI: {CREDENTIAL_HINT}")
     raise error
 
 
@@ -134,6 +149,13 @@ def _refused_upstream(error: UpstreamError) -> Refusal:
         # named, as any other bad field is.
         return Refusal(400, "invalid_request", f"{param}: Azure OpenAI refused it: {error.detail.get('message')}",
                        field=param, upstream=error.detail)
+    if error.status == 404:
+        # A create (or any call) whose route or deployment does not exist there: configuration.
+        named = f"{error.detail.get('code', '')} {error.detail.get('message', '')}".lower()
+        fix = ("Azure OpenAI has no such deployment: check AZURE_OPENAI_DEPLOYMENT (or the request's model)"
+               if "deployment" in named else f"Azure OpenAI answered 404, the route does not exist: {ENDPOINT_FORM}")
+        log.error("%s", fix)
+        return Refusal(502, "upstream_error", fix, upstream=error.detail)
     return Refusal(502, "upstream_error", "Azure OpenAI answered with an error", upstream=error.detail)
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from dataclasses import dataclass
 
 import azure.functions as func
@@ -41,6 +42,7 @@ PRINCIPAL_IDP_HEADER = "X-MS-CLIENT-PRINCIPAL-IDP"
 PRINCIPAL_HEADER = "X-MS-CLIENT-PRINCIPAL"  # base64 JSON: {"auth_typ", "claims": [{"typ", "val"}], "role_typ", ...}
 _MAX_PART_CHARS = 128
 _MAX_PRINCIPAL_CHARS = 32 * 1024  # a token's claims, base64: far more than any real one
+log = logging.getLogger(__name__)
 _ROLE_CLAIMS = ("roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role")
 
 
@@ -68,12 +70,18 @@ class Caller:
 def caller_of(req: func.HttpRequest, settings: Settings) -> Caller:
     """The caller, or a Refusal: 401 without a usable principal, 403 without the caller role."""
     if not settings.easy_auth:
+        if settings.require_easy_auth:
+            log.error("refused a caller: ARTIFACTS_REQUIRE_EASY_AUTH is true but the platform reports Easy Auth off")
+            raise Refusal(503, "easy_auth_off", "this app requires App Service Authentication, which is off: its "
+                          "operator turns it back on (ARTIFACTS_REQUIRE_EASY_AUTH)")
         return Caller(None, may_import_any=True)
     principal, provider = _header(req, PRINCIPAL_ID_HEADER), _header(req, PRINCIPAL_IDP_HEADER)
     roles = _roles(req)
     if principal is None or provider is None or roles is None:
+        log.warning("refused a caller: no usable principal (%s)", "id or provider" if roles is not None else "claims")
         raise Refusal(401, "unauthenticated", "this API needs a Microsoft Entra ID token (Easy Auth)")
     if settings.caller_role not in roles:
+        log.warning("refused %s:%s: the token lacks the app role %r", provider, principal, settings.caller_role)
         raise Refusal(403, "forbidden",
                       f"the token lacks the app role {settings.caller_role!r}: ask the app's owner to assign it")
     return Caller(f"{provider}:{principal}", may_import_any=settings.import_role in roles)

@@ -24,6 +24,7 @@ from shared.api.answers import (
     json_errors,
     route_response_id,
     runtime_or_refuse,
+    storage_unavailable,
     unknown_run,
     upstream_refusal,
 )
@@ -73,6 +74,8 @@ def _may_import(runtime: Runtime, caller: Caller, response_id: str) -> bool:
         known = runtime.status_records.runs.read(response_id)
     except ValueError:
         return caller.may_import_any  # damaged: the import rebuilds it
+    except AzureError as error:
+        raise storage_unavailable(response_id, error) from None
     if known is None:
         return caller.may_import_any
     return caller.sees(known.record)
@@ -87,6 +90,8 @@ def cancel_response(req: func.HttpRequest) -> func.HttpResponse:
         stored = runtime.status_records.runs.read(response_id)
     except ValueError:
         stored = None  # damaged: whose it is cannot be told, so it is nobody's to cancel here
+    except AzureError as error:
+        raise storage_unavailable(response_id, error) from None
     if stored is None or not caller.sees(stored.record):
         raise unknown_run(response_id)
     cancelled = True
@@ -103,7 +108,7 @@ def cancel_response(req: func.HttpRequest) -> func.HttpResponse:
     except UPSTREAM_FAILURES as error:
         raise upstream_refusal(error) from None
     try:
-        _wake(runtime, response_id)  # the watcher sees the end now, not at its next poll
+        _wake(runtime, stored.record)  # the watcher sees the end now, not at its next poll
     except AzureError as error:
         log.warning("could not wake the watcher of %s: %s", response_id, type(error).__name__)
     return accepted(req, response_id, {"status": status, "cancel_requested": cancelled})
@@ -159,5 +164,6 @@ def _restart(runtime: Runtime, response_id: str, status: str | None, caller: Cal
     raise Refusal(409, "busy", "the run's record kept changing; try again")
 
 
-def _wake(runtime: Runtime, response_id: str) -> None:
-    runtime.queues.send(runtime.settings.queues.runs, WatchMessage(response_id).to_json())
+def _wake(runtime: Runtime, record: RunRecord) -> None:
+    """A wake-up naming the run's owner: were the record gone, it would be recorded for them again."""
+    runtime.queues.send(runtime.settings.queues.runs, WatchMessage(record.response_id, owner=record.owner).to_json())

@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 import azure.functions as func
+from azure.core.exceptions import AzureError
 from opentelemetry import trace
 
 from shared.api.answers import (
@@ -29,6 +30,7 @@ from shared.api.answers import (
     json_errors,
     runtime_or_refuse,
     status_url,
+    storage_unavailable,
     unknown_run,
     upstream_refusal,
 )
@@ -73,6 +75,7 @@ def start_run(req: func.HttpRequest) -> func.HttpResponse:
     run = _parse(body, runtime.settings.allowed_models)
     key = _idempotency_key(req)
     deadline = started + HTTP_BUDGET_SECONDS
+    _check_references(caller, run)
     _check_previous_run(runtime, caller, run)
 
     claim: Claim | None = None
@@ -143,6 +146,19 @@ def _idempotency_key(req: func.HttpRequest) -> str | None:
     return value
 
 
+def _check_references(caller: Caller, run: RunRequest) -> None:
+    """An ``item_reference`` input pulls items out of any stored response by id: that reads another's
+    conversation as surely as ``previous_response_id`` does, so it is the import right's."""
+    if caller.may_import_any or not isinstance(run.input, list):
+        return
+    for index, item in enumerate(run.input):
+        if isinstance(item, dict) and item.get("type") == "item_reference":
+            field = f"input[{index}].type"
+            raise Refusal(403, "forbidden",
+                          f"{field}: an item reference reads items of other responses; it needs the import right "
+                          "(the app role ARTIFACTS_IMPORT_ROLE)", field=field)
+
+
 def _check_previous_run(runtime: Runtime, caller: Caller, run: RunRequest) -> None:
     """Continuing another owner's run would read its conversation: refused before any call goes out,
     as is continuing a response the app never recorded, unless the caller has the import right."""
@@ -153,6 +169,8 @@ def _check_previous_run(runtime: Runtime, caller: Caller, run: RunRequest) -> No
         stored = runtime.status_records.runs.read(previous)
     except ValueError:
         raise unknown_run(previous) from None  # damaged: whose it is cannot be told
+    except AzureError as error:
+        raise storage_unavailable(previous, error) from None
     if stored is None and not caller.may_import_any:
         raise unknown_run(previous)  # not started here for this caller: continuing it is the import right's
     if stored is not None and not caller.sees(stored.record):

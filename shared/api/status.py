@@ -11,9 +11,15 @@ import logging
 import azure.functions as func
 from azure.core.exceptions import AzureError
 
-from shared.api.answers import json_errors, json_response, route_response_id, runtime_or_refuse, unknown_run
+from shared.api.answers import (
+    json_errors,
+    json_response,
+    route_response_id,
+    runtime_or_refuse,
+    storage_unavailable,
+    unknown_run,
+)
 from shared.api.callers import caller_of
-from shared.errors import Refusal
 from shared.pipeline.events import final_states, is_complete
 from shared.pipeline.progress import count_states, with_links
 
@@ -28,8 +34,7 @@ def response_status(req: func.HttpRequest) -> func.HttpResponse:
     try:
         stored = runtime.status_records.runs.read(response_id)
     except AzureError as error:
-        log.error("could not read the records of %s: %s", response_id, type(error).__name__)
-        raise Refusal(503, "storage_unavailable", "the run's records could not be read; try again") from None
+        raise storage_unavailable(response_id, error) from None
     except ValueError:
         # Whose run it is cannot be told: answered as unknown to everyone. Importing it again
         # (with the import right) rebuilds the record.
@@ -41,8 +46,7 @@ def response_status(req: func.HttpRequest) -> func.HttpResponse:
     try:
         states = final_states(runtime, record)  # a complete run says what its event said
     except AzureError as error:
-        log.error("could not read the records of %s: %s", response_id, type(error).__name__)
-        raise Refusal(503, "storage_unavailable", "the run's records could not be read; try again") from None
+        raise storage_unavailable(response_id, error) from None
 
     counts = count_states(states)
     return json_response(

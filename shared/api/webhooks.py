@@ -83,8 +83,9 @@ def receive_webhook(req: func.HttpRequest) -> func.HttpResponse:
 
 def _verify(runtime: Runtime, body: bytes, headers: dict[str, str]) -> None:
     """A delivery signed with the current secret, or (during a rotation) the one being replaced."""
-    secrets = [secret for secret in (runtime.settings.webhook_secret, runtime.settings.webhook_secret_previous)
-               if secret is not None]
+    current = runtime.settings.webhook_secret
+    # The one being replaced only beside a current one: clearing the current secret stops every delivery.
+    secrets = [] if current is None else [current, *filter(None, [runtime.settings.webhook_secret_previous])]
     if not secrets:
         log.warning("webhook refused: AZURE_OPENAI_WEBHOOK_SECRET is not set (or its Key Vault reference "
                     "did not resolve)")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterator
 
 import azure.functions as func
 import pytest
@@ -22,11 +21,10 @@ from shared.settings import load_settings
 from shared.storage.run_records import RUN_RECORD
 from tests.conftest import AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
-from tests.support.azurite import Azurite
 from tests.support.flow import finished
 from tests.support.host import FunctionsHost
 from tests.support.principals import CALLER, IMPORTER, easy_auth
-from tests.support.storage_faults import BlobFaults, blob_faults
+from tests.support.storage_faults import BlobFaults
 
 CODE_INTERPRETER = {"type": "code_interpreter", "container": {"type": "auto"}}
 ALICE = easy_auth("0f0e-alice")
@@ -94,19 +92,6 @@ def test_the_roles_come_from_the_claims_and_the_settings_name_them() -> None:
 # -- over HTTP, through the host ----------------------------------------------------------------
 
 
-@pytest.fixture
-def easy_auth_on(app_env: AppEnv, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
-
-
-@pytest.fixture
-def storage(app_env: AppEnv, azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[BlobFaults]:
-    """The app's blobs through a proxy that sees every request."""
-    with blob_faults(azurite) as proxy:
-        monkeypatch.setenv("ARTIFACTS_STORAGE_CONNECTION", proxy.connection_string)
-        yield proxy
-
-
 def made_elsewhere(fake: FakeAzureOpenAI) -> str:
     prompt = f"elsewhere {uuid.uuid4().hex}"
     made = FakeFile(uuid.uuid4().bytes * 20, "/mnt/data/t.csv", cite="real")
@@ -131,11 +116,11 @@ ROUTES = (("GET", "responses/{id}"), ("POST", "responses/{id}/import"), ("POST",
 
 
 def test_without_a_usable_principal_every_route_is_401_before_anything_is_read(
-    host: FunctionsHost, fake: FakeAzureOpenAI, easy_auth_on: None, storage: BlobFaults
+    host: FunctionsHost, fake: FakeAzureOpenAI, easy_auth_on: None, app_blobs: BlobFaults
 ) -> None:
     run, unknown = alices_run(host, fake), f"resp_{uuid.uuid4().hex}"
     calls = len(fake.requests)
-    storage.seen.clear()
+    app_blobs.seen.clear()
     for headers in (UNUSABLE_PRINCIPALS["no headers at all"], UNUSABLE_PRINCIPALS["an over-long principal id"],
                     easy_auth("0f0e-alice", "Artifacts.Other")):
         for method, route in ROUTES:
@@ -145,7 +130,7 @@ def test_without_a_usable_principal_every_route_is_401_before_anything_is_read(
         post = host.http("POST", "responses", body=json.dumps({"input": "x"}).encode(), headers=headers)
         assert post.response.status_code in (401, 403)
     assert len(fake.requests) == calls, "Azure OpenAI was called for a caller who is nobody"
-    assert storage.seen == [], "Storage was read for a caller who is nobody"
+    assert app_blobs.seen == [], "Storage was read for a caller who is nobody"
 
 
 def test_import_of_a_response_the_app_never_recorded_needs_the_import_right(
@@ -180,3 +165,41 @@ def test_a_damaged_record_is_nobodys_until_an_importer_rebuilds_it(
     assert rebuilt.response.status_code == 202
     assert finished(host, run, headers=ALICE)["counts"]["persisted"] == 1
 
+
+def test_a_required_easy_auth_that_is_off_refuses_every_caller() -> None:
+    """infra/ writes ARTIFACTS_REQUIRE_EASY_AUTH with Easy Auth: switched off, it is an outage, not an open door."""
+    environment = {k: v for k, v in ENVIRONMENT.items() if k != "WEBSITE_AUTH_ENABLED"}
+    settings = load_settings({**environment, "ARTIFACTS_REQUIRE_EASY_AUTH": "true"})
+    for headers in ({}, ALICE_IMPORTING):
+        with pytest.raises(Refusal) as refused:
+            caller_of(request(headers), settings)
+        assert (refused.value.status, refused.value.code) == (503, "easy_auth_off")
+        assert "ARTIFACTS_REQUIRE_EASY_AUTH" in refused.value.message
+
+
+def test_an_item_reference_needs_the_import_right(
+    host: FunctionsHost, fake: FakeAzureOpenAI, easy_auth_on: None
+) -> None:
+    """An item_reference pulls an item of any stored response into the run by id: another's conversation."""
+    body = json.dumps({"input": [{"type": "message", "role": "user", "content": "go on"},
+                                 {"type": "item_reference", "id": "msg_0123456789abcdef"}]}).encode()
+    created = fake.created_count()
+    refused = host.http("POST", "responses", body=body, headers={"content-type": "application/json", **ALICE})
+    assert refused.response.status_code == 403
+    assert refused.json()["error"]["field"] == "input[1].type"
+    assert "ARTIFACTS_IMPORT_ROLE" in refused.json()["error"]["message"]
+    assert fake.created_count() == created
+
+
+def test_storage_failing_on_the_owner_check_is_a_503_whatever_the_run(
+    host: FunctionsHost, fake: FakeAzureOpenAI, easy_auth_on: None, app_blobs: BlobFaults
+) -> None:
+    run, unknown, elsewhere = alices_run(host, fake), f"resp_{uuid.uuid4().hex}", made_elsewhere(fake)
+    for method, route in ROUTES:
+        answers = []
+        # Import asks Azure OpenAI first: an id it does not know ends there, so compare with one it knows.
+        for rid in (run, elsewhere if route.endswith("/import") else unknown):
+            app_blobs.refuse_next("GET", f"{rid}/{RUN_RECORD}")
+            answers.append(host.http(method, route.format(id=rid), headers=ALICE_IMPORTING))
+        assert [a.response.status_code for a in answers] == [503, 503], route
+        assert answers[0].json() == answers[1].json()

@@ -18,13 +18,12 @@ from shared.runtime import get_runtime
 from shared.storage.messages import WatchMessage
 from tests.conftest import AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
-from tests.support.azurite import Azurite
 from tests.support.flow import events, finished, landed
 from tests.support.host import FunctionsHost, HttpCall
 from tests.support.http_front import FUNCTION_KEY, serve_http
 from tests.support.principals import CALLER, IMPORTER
 from tests.support.principals import easy_auth as principal
-from tests.support.storage_faults import BlobFaults, blob_faults
+from tests.support.storage_faults import BlobFaults
 
 CODE_INTERPRETER = {"type": "code_interpreter", "container": {"type": "auto"}}
 
@@ -34,19 +33,6 @@ ALICE_OWNER = "aad:0f0e-alice"
 # The same principals holding the import right too (ARTIFACTS_IMPORT_ROLE).
 ALICE_IMPORTING = principal("0f0e-alice", CALLER, IMPORTER)
 BOB_IMPORTING = principal("7a7b-bob", CALLER, IMPORTER)
-
-
-@pytest.fixture
-def easy_auth(app_env: AppEnv, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
-
-
-@pytest.fixture
-def faults(app_env: AppEnv, azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[BlobFaults]:
-    """The app's blobs (run records, claims, artifacts) through a proxy that can refuse a write."""
-    with blob_faults(azurite) as proxy:
-        monkeypatch.setenv("ARTIFACTS_STORAGE_CONNECTION", proxy.connection_string)
-        yield proxy
 
 
 def scenario() -> Scenario:
@@ -64,17 +50,17 @@ def seen_by(host: FunctionsHost, response_id: str, who: dict[str, str]) -> int:
 
 
 def test_a_post_retried_after_its_record_failed_keeps_its_owner(
-    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth: None, faults: BlobFaults
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth_on: None, app_blobs: BlobFaults
 ) -> None:
     prompt = f"owned {uuid.uuid4().hex}"
     fake.register(prompt, scenario())
     key = f"order-{uuid.uuid4().hex}"
-    faults.refuse_next("PUT", "/_run.json")  # the run record's write, once
+    app_blobs.refuse_next("PUT", "/_run.json")  # the run record's write, once
 
     first = post(host, prompt, ALICE, key)
     assert first.response.status_code == 503, first.response.get_body()
     assert first.json()["error"]["code"] == "not_queued"
-    assert len(faults.refused) == 1
+    assert len(app_blobs.refused) == 1
     response_id = first.json()["error"]["response_id"]
 
     retry = post(host, prompt, ALICE, key)
@@ -93,7 +79,7 @@ def test_a_post_retried_after_its_record_failed_keeps_its_owner(
 
 
 def test_a_wake_up_that_records_a_run_records_its_owner(
-    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth: None
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth_on: None
 ) -> None:
     prompt = f"woken {uuid.uuid4().hex}"
     fake.register(prompt, scenario())
@@ -148,7 +134,7 @@ def alices_post_held(host: FunctionsHost, fake: FakeAzureOpenAI) -> Iterator[tup
 
 
 def test_a_capture_that_records_the_run_first_does_not_take_the_callers_run(
-    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth: None, webhook_capture_all: None
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth_on: None, webhook_capture_all: None
 ) -> None:
     with alices_post_held(host, fake) as (response_id, answers):
         # The webhook arrived and its capture records the run while the POST still waits for its answer.
@@ -168,7 +154,7 @@ def test_a_capture_that_records_the_run_first_does_not_take_the_callers_run(
 
 
 def test_a_run_captured_for_nobody_is_imported_by_its_caller(
-    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth: None, webhook_capture_all: None
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth_on: None, webhook_capture_all: None
 ) -> None:
     """A POST without a key whose answer was lost: capture-all records the run for nobody, and the
     the repair docs/api.md gives (import it) makes it the importer's, with an event that names them."""
@@ -203,7 +189,7 @@ def test_a_run_captured_for_nobody_is_imported_by_its_caller(
 
 
 def test_a_post_that_adopts_a_capture_already_complete_gets_an_event_naming_its_caller(
-    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth: None, webhook_capture_all: None
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth_on: None, webhook_capture_all: None
 ) -> None:
     with alices_post_held(host, fake) as (response_id, answers):
         # The capture records the run for nobody and completes it, event and all, before the POST resumes.
@@ -221,7 +207,7 @@ def test_a_post_that_adopts_a_capture_already_complete_gets_an_event_naming_its_
 
 
 def test_an_import_whose_record_write_fails_is_still_followed_for_its_caller(
-    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth: None, faults: BlobFaults
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth_on: None, app_blobs: BlobFaults
 ) -> None:
     """The import sends its first step's message before it writes the record; when the write
     fails (503), that message records the run at step 0, for the importer, with nothing lost."""
@@ -229,7 +215,7 @@ def test_an_import_whose_record_write_fails_is_still_followed_for_its_caller(
     fake.register(prompt, scenario())
     response_id = fake.create({"model": "m", "input": prompt, "tools": [CODE_INTERPRETER],
                                "include": ["code_interpreter_call.outputs"]})["id"]
-    faults.refuse_next("PUT", "/_run.json")
+    app_blobs.refuse_next("PUT", "/_run.json")
     refused = host.http("POST", f"responses/{response_id}/import", headers=ALICE_IMPORTING)
     assert refused.response.status_code == 503, refused.response.get_body()
 
@@ -243,17 +229,17 @@ def test_an_import_whose_record_write_fails_is_still_followed_for_its_caller(
 
 
 def test_a_claim_the_post_could_not_point_at_its_run_is_noted_by_the_watcher(
-    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth: None, faults: BlobFaults
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, easy_auth_on: None, app_blobs: BlobFaults
 ) -> None:
     """The run started and is followed, but Storage refused the claim's update: a retry with the
     key must get the run (not 409 for a day) once the watcher has taken its first step."""
     prompt = f"keyed {uuid.uuid4().hex}"
     fake.register(prompt, scenario())
     key = f"order-{uuid.uuid4().hex}"
-    faults.refuse_next("PUT", ".json", with_header="If-Match")  # the claim's "started" update, once
+    app_blobs.refuse_next("PUT", ".json", with_header="If-Match")  # the claim's "started" update, once
     first = post(host, prompt, ALICE, key)
     assert first.response.status_code == 202, first.response.get_body()
-    assert len(faults.refused) == 1 and "_idempotency/" in faults.refused[0]
+    assert len(app_blobs.refused) == 1 and "_idempotency/" in app_blobs.refused[0]
     response_id = first.json()["response_id"]
 
     finished(host, response_id, headers=ALICE)

@@ -235,6 +235,10 @@ def test_during_a_rotation_both_secrets_are_accepted_and_no_other(
     for secret, expected in ((new, 200), (old, 200), (stranger, 401)):
         call = host.http("POST", "webhooks/azure-openai", body=body, headers=signed(secret, body))
         assert call.response.status_code == expected, secret[:9]
+    monkeypatch.setenv("AZURE_OPENAI_WEBHOOK_SECRET", "")  # an operator stops every delivery
+    call = host.http("POST", "webhooks/azure-openai", body=body, headers=signed(old, body))
+    assert call.response.status_code == 401, "the secret being replaced must not outlive the current one"
+    monkeypatch.setenv("AZURE_OPENAI_WEBHOOK_SECRET", new)
     monkeypatch.delenv("AZURE_OPENAI_WEBHOOK_SECRET_PREVIOUS")  # the rotation is over
     call = host.http("POST", "webhooks/azure-openai", body=body, headers=signed(old, body))
     assert call.response.status_code == 401

@@ -12,6 +12,7 @@ from tests.fake_openai.server import (
     Scenario,
     SlowBody,
     demo_scenario,
+    named_scenario,
     png_bytes,
 )
 from tests.fake_openai.webhooks import RESPONSE_EVENT_TYPES, event_body, sign
@@ -31,6 +32,7 @@ __all__ = [
     "WebhookReceiver",
     "demo_scenario",
     "event_body",
+    "named_scenario",
     "png_bytes",
     "sign",
 ]

@@ -39,8 +39,10 @@ answers 400 "Container is expired.", and a run whose ``previous_response_id`` na
 with containers adds its files to that run's first container instead of a new one.
 
 Tests describe what a run produced with a :class:`Scenario` and register it under the
-prompt that triggers it; any other prompt gets :func:`demo_scenario`. A scenario describes
-one run: its containers become the run's containers.
+prompt that triggers it. Any other prompt gets the scenario it names (``fake:in-progress:5``
+written in it; the names are in :mod:`tests.fake_openai.scenarios`), else the fake's
+``default_scenario`` (:func:`demo_scenario`, the sales chart, unless told otherwise). A scenario
+describes one run: its containers become the run's containers.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.fake_openai import scenarios
 from tests.fake_openai.deliveries import Deliverer, RetryPolicy, WebhookDelivery
 from tests.fake_openai.errors import FakeApiError, object_not_found
 from tests.fake_openai.errors import azure_error as _azure_error
@@ -92,6 +95,7 @@ __all__ = [
     "Scenario",
     "SlowBody",
     "demo_scenario",
+    "named_scenario",
     "png_bytes",
 ]
 
@@ -126,6 +130,9 @@ class FakeFile:
     # Unix seconds; when left 0, the creation time of the run that makes the file (or of
     # add_container), so a file is never older than its response.
     created_at: int = 0
+    # Its content route answers this status every time (404: the file is gone; 429 or 5xx: the
+    # service failing), while the file is listed and cited as usual. None: it downloads.
+    download_error: int | None = None
 
     @property
     def filename(self) -> str:
@@ -353,6 +360,28 @@ def demo_scenario() -> Scenario:
     )
 
 
+def named_scenario(spec: str) -> Scenario:
+    """The run a scenario name asks for (``scenarios.NAMES``), built afresh: new ids every time.
+    ValueError for a name the fake does not know."""
+    chosen = scenarios.parse(spec)
+    scenario = demo_scenario()
+    if chosen.name == "in-progress":
+        scenario.polls_before_done = _UNTIL_STOPPED if chosen.number is None else chosen.number
+    elif chosen.name == "no-files":
+        scenario = Scenario([FakeContainer([])], output_text="I looked at the numbers; no file was needed.")
+    elif chosen.name == "failing-file":
+        status = 404 if chosen.number is None else chosen.number
+        if not 400 <= status <= 599:
+            raise ValueError("failing-file takes an HTTP error status, 400 to 599")
+        scenario.containers[0].files.append(
+            FakeFile(b"never delivered", "/mnt/data/forecast.xlsx", download_error=status)
+        )
+        scenario.output_text += " The forecast is in a spreadsheet."
+    elif chosen.name == "expired":
+        scenario.containers[0].expired = True
+    return scenario
+
+
 def _fill_file(file: FakeFile, created_at: int | None = None) -> None:
     """Give ``file`` an id; and a creation time, once the moment that makes it is known.
 
@@ -527,11 +556,16 @@ class FakeAzureOpenAI:
         webhook_retries: int = 3,
         webhook_backoff_seconds: float = 0.05,
         webhook_timeout_seconds: float = 10.0,
+        default_scenario: str = scenarios.DEFAULT,
     ) -> None:
+        """``default_scenario``: what a prompt that is neither registered nor names a scenario gets
+        (a name from ``scenarios.NAMES``, e.g. ``in-progress:5``)."""
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         if webhook_retries < 0 or webhook_backoff_seconds < 0 or webhook_timeout_seconds <= 0:
             raise ValueError("webhook retries and backoff must not be negative, the timeout must be positive")
+        named_scenario(default_scenario)  # a name the fake does not know fails here, not at the first run
+        self.default_scenario = default_scenario
         self.api_key = api_key
         self.bearer_tokens = frozenset(bearer_tokens)
         self.page_size = page_size
@@ -742,7 +776,7 @@ class FakeAzureOpenAI:
             previous = self._previous_run(request.previous_response_id)
             scenario = next((self._scenarios[p] for p in request.prompts if p in self._scenarios), None)
             if scenario is None:
-                scenario = demo_scenario()
+                scenario = self._unregistered_scenario(request.prompts)
             created_at = _now()
             self._open_containers(scenario, request.file_ids, created_at, previous)
             run = _new_run(body, request, scenario, created_at)
@@ -756,6 +790,14 @@ class FakeAzureOpenAI:
             # A background run is only queued when the create call answers.
             answer = _envelope(run, "queued") if run.background else _view(run)
             return copy.deepcopy(answer)
+
+    def _unregistered_scenario(self, prompts: list[str]) -> Scenario:
+        """The scenario a prompt names (``fake:NAME``), else the fake's default."""
+        named = scenarios.named_in(prompts)
+        try:
+            return named_scenario(named or self.default_scenario)
+        except ValueError as error:
+            raise _invalid_request(f"{error}", "input", "invalid_value") from None
 
     def response(self, response_id: str) -> dict[str, Any] | None:
         """The stored response as a GET would answer it now, without counting as a poll
@@ -1268,6 +1310,18 @@ class _FakeHTTPServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
+def _download_error(file: FakeFile) -> FakeApiError:
+    """The answer of a file whose download fails, worded as the service words that status."""
+    status = file.download_error or 500
+    if status == 404:
+        return _azure_error(404, "NotFound", f"File with id '{file.file_id}' not found.")
+    if status == 429:
+        return _azure_error(429, "429", "Rate limit is exceeded. Try again in 1 seconds.")
+    if status >= 500:
+        return _azure_error(status, "InternalServerError", "The server had an error while processing your request.")
+    return _azure_error(status, str(status), f"The download of file '{file.file_id}' failed.")
+
+
 def _check_responses_version(query: dict[str, str]) -> None:
     version = query.get("api-version")
     if version is not None and version not in RESPONSES_API_VERSIONS:
@@ -1436,6 +1490,8 @@ class _Handler(BaseHTTPRequestHandler):
             file = fake._file(container, match["fid"])
             if kind == "file":
                 self._send_json(200, _file_object(container, file))
+            elif file.download_error is not None:
+                raise _download_error(file)
             else:
                 self._send_content(file.content, fake._take_cut())
             return

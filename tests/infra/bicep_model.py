@@ -8,6 +8,8 @@ only Azure knows (an identity's client id, an endpoint) are replaced by the samp
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib
 import json
 import re
@@ -81,8 +83,15 @@ ACCOUNT = "(the storage account)"
 
 
 def parse_bicep(path: Path) -> dict[str, Any]:
+    """The template, parsed once per text (parsing is slow, and the checks resolve many scenarios);
+    each caller gets its own copy."""
+    return copy.deepcopy(_parsed(path.read_text(encoding="utf-8")))
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(text: str) -> dict[str, Any]:
     parser: Any = importlib.import_module("pycep").BicepParser()
-    template: dict[str, Any] = parser.parse(text=path.read_text(encoding="utf-8"))
+    template: dict[str, Any] = parser.parse(text=text)
     return template
 
 
@@ -319,6 +328,21 @@ class Infra:
     def module_params(self, module: str) -> dict[str, Any]:
         """A module's parameters as main.bicep passes them (those that resolve)."""
         return self._module_scope(module, Resolver(self.main_scope))
+
+    def module_resource(self, module: str, resource: str, path: str) -> Any:
+        """A property of a resource inside one of main.bicep's modules, resolved with the parameters
+        main.bicep passes it (and the module's own defaults and variables)."""
+        template = parse_bicep(INFRA / self.main["modules"][module]["detail"]["path"])
+        scope = self.module_params(module)
+        for name, parameter in template["parameters"].items():
+            if name not in scope and isinstance(parameter.get("default"), (str, int, bool, list)):
+                scope[name] = parameter["default"]
+        resolve = Resolver(scope, base=MODULES)
+        resolve_variables(template, scope, resolve)
+        node: Any = loop_and_body(template["resources"][resource])[1]
+        for key in path.split("."):
+            node = node[key]
+        return resolve(node)
 
     def module_enabled(self, module: str) -> bool:
         """Whether main.bicep deploys the module in this scenario (its ``if``, when it has one)."""

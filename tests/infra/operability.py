@@ -8,7 +8,8 @@ shared/, the docs in docs/) and fails when two of them disagree:
   needs for OpenTelemetry;
 - the in-flight numbers in docs/deploy.md are what host.json and infra/ set, the worker has a thread for
   each of them, and the downloads they allow fit every instance size infra/ offers;
-- Easy Auth, when on, requires a token everywhere but on the webhook route function_app.py serves;
+- Easy Auth, when on, requires a token everywhere but on the webhook route function_app.py serves,
+  and admits only members of the groups easyAuthAllowedGroups names (when it names any);
 - the webhook secret is only a Key Vault reference resolved with the app's identity, in a vault with
   RBAC, soft delete and purge protection; the postprovision hook gets the outputs it reads;
 - the app's identity can sign user delegation keys (download links) with shared keys still off;
@@ -333,6 +334,12 @@ def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
             problems.append("Easy Auth must be off by default (easyAuthEnabled)")
         if not full.module_enabled("easyAuth"):
             return [*problems, "easyAuthEnabled=true does not deploy the easyAuth module"]
+        # With Easy Auth deployed, the app must refuse callers if it is ever switched off.
+        for scenario, wanted in ((infra, "false"), (full, "true")):
+            required = scenario.settings.get("ARTIFACTS_REQUIRE_EASY_AUTH")
+            if str(required).lower() != wanted:  # Bicep's string(bool) is lowercase; the parser's may not be
+                problems.append(f"ARTIFACTS_REQUIRE_EASY_AUTH is {required!r} where Easy Auth is "
+                                f"{'on' if wanted == 'true' else 'off'}; expected {wanted!r}")
         paths = webhook_paths()
         if not paths:
             problems.append("found no webhooks/ route in function_app.py")
@@ -351,15 +358,49 @@ def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
             problems.append("the Easy Auth module must enable the Microsoft Entra ID provider")
         return problems
 
+    def easy_auth_groups_follow_the_parameter() -> list[str]:
+        if "easyAuthAllowedGroups" not in infra.main["parameters"]:
+            return ["main.bicep has no parameter easyAuthAllowedGroups (the groups whose members Easy Auth admits)"]
+        problems = []
+        if infra.main_defaults["easyAuthAllowedGroups"] != "":
+            problems.append("easyAuthAllowedGroups must default to empty: no group restriction unless asked for")
+        mapped = json.loads((ROOT / "infra" / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
+        if "easyAuthAllowedGroups" not in mapped:
+            problems.append("main.parameters.json does not map easyAuthAllowedGroups to an azd variable")
+        validation = "properties.identityProviders.azureActiveDirectory.validation"
+        for groups, applications in (("", ""), ("group-1,group-2", ""), ("group-1", "client-app-1")):
+            overrides = {**SCENARIOS["every option on"], "easyAuthAllowedGroups": groups,
+                         "easyAuthAllowedClientApplications": applications}
+            resolved = Infra(overrides).module_resource("easyAuth", "auth", validation)
+            policy = resolved.get("defaultAuthorizationPolicy", {})
+            wanted = groups.split(",") if groups else None
+            got = policy.get("allowedPrincipals", {}).get("groups")
+            if got != wanted or (not groups and "allowedPrincipals" in policy):
+                problems.append(f"easyAuthAllowedGroups={groups!r} gives allowedPrincipals "
+                                f"{policy.get('allowedPrincipals')}, expected groups {wanted}")
+            if policy.get("allowedApplications") != (applications.split(",") if applications else None):
+                problems.append(f"with easyAuthAllowedGroups={groups!r}, allowedApplications is "
+                                f"{policy.get('allowedApplications')}, expected {applications or None}")
+        return problems
+
     def webhook_secret_stays_in_key_vault() -> list[str]:
         problems = []
-        if "AZURE_OPENAI_WEBHOOK_SECRET" in settings or infra.module_enabled("keyVault"):
+        if {"AZURE_OPENAI_WEBHOOK_SECRET", "AZURE_OPENAI_WEBHOOK_SECRET_PREVIOUS"} & set(settings) \
+                or infra.module_enabled("keyVault"):
             problems.append("with webhooks off (the default) there must be no Key Vault and no webhook secret setting")
         vault = full.module_params("keyVault").get("name")
-        expected = f"@Microsoft.KeyVault(VaultName={vault};SecretName=azure-openai-webhook-secret)"
-        if full.settings.get("AZURE_OPENAI_WEBHOOK_SECRET") != expected:
-            problems.append(f"AZURE_OPENAI_WEBHOOK_SECRET is {full.settings.get('AZURE_OPENAI_WEBHOOK_SECRET')!r}, "
-                            f"expected the Key Vault reference {expected!r}")
+        # The Key Vault secrets scripts/register_webhook.py writes: the secret, and the one a rotation replaced.
+        script = (ROOT / "scripts" / "register_webhook.py").read_text(encoding="utf-8")
+        entry = re.search(r'^VAULT_ENTRY = "([^"]+)"', script, re.M)
+        if entry is None or 'PREVIOUS_VAULT_ENTRY = f"{VAULT_ENTRY}-previous"' not in script:
+            problems.append("scripts/register_webhook.py names its Key Vault secrets unlike this check reads them")
+        name = entry.group(1) if entry else "azure-openai-webhook-secret"
+        for setting, secret in (("AZURE_OPENAI_WEBHOOK_SECRET", name),
+                                ("AZURE_OPENAI_WEBHOOK_SECRET_PREVIOUS", f"{name}-previous")):
+            expected = f"@Microsoft.KeyVault(VaultName={vault};SecretName={secret})"
+            if full.settings.get(setting) != expected:
+                problems.append(f"{setting} is {full.settings.get(setting)!r}, expected the Key Vault reference "
+                                f"{expected!r} (the secret scripts/register_webhook.py writes)")
         try:
             reference_identity = full.site("properties.keyVaultReferenceIdentity")
         except KeyError:
@@ -530,7 +571,10 @@ def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
          concurrency_is_pinned),
         ("Easy Auth (off by default) requires a token everywhere but on the webhook route",
          easy_auth_spares_only_the_webhook),
-        ("the webhook secret is a Key Vault reference resolved by the app's identity; the hook gets its outputs",
+        ("Easy Auth's allowedPrincipals.groups follows easyAuthAllowedGroups (none when empty), beside allowed apps",
+         easy_auth_groups_follow_the_parameter),
+        ("the webhook secrets (current, previous) are the Key Vault references the script writes, resolved by "
+         "the app's identity; the hook gets its outputs",
          webhook_secret_stays_in_key_vault),
         ("download links: the app's identity can sign user delegation keys, shared keys stay off",
          links_are_signed_by_identity),
