@@ -54,7 +54,7 @@ from shared.settings import HOST_STORAGE, load_settings
 from tests.support.azurite import loopback_connection_string
 from tests.support.host import FunctionInfo, FunctionsHost, HttpCall, host_query, load_host_json
 from tests.support.http_front import DEFAULT_ROUTE_PREFIX, serve_http
-from tests.support.worker_invoker import HostHttpRequest, HostQueueMessage, Worker
+from tests.support.worker_invoker import FunctionFailed, HostHttpRequest, HostQueueMessage, Worker
 
 DEFAULT_PORT = 7071
 # How long a received message stays invisible while its function runs (renewed every third of it).
@@ -83,14 +83,14 @@ class FunctionInvoker:
     def http(self, function: str, request: HostHttpRequest) -> HttpCall:
         answer = self._worker.invoke_http(function, request)
         if answer.error is not None:
-            log.warning("%s raised %s", function, answer.error.message[:300])
+            _log_failure(function, answer.error)
         return HttpCall(response=answer.http_response(), error=answer.error)
 
     def invoke(self, function: str, message: HostQueueMessage) -> Invocation:
         answer = self._worker.invoke_queue(function, message)
         what = f"{function} (message {message.id}, delivery {message.dequeue_count})"
         if answer.error is not None:  # the host logs it; the message comes back after visibilityTimeout
-            log.warning("%s raised %s", what, answer.error.message[:300])
+            _log_failure(what, answer.error)
         log.info("%s %s in %.0f ms (delivery %d)", function, "succeeded" if answer.ok else "failed",
                  answer.wall_seconds * 1000, message.dequeue_count)
         return Invocation.of(answer)
@@ -98,7 +98,7 @@ class FunctionInvoker:
     def timer(self, function: str, *, past_due: bool) -> bool:
         answer = self._worker.invoke_timer(function, past_due=past_due)
         if answer.error is not None:
-            log.warning("%s raised %s", function, answer.error.message[:300])
+            _log_failure(function, answer.error)
         log.info("%s %s in %.0f ms (timer)", function, "succeeded" if answer.ok else "failed",
                  answer.wall_seconds * 1000)
         return answer.ok
@@ -373,6 +373,11 @@ def describe_functions(functions: dict[str, FunctionInfo], routes: HttpRoutes, b
         elif timer is not None:
             lines.append(f"{name}: timer {timer.raw['schedule']} (UTC)")
     return lines
+
+
+def _log_failure(what: str, error: FunctionFailed) -> None:
+    """A function's exception as the host logs it: its message and the worker's stack trace."""
+    log.warning("%s raised %s\n%s", what, error.message, error.stack_trace.rstrip())
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +37,7 @@ from tests.conftest import API_KEY, DEPLOYMENT
 from tests.fake_openai import FakeAzureOpenAI
 from tests.support.azurite import Azurite, free_port, port_open
 from tests.support.host import Binding, FunctionInfo
+from tests.support.http_front import serve_http
 from tests.support.worker_invoker import worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -436,3 +438,24 @@ def test_functions_are_invoked_in_one_place() -> None:
     for verb in ("invoke_http(", "invoke_queue(", "invoke_timer("):
         assert source.count(verb) == seam.count(verb) == 1, verb
     assert ".call(" not in source
+
+
+class NoFunctions:
+    def http(self, method: str, route: str, *, body: bytes, headers: dict[str, str], query_string: str) -> Any:
+        raise LookupError(route)
+
+
+def test_the_front_answers_json_to_every_method_and_to_a_malformed_request() -> None:
+    """Every answer is JSON, also where the standard library would send its own HTML page."""
+    with serve_http(NoFunctions(), function_key=None) as base:
+        for method in ("HEAD", "OPTIONS", "TRACE", "CONNECT"):
+            answer = httpx.request(method, f"{base}/api/responses", timeout=10)
+            assert answer.status_code in (404, 501), method
+            assert answer.headers["content-type"].startswith("application/json"), method
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(b"NOT A REQUEST LINE\r\n\r\n")
+            reply = raw.makefile("rb").read()
+        # An unparsable request line gets a bare answer (no status line to speak HTTP/1.x in): the body alone.
+        body = reply.partition(b"\r\n\r\n")[2] if reply.startswith(b"HTTP/") else reply
+        assert json.loads(body)["error"]["code"] == "bad_request"

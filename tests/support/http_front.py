@@ -74,6 +74,18 @@ def serve_http(functions: HttpFunctions, *, port: int = 0, function_key: str | N
         def do_DELETE(self) -> None:
             self._invoke("DELETE")
 
+        def do_HEAD(self) -> None:
+            self._invoke("HEAD")
+
+        def do_OPTIONS(self) -> None:
+            self._invoke("OPTIONS")
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """What the standard library would answer as an HTML page (a malformed request, a method
+            it has no handler for) is JSON here too, as every answer of the app is."""
+            self.close_connection = True
+            self._error(code, "bad_request" if code < 500 else "server_error", message or explain or "refused")
+
         def _invoke(self, method: str) -> None:
             parts = urlsplit(self.path)
             query = host_query(parts.query)

@@ -60,6 +60,15 @@ HOST_VERSION = "4.1037.0"  # the host version the requests say they come from
 TIMEOUT_SECONDS = 900.0  # an invocation that has not answered by then is a bug in the caller's test
 
 
+# The worker's declared capabilities that change how the host builds a request (its ToRpcHttp
+# switches on them). The requests here are built for exactly this set: a worker upgrade that
+# declares another must fail here, not pass on requests the real host would build otherwise.
+_MODELLED_CAPABILITIES = frozenset({"RawHttpBodyBytes", "RpcHttpBodyOnly", "RpcHttpTriggerMetadataRemoved"})
+_SHAPING_CAPABILITIES = _MODELLED_CAPABILITIES | {
+    "UseNullableValueDictionaryForHttp", "IgnoreEmptyValuedRpcHttpHeaders", "HttpUri",
+}
+
+
 class WorkerLoadFailed(RuntimeError):
     """The worker refused the app at start-up: in Azure, no function would run."""
 
@@ -256,6 +265,12 @@ class Worker:
             )))
             if init.result.status != protos.StatusResult.Success:
                 raise WorkerLoadFailed(init.result.exception.message)
+            declared = {name for name, value in init.capabilities.items()
+                        if name in _SHAPING_CAPABILITIES and (value.lower() == "true" or name == "HttpUri")}
+            if declared != _MODELLED_CAPABILITIES:
+                raise WorkerLoadFailed(
+                    f"the worker declares {sorted(declared)}, but the requests here are built as the host "
+                    f"builds them for {sorted(_MODELLED_CAPABILITIES)}: model the difference first")
             metadata = self._run(runtime.functions_metadata_request(_WorkerRequest(
                 "WorkerMetadataRequest",
                 protos.StreamingMessage(functions_metadata_request=protos.FunctionsMetadataRequest(
