@@ -110,3 +110,21 @@ def test_duplicates_across_sources_collapse() -> None:
 def test_output_text_joins_message_parts() -> None:
     response = {"output": [call("c1"), message(text="a"), message(text="b")]}
     assert output_text(response) == "ab"
+
+
+LONG_CSV = "x" * 300 + ".csv"
+
+
+def test_a_long_name_keeps_its_extension_in_the_one_stored_name() -> None:
+    """The defect: the name was cut to 255 characters first, so the 200-byte cut lost ``.csv``."""
+    response = {"output": [call("c1"), message(cite("c1", "f1", LONG_CSV))]}
+    (found,) = find_artifacts(response, listing({})).artifacts
+    assert found.filename.endswith(".csv")
+    assert len(found.filename.encode("utf-8")) <= 200
+    assert found.filename == "x" * 196 + ".csv"
+
+
+def test_hostile_listed_names_become_the_stored_name() -> None:
+    listed = {"c1": [{"id": "f1", "path": "/mnt/data/a\u202egnp.exe.", "source": "assistant"}]}
+    (found,) = find_artifacts({"output": [call("c1")]}, listing(listed)).artifacts
+    assert found.filename == "a_gnp.exe"
