@@ -21,8 +21,10 @@ The artifact message (queue ``ARTIFACTS_QUEUE``), one per file::
      "mime_type": "image/png" | null, "size": 1234 | null}
 
 Only the three ids are required; ``v`` defaults to 1, ``filename`` to the file id and
-``blob_name`` to the one derived from the ids and the filename. ``"auth_waits": 2`` appears only
-on a message the app sent again while Storage or Azure OpenAI refused it access (see
+``blob_name`` to the one derived from the ids and the filename. ``filename`` is read as the one
+stored name (``naming.display_name``), and a message that names its blob is read with the blob
+name's last segment as its filename, so message, blob, metadata, status and event carry one name.
+``"auth_waits": 2`` appears only on a message the app sent again while Storage or Azure OpenAI refused it access (see
 ``shared.pipeline.persist``): how many times it has waited so far; ``"throttle_waited": 180`` on one sent
 again while Azure OpenAI kept throttling its download: the seconds it has waited so far.
 ``"queued": 50, "generation": 1`` (from the fan-out) say how many files it queued for that run
@@ -32,6 +34,7 @@ settles the last of them wakes the watcher (see ``shared.pipeline.persist``). Me
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +43,7 @@ from shared.errors import InvalidMessage
 from shared.ids import require_id
 from shared.json_values import json_int_in, parse_json
 from shared.limits import MAX_MESSAGE_BYTES, QUEUE_MAX_VISIBILITY_SECONDS
-from shared.storage.naming import MAX_DISPLAY_NAME_CHARS, blob_name, safe_filename, valid_mime_type
+from shared.storage.naming import MAX_DISPLAY_NAME_CHARS, blob_name, display_name, safe_filename, valid_mime_type
 from shared.telemetry import TRACE_FIELDS, current_trace_fields
 
 SCHEMA_VERSION = 1
@@ -153,7 +156,8 @@ class ArtifactMessage:
         try:
             response_id = require_id(data.get("response_id"), "response_id")
             file_id = require_id(data.get("file_id"), "file_id")
-            filename = _text(data, "filename") if data.get("filename") is not None else file_id
+            # The one stored name (a hand-written name is made safe the way discovery makes it).
+            filename = display_name(_text(data, "filename"), file_id) if data.get("filename") is not None else file_id
             message = cls(
                 response_id=response_id,
                 container_id=require_id(data.get("container_id"), "container_id"),
@@ -162,7 +166,7 @@ class ArtifactMessage:
                 blob_name=(
                     _text(data, "blob_name")
                     if data.get("blob_name") is not None
-                    else blob_name(response_id, file_id, safe_filename(filename, file_id))
+                    else blob_name(response_id, file_id, filename)
                 ),
                 mime_type=valid_mime_type(_optional_text(data, "mime_type")),
                 size=_optional_size(data),
@@ -176,6 +180,9 @@ class ArtifactMessage:
         except ValueError as error:
             raise InvalidMessage(str(error)) from None
         message._check_blob_name()
+        leaf = message.blob_name.rpartition("/")[2]
+        if message.names_blob and message.filename != leaf:
+            message = dataclasses.replace(message, filename=leaf)  # one name: the blob's, everywhere
         return message
 
     def _check_blob_name(self) -> None:

@@ -73,7 +73,7 @@ def test_a_hand_written_long_name_is_read_as_the_stored_name() -> None:
     """One name: the message's filename is the blob name's leaf, extension kept."""
     long_csv = "y" * 300 + ".csv"
     message = ArtifactMessage.from_json(json.dumps(
-        {"response_id": "resp_1", "container_id": "cntr_1", "file_id": "cfile_1", "filename": "/tmp/" + long_csv}
+        {"response_id": "resp_1", "container_id": "cntr_1", "file_id": "cfile_1", "filename": "/mnt/data/" + long_csv}
     ))
     assert message.filename == "y" * 196 + ".csv"
     assert message.blob_name == "resp_1/cfile_1/" + message.filename

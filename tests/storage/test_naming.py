@@ -11,6 +11,7 @@ from shared.storage.naming import (
     MAX_FILENAME_BYTES,
     content_disposition,
     content_type_for,
+    display_name,
     is_active_content_type,
     is_placeholder_name,
     metadata_filename,
@@ -177,9 +178,7 @@ def test_no_extension_in_the_table_maps_to_an_active_type() -> None:
 )
 def test_one_derivation_of_the_stored_name(raw: str, stored: str, content_type: str) -> None:
     """display_name (what messages, metadata, status and events carry) and the blob's leaf are one name."""
-    from shared.storage.naming import display_name
-
-    name = display_name(raw) or "cfile_1"
+    name = display_name(raw, "cfile_1")
     assert name == safe_filename(raw, "cfile_1") == stored
     assert len(name.encode("utf-8")) <= MAX_FILENAME_BYTES
     assert content_type_for(name) == content_type
