@@ -7,7 +7,11 @@ Sources, merged and deduplicated by (container_id, file_id):
    (``source == "assistant"``; the caller's own ``source == "user"`` files are never taken).
    A container reused across turns (``previous_response_id``) lists the earlier turns' files
    too: a listed file created before this response is theirs, not this run's.
-Container ids come from ``code_interpreter_call`` items (a run may use several) and citations.
+Container ids come from every output item that names one (a run may use several): the code
+interpreter's ``code_interpreter_call`` (``container_id``), the hosted shell tool's ``shell_call``
+(``environment: {"type": "container_reference", "container_id": ...}``; a ``local`` environment
+names none), any other tool item with a top-level ``container_id``, and citations. Every container
+is listed and filtered by the same rules.
 """
 
 from __future__ import annotations
@@ -139,6 +143,9 @@ def find_artifacts(
             collector.from_call(item)
         elif item.get("type") == "message":
             collector.from_message(item)
+        else:
+            for container_id in _named_containers(item):
+                collector.container(container_id)
 
     warnings: list[dict[str, str]] = []
     for container_id in list(collector.containers)[:_MAX_CONTAINERS]:
@@ -166,9 +173,10 @@ def find_artifacts(
 
 
 def used_code_interpreter(response: dict[str, Any]) -> bool:
-    """Whether the run could have made files: a code interpreter call, or a container file cited."""
+    """Whether the run could have made files: a code interpreter call, any tool's container (the
+    hosted shell's), or a container file cited."""
     for item in _dicts(response.get("output")):
-        if item.get("type") == "code_interpreter_call":
+        if item.get("type") == "code_interpreter_call" or any(True for _ in _named_containers(item)):
             return True
         if item.get("type") == "message" and any(True for _ in _citations(item)):
             return True
@@ -185,6 +193,20 @@ def output_text(response: dict[str, Any]) -> str:
             if content.get("type") == "output_text" and isinstance(content.get("text"), str):
                 parts.append(content["text"])
     return "".join(parts)
+
+
+def _named_containers(item: dict[str, Any]) -> Iterator[str]:
+    """The containers an output item names: its own ``container_id`` (code interpreter and other
+    hosted tools), or a ``container_reference`` environment (the hosted shell tool's ``shell_call``)."""
+    if is_valid_id(item.get("container_id")):
+        yield item["container_id"]
+    environment = item.get("environment")
+    if (
+        isinstance(environment, dict)
+        and environment.get("type") == "container_reference"
+        and is_valid_id(environment.get("container_id"))
+    ):
+        yield environment["container_id"]
 
 
 def _made_before(entry: dict[str, Any], moment: int | None) -> bool:

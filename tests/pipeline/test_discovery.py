@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from shared.pipeline.discovery import find_artifacts, output_text
+from shared.pipeline.discovery import find_artifacts, output_text, used_code_interpreter
 
 
 def call(container_id: str, **extra: Any) -> dict[str, Any]:
@@ -128,3 +128,63 @@ def test_hostile_listed_names_become_the_stored_name() -> None:
     listed = {"c1": [{"id": "f1", "path": "/mnt/data/a\u202egnp.exe.", "source": "assistant"}]}
     (found,) = find_artifacts({"output": [call("c1")]}, listing(listed)).artifacts
     assert found.filename == "a_gnp.exe"
+
+
+def shell_call(container_id: str | None, *, environment_type: str = "container_reference") -> dict[str, Any]:
+    """The hosted shell tool's call, as the openai SDK's ResponseFunctionShellToolCall types it."""
+    environment: dict[str, Any] = {"type": environment_type}
+    if container_id is not None:
+        environment["container_id"] = container_id
+    return {
+        "type": "shell_call", "id": "sh_1", "call_id": "call_1", "status": "completed",
+        "action": {"commands": ["python make.py"]}, "environment": environment,
+    }
+
+
+def test_the_hosted_shell_tools_container_is_listed() -> None:
+    response = {"created_at": 100, "output": [
+        shell_call("cs1"),
+        {"type": "shell_call_output", "id": "sho_1", "call_id": "call_1", "status": "completed", "output": []},
+        message(),
+    ]}
+    listed = {"cs1": [
+        {"id": "f1", "path": "/mnt/data/report.pdf", "source": "assistant", "bytes": 7, "created_at": 101},
+        {"id": "f0", "path": "/mnt/data/old.pdf", "source": "assistant", "created_at": 99},  # an earlier turn's
+        {"id": "u1", "path": "/mnt/data/in.csv", "source": "user", "created_at": 101},
+    ]}
+    found = find_artifacts(response, listing(listed)).artifacts
+    assert [(a.container_id, a.file_id, a.filename, a.size) for a in found] == [("cs1", "f1", "report.pdf", 7)]
+
+
+def test_every_tools_container_is_listed_once_in_first_seen_order() -> None:
+    response = {"output": [
+        call("c1"),
+        shell_call("cs1"),
+        shell_call(None, environment_type="local"),  # a local shell: no container
+        {"type": "future_tool_call", "id": "x_1", "container_id": "cx1"},
+        shell_call("c1"),
+        message(cite("cc1", "f9", "cited.txt")),
+    ]}
+    asked: list[str] = []
+
+    def list_files(container_id: str) -> Iterable[dict[str, Any]]:
+        asked.append(container_id)
+        return [{"id": f"f_{container_id}", "path": f"/mnt/data/{container_id}.txt", "source": "assistant"}]
+
+    found = find_artifacts(response, list_files).artifacts
+    assert asked == ["c1", "cs1", "cx1", "cc1"]
+    assert {a.file_id for a in found} == {"f_c1", "f_cs1", "f_cx1", "f_cc1", "f9"}
+
+
+def test_a_malformed_shell_environment_names_no_container() -> None:
+    response = {"output": [shell_call("../evil"), {"type": "shell_call", "environment": "cntr_1"}]}
+    asked: list[str] = []
+
+    def list_files(container_id: str) -> Iterable[dict[str, Any]]:
+        asked.append(container_id)
+        return []
+
+    find_artifacts(response, list_files)
+    assert asked == []
+    assert used_code_interpreter({"output": [shell_call("cs1")]})
+    assert not used_code_interpreter({"output": [shell_call(None, environment_type="local")]})
