@@ -36,6 +36,7 @@ def artifact_messages(
             blob_name=blob_name(response_id, artifact.file_id, artifact.filename),  # the one stored name
             mime_type=artifact.mime_type,
             size=artifact.size,
+            source=artifact.source,
         )
         for artifact in discovery.artifacts
     ]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 from typing import Any
 
-from shared.pipeline.discovery import find_artifacts, output_text, used_code_interpreter
+import pytest
+
+from shared.pipeline.discovery import decoded_size, find_artifacts, output_text, used_code_interpreter
 
 
 def call(container_id: str, **extra: Any) -> dict[str, Any]:
@@ -188,3 +191,44 @@ def test_a_malformed_shell_environment_names_no_container() -> None:
     assert asked == []
     assert used_code_interpreter({"output": [shell_call("cs1")]})
     assert not used_code_interpreter({"output": [shell_call(None, environment_type="local")]})
+
+
+def image_call(call_id: str, result: str | None, **extra: Any) -> dict[str, Any]:
+    return {"type": "image_generation_call", "id": call_id, "status": "completed", "result": result, **extra}
+
+
+def test_generated_images_are_artifacts_named_from_the_call_and_the_format() -> None:
+    png, webp = base64.b64encode(b"\x89PNG1234").decode(), base64.b64encode(b"RIFFWEBP!").decode()
+    response = {
+        "tools": [{"type": "code_interpreter"}, {"type": "image_generation", "output_format": "webp"}],
+        "output": [
+            image_call("ig_1", png, output_format="png"),
+            image_call("ig_2", webp),  # no output_format on the item: the tool's
+            image_call("ig_3", None, status="failed"),  # no result: nothing to persist
+            image_call("../ig", png),  # a malformed id is never a blob name
+            image_call("ig_1", png, output_format="png"),  # the same call twice: one artifact
+            message(),
+        ],
+    }
+    found = find_artifacts(response, listing({})).artifacts
+    assert [(a.container_id, a.file_id, a.filename, a.mime_type, a.size, a.source) for a in found] == [
+        (None, "ig_1", "ig_1.png", "image/png", 8, "image_generation"),
+        (None, "ig_2", "ig_2.webp", "image/webp", 9, "image_generation"),
+    ]
+    assert used_code_interpreter({"output": [image_call("ig_1", png)]})
+
+
+def test_an_image_without_any_format_is_png_and_counts_toward_the_file_cap() -> None:
+    response = {"output": [call("c1"), image_call("ig_9", "AAAA", output_format="bmp")]}
+    listed = {"c1": [{"id": f"f{i}", "path": f"/mnt/data/{i}.txt", "source": "assistant"} for i in range(2)]}
+    every = find_artifacts(response, listing(listed)).artifacts
+    assert [a.filename for a in every] == ["0.txt", "1.txt", "ig_9.png"]
+    assert every[-1].size == 3
+    capped = find_artifacts(response, listing(listed), max_files=2)
+    assert [a.filename for a in capped.artifacts] == ["0.txt", "1.txt"]
+    assert capped.warnings
+
+
+@pytest.mark.parametrize("text", ["", "QQ==", "QUI=", "QUJD", "QUJDRA=="])
+def test_decoded_size_without_decoding(text: str) -> None:
+    assert decoded_size(text) == len(base64.b64decode(text))
