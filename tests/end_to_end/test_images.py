@@ -32,8 +32,9 @@ def test_generated_images_are_persisted_beside_the_container_files(
     failed = FakeImage(b"", status="failed")
     scenario = Scenario([FakeContainer([chart])], images=[poster, large, failed])
 
+    earlier = len(fake.requests)  # the fake serves the whole session: this test's requests come after
     response_id = post_run(host, fake, scenario, image_generation={"output_format": "webp"}).json()["response_id"]
-    (create,) = [r for r in fake.requests if r.method == "POST" and r.path == "/openai/v1/responses"]
+    (create,) = [r for r in fake.requests[earlier:] if r.method == "POST" and r.path == "/openai/v1/responses"]
     assert create.headers[IMAGE_DEPLOYMENT_HEADER] == IMAGE_DEPLOYMENT
     tools = json.loads(create.body)["tools"]
     assert [t["type"] for t in tools] == ["code_interpreter", "image_generation"]
