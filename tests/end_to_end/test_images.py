@@ -87,8 +87,7 @@ def test_an_image_gone_from_the_response_is_recorded_failed(
     response_id = post_run(host, fake, Scenario([FakeContainer([])], images=[poster]),
                            image_generation=True).json()["response_id"]
     host.run_until(lambda: bool(host.peek(app_env.queue)), timeout=30, only=("watch_run",))
-    run = fake._runs[response_id]  # the fake's own record of the run
-    run.output = [item for item in run.output if item["type"] != "image_generation_call"]  # deleted since
+    fake.drop_output_items(response_id, "image_generation_call")  # gone when the persist step reads it again
     final = finished(host, response_id)
     (artifact,) = final["artifacts"]
     assert artifact["state"] == "failed" and artifact["code"] == "file_gone"

@@ -852,6 +852,13 @@ class FakeAzureOpenAI:
         with self._lock:
             return self._runs[response_id].polls
 
+    def drop_output_items(self, response_id: str, item_type: str) -> None:
+        """Take the run's output items of one type away (as if they were never there): the next GET
+        answers the response without them."""
+        with self._lock:
+            run = self._stored_run(response_id)
+            run.output = [item for item in run.output if item.get("type") != item_type]
+
     def finish(self, response_id: str) -> None:
         """The background run's next GET answers its final object; KeyError if unknown."""
         with self._lock:
