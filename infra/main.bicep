@@ -167,6 +167,9 @@ param importRole string = 'Artifacts.Import'
 @description('ARTIFACTS_ALLOWED_MODELS: comma-separated deployments a POST may name besides the configured one. Empty: only that one.')
 param allowedModels string = ''
 
+@description('AZURE_OPENAI_IMAGE_DEPLOYMENT: an existing image model deployment (e.g. gpt-image-1) in the account for the image_generation tool. Empty: runs asking for the tool are refused.')
+param openAiImageDeploymentName string = ''
+
 // ---------------------------------------------------------------------------------------------
 // Alerts: off unless someone is told
 // ---------------------------------------------------------------------------------------------
@@ -403,6 +406,7 @@ module app 'modules/functionapp.bicep' = {
     callerRole: callerRole
     importRole: importRole
     allowedModels: allowedModels
+    openAiImageDeploymentName: openAiImageDeploymentName
   }
   // The host starts as soon as the app exists: grant its roles first so it never starts unauthorised
   // (and the Key Vault role, so the webhook secret's reference resolves from the start).

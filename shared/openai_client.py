@@ -33,6 +33,8 @@ from shared.json_values import json_int
 from shared.retry import RetryPolicy, retry_after_seconds
 
 CONTAINER_API_VERSION = "preview"  # the container routes' api-version unless told otherwise (a setting)
+# Azure OpenAI routes the image_generation tool to the image model deployment this header names.
+IMAGE_DEPLOYMENT_HEADER = "x-ms-oai-image-generation-deployment"
 _MAX_ERROR_TEXT = 500
 _LIST_PAGE_LIMIT = 100
 _MAX_DOWNLOAD_READ_SECONDS = 60.0
@@ -98,8 +100,13 @@ class AzureOpenAIClient:
     def close(self) -> None:
         self._http.close()
 
-    def create_response(self, payload: dict[str, Any], deadline: float | None = None) -> dict[str, Any]:
+    def create_response(
+        self, payload: dict[str, Any], deadline: float | None = None, *, image_deployment: str | None = None
+    ) -> dict[str, Any]:
         """POST /openai/v1/responses. Only a 429 is retried: it means the run never started.
+
+        ``image_deployment``: the image model deployment the payload's image_generation tool uses, sent
+        as IMAGE_DEPLOYMENT_HEADER (Azure OpenAI answers 400 to the tool without it).
 
         ``deadline`` (a ``time.monotonic()`` value) bounds the call, waits between tries included.
         Raises UpstreamError for an answer that refused the run (4xx, 429), the transport's own
@@ -109,7 +116,8 @@ class AzureOpenAIClient:
             for attempt in self._retry.retrying(_Throttled, deadline=deadline):
                 with attempt:
                     answer = self._http.post(
-                        f"{self._base}/v1/responses", json=payload, timeout=self._timeout_until(deadline)
+                        f"{self._base}/v1/responses", json=payload, timeout=self._timeout_until(deadline),
+                        headers={IMAGE_DEPLOYMENT_HEADER: image_deployment} if image_deployment else None,
                     )
                     if answer.status_code == 429:
                         raise _Throttled(

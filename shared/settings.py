@@ -162,6 +162,12 @@ def _deployment_names(raw: str) -> str:
     return ",".join(names)
 
 
+def _image_deployment(raw: str) -> str:
+    if not _DEPLOYMENT_NAME.match(raw):
+        raise ValueError("must be a deployment name (letters, digits, . _ -)")
+    return raw
+
+
 def _token_scope(raw: str) -> str:
     if not _TOKEN_SCOPE.match(raw):
         raise ValueError("must be a scope like https://cognitiveservices.azure.com/.default (https://, then "
@@ -406,6 +412,12 @@ ALLOWED_MODELS = Setting(
     "other deployments a POST's `model` may name, separated by commas, beside `AZURE_OPENAI_DEPLOYMENT` (always "
     "allowed); empty: only that one",
 )
+IMAGE_DEPLOYMENT = Setting(
+    "AZURE_OPENAI_IMAGE_DEPLOYMENT", "", _image_deployment,
+    "the image model deployment (e.g. `gpt-image-1`) the `image_generation` tool uses: sent as the "
+    "`x-ms-oai-image-generation-deployment` header on a run that asks for the tool (`\"image_generation\"` in "
+    "the POST); empty: such a POST is refused (400)",
+)
 LINK_MINUTES = Setting(
     "ARTIFACTS_LINK_MINUTES", 60, _link_minutes,
     f"lifetime of the download links in the status API and the event, at most {MAX_LINK_MINUTES} "
@@ -441,7 +453,8 @@ WORKER_THREADS = Setting("PYTHON_THREADPOOL_THREAD_COUNT", None, _text,
 
 # Every setting, in the order of the docs' table.
 SETTINGS: tuple[Setting[Any], ...] = (
-    ENDPOINT, DEPLOYMENT, ALLOWED_MODELS, API_KEY, TOKEN_SCOPE, CONTAINER_API_VERSION, TIMEOUT, HOST_STORAGE,
+    ENDPOINT, DEPLOYMENT, ALLOWED_MODELS, IMAGE_DEPLOYMENT, API_KEY, TOKEN_SCOPE, CONTAINER_API_VERSION, TIMEOUT,
+    HOST_STORAGE,
     CLIENT_ID, BLOB_SERVICE_URI, QUEUE_SERVICE_URI, ACCOUNT_NAME, STORAGE_CREDENTIAL, STORAGE_CLIENT_ID,
     APPINSIGHTS_CONNECTION, APPINSIGHTS_AUTHENTICATION, OTLP_ENDPOINT, ARTIFACTS_STORAGE, ARTIFACTS_QUEUE, RUNS_QUEUE,
     EVENTS_QUEUE, BACKGROUND, RUN_MAX_HOURS, POLL_MIN, POLL_MAX, CONTAINER, STATUS_CONTAINER, MAX_FILE_BYTES,
@@ -510,6 +523,7 @@ class Settings:
     allowed_models: tuple[str, ...] = ()  # the deployments a POST's model may name (load_settings: never empty)
     token_scope: str = TOKEN_SCOPE.default  # the Entra ID token's scope, when there is no key
     container_api_version: str = CONTAINER_API_VERSION.default  # api-version on the container routes
+    image_deployment: str = ""  # the image_generation tool's deployment (its header); empty: the tool is refused
 
     @property
     def uses_entra_id(self) -> bool:
@@ -575,6 +589,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         allowed_models=tuple(dict.fromkeys([deployment, *filter(None, read(ALLOWED_MODELS).split(","))])),
         token_scope=token_scope,
         container_api_version=container_api_version,
+        image_deployment=read(IMAGE_DEPLOYMENT),
     )
     if problems:
         raise ConfigError(problems)

@@ -49,6 +49,8 @@ param callerRole string
 param requireEasyAuth bool
 param importRole string
 param allowedModels string
+@description('AZURE_OPENAI_IMAGE_DEPLOYMENT: the image model deployment the image_generation tool uses; empty: the tool is refused.')
+param openAiImageDeploymentName string = ''
 
 // Per-function scaling: the HTTP functions share instances, and each queue-triggered function runs
 // on instances of its own, so one instance runs either the HTTP group or one queue function.
@@ -121,6 +123,8 @@ var appSettings = {
   ARTIFACTS_CALLER_ROLE: callerRole
   ARTIFACTS_IMPORT_ROLE: importRole
   ARTIFACTS_ALLOWED_MODELS: allowedModels
+  // The image_generation tool's deployment, sent as x-ms-oai-image-generation-deployment (empty: refused).
+  AZURE_OPENAI_IMAGE_DEPLOYMENT: openAiImageDeploymentName
   // host.json telemetryMode OpenTelemetry: the worker streams its own OpenTelemetry logs and continues
   // the host's trace context; the app configures the exporters (APPLICATIONINSIGHTS_* above, and
   // OTEL_EXPORTER_OTLP_ENDPOINT when one is set by hand).

@@ -15,6 +15,8 @@ MAX_BODY_BYTES = 1024 * 1024
 _TOOL_CHOICES = ("auto", "none", "required")
 _METADATA_MAX_PAIRS, _METADATA_MAX_KEY, _METADATA_MAX_VALUE = 16, 64, 512
 _MIN_OUTPUT_TOKENS = 16  # the Responses API rejects smaller values
+IMAGE_FORMATS = ("png", "webp", "jpeg")  # the image_generation tool's output_format values
+_IMAGE_OPTION_MAX_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ class RunRequest:
     # Responses options passed through unchanged once validated.
     options: dict[str, Any] = field(default_factory=dict)
     wait_seconds: float = 0.0  # how long the caller is willing to wait for the run to end
+    # The image_generation tool's options (``{}``: its defaults); None: the run has no such tool.
+    image_generation: dict[str, Any] | None = None
 
     def to_payload(self, default_model: str, *, background: bool) -> dict[str, Any]:
         """The Responses API request: the code interpreter in an auto container, outputs included.
@@ -38,7 +42,7 @@ class RunRequest:
         payload: dict[str, Any] = {
             "model": self.model or default_model,
             "input": self.input,
-            "tools": [{"type": "code_interpreter", "container": container}],
+            "tools": [{"type": "code_interpreter", "container": container}, *self._image_tool()],
             "include": ["code_interpreter_call.outputs"],
             "store": True,
         }
@@ -48,6 +52,9 @@ class RunRequest:
             payload["instructions"] = self.instructions
         payload.update(self.options)
         return payload
+
+    def _image_tool(self) -> list[dict[str, Any]]:
+        return [] if self.image_generation is None else [{"type": "image_generation", **self.image_generation}]
 
 
 def _check_string(value: Any) -> str | None:
@@ -125,6 +132,23 @@ def _check_wait(value: Any) -> str | None:
     return f"must be 0 to {MAX_WAIT_SECONDS} seconds"
 
 
+def _check_image_generation(value: Any) -> str | None:
+    """``true``, or the image_generation tool's options (``{"output_format": "webp", "quality": "low"}``)."""
+    if not isinstance(value, (bool, dict)):
+        return "must be true, false or an object of the image_generation tool's options"
+    for key, item in (value.items() if isinstance(value, dict) else ()):
+        if key == "type":
+            return "must not name the tool's type"
+        if len(key) > _IMAGE_OPTION_MAX_CHARS or not isinstance(item, (str, int, float, bool)):
+            return f"{key[:20]!r} must be a short option with a string, number or boolean value"
+        if isinstance(item, str) and len(item) > _IMAGE_OPTION_MAX_CHARS:
+            return f"{key!r} must be at most {_IMAGE_OPTION_MAX_CHARS} characters"
+    output_format = value.get("output_format") if isinstance(value, dict) else None
+    if output_format is not None and output_format not in IMAGE_FORMATS:
+        return f"output_format must be one of {', '.join(IMAGE_FORMATS)}"
+    return None
+
+
 def _check_tool_choice(value: Any) -> str | None:
     if isinstance(value, str):
         return None if value in _TOOL_CHOICES else f"must be one of {', '.join(_TOOL_CHOICES)} or an object"
@@ -145,6 +169,7 @@ _FIELDS: dict[str, Callable[[Any], str | None]] = {
     "reasoning": _check_reasoning,
     "metadata": _check_metadata,
     "tool_choice": _check_tool_choice,
+    "image_generation": _check_image_generation,
     "wait": _check_wait,
 }
 _PASS_THROUGH = ("previous_response_id", "max_output_tokens", "temperature", "reasoning", "metadata", "tool_choice")
@@ -186,4 +211,11 @@ def parse_run_request(body: bytes | str) -> RunRequest:
         file_ids=tuple(data.get("file_ids") or ()),
         options={name: data[name] for name in _PASS_THROUGH if data.get(name) is not None},
         wait_seconds=float(data.get("wait") or 0),
+        image_generation=_image_options(data.get("image_generation")),
     )
+
+
+def _image_options(value: Any) -> dict[str, Any] | None:
+    if value is None or value is False:
+        return None
+    return {} if value is True else dict(value)

@@ -72,7 +72,7 @@ def start_run(req: func.HttpRequest) -> func.HttpResponse:
     runtime = runtime_or_refuse()
     caller = caller_of(req, runtime.settings)  # 401/403 before the body is even read
     body = req.get_body() or b""  # the worker gives bytes; None when empty
-    run = _parse(body, runtime.settings.allowed_models)
+    run = _parse(body, runtime.settings.allowed_models, runtime.settings.image_deployment)
     key = _idempotency_key(req)
     deadline = started + HTTP_BUDGET_SECONDS
     _check_references(caller, run)
@@ -92,7 +92,10 @@ def start_run(req: func.HttpRequest) -> func.HttpResponse:
         if claim.tagged:
             payload["metadata"] = {**(payload.get("metadata") or {}), CLAIM_TAG_KEY: claim.tag}
     try:
-        response = runtime.openai.create_response(payload, deadline=deadline - _MIN_LISTING_SECONDS)
+        response = runtime.openai.create_response(
+            payload, deadline=deadline - _MIN_LISTING_SECONDS,
+            image_deployment=runtime.settings.image_deployment if run.image_generation is not None else None,
+        )
     except CreateOutcomeUnknown as unknown:
         raise _outcome_unknown(runtime, claim, unknown.reason, timed_out=unknown.timed_out,
                                upstream=unknown.detail) from None
@@ -113,7 +116,7 @@ def start_run(req: func.HttpRequest) -> func.HttpResponse:
     return _accepted(req, runtime, response, deadline)
 
 
-def _parse(body: bytes, allowed_models: tuple[str, ...]) -> RunRequest:
+def _parse(body: bytes, allowed_models: tuple[str, ...], image_deployment: str = "") -> RunRequest:
     try:
         run = parse_run_request(body)
     except InvalidRequest as invalid:
@@ -129,6 +132,12 @@ def _parse(body: bytes, allowed_models: tuple[str, ...]) -> RunRequest:
                       f"model: must be one of the deployments this app may call ({', '.join(allowed_models)}); "
                       "the operator lists them in ARTIFACTS_ALLOWED_MODELS",
                       field="model", details=[{"field": "model", "problem": "is not an allowed deployment"}])
+    if run.image_generation is not None and not image_deployment:
+        raise Refusal(400, "invalid_request",
+                      "image_generation: this app has no image model deployment to send the tool to; the operator "
+                      "names one in AZURE_OPENAI_IMAGE_DEPLOYMENT",
+                      field="image_generation",
+                      details=[{"field": "image_generation", "problem": "is not configured"}])
     if CLAIM_TAG_KEY in (run.options.get("metadata") or {}):
         field = f"metadata.{CLAIM_TAG_KEY}"
         raise Refusal(400, "invalid_request", f"{field}: this metadata key is reserved by the app; use another",

@@ -7,7 +7,16 @@ Sources, merged and deduplicated by (container_id, file_id):
    (``source == "assistant"``; the caller's own ``source == "user"`` files are never taken).
    A container reused across turns (``previous_response_id``) lists the earlier turns' files
    too: a listed file created before this response is theirs, not this run's.
-Container ids come from ``code_interpreter_call`` items (a run may use several) and citations.
+Container ids come from every output item that names one (a run may use several): the code
+interpreter's ``code_interpreter_call`` (``container_id``), the hosted shell tool's ``shell_call``
+(``environment: {"type": "container_reference", "container_id": ...}``; a ``local`` environment
+names none), any other tool item with a top-level ``container_id``, and citations. Every container
+is listed and filtered by the same rules.
+
+4. ``image_generation_call`` items with a ``result`` (the image, base64): each is an artifact of its
+   own (``source`` ``image_generation``, no container), named ``{call id}.{output format}`` (the item's
+   ``output_format``, else the request's image_generation tool's, else png). The bytes stay in the
+   response: the persist step reads the response again and decodes the item's result.
 """
 
 from __future__ import annotations
@@ -20,22 +29,26 @@ from typing import Any
 
 from shared.ids import is_valid_id
 from shared.json_values import json_int
+from shared.storage.messages import SOURCE_CONTAINER, SOURCE_IMAGE_GENERATION
 from shared.storage.naming import display_name, extension_for, is_placeholder_name, valid_mime_type
 
 log = logging.getLogger(__name__)
 
 ListFiles = Callable[[str], Iterable[dict[str, Any]]]
+_IMAGE_FORMATS = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg", "gif": "image/gif",
+                  "svg": "image/svg+xml"}  # the SDK's ImageGenerationCall.output_format values
 _LISTING_SLACK = 100  # listed entries beyond the file cap: the caller's own inputs are listed too
 _MAX_CONTAINERS = 20  # each gets a listing and perhaps a warning: both stay bounded
 
 
 @dataclass
 class Artifact:
-    container_id: str
-    file_id: str
+    container_id: str | None  # None: not a container file (a generated image)
+    file_id: str  # the container file id, or the image_generation_call's id
     filename: str
     mime_type: str | None = None
-    size: int | None = None  # as the container listing reports it
+    size: int | None = None  # as the container listing reports it, or the decoded image's
+    source: str = SOURCE_CONTAINER  # one of messages.SOURCES
 
 
 @dataclass
@@ -139,6 +152,9 @@ def find_artifacts(
             collector.from_call(item)
         elif item.get("type") == "message":
             collector.from_message(item)
+        else:
+            for container_id in _named_containers(item):
+                collector.container(container_id)
 
     warnings: list[dict[str, str]] = []
     for container_id in list(collector.containers)[:_MAX_CONTAINERS]:
@@ -158,6 +174,7 @@ def find_artifacts(
         for c in collector.candidates.values()
         if c.file_id not in collector.user_files
     ]
+    artifacts += _generated_images(response)
     if len(artifacts) > max_files:
         warnings.append({"problem": f"the run made more than {max_files} files; only the first {max_files} are "
                                     "persisted (ARTIFACTS_MAX_FILES_PER_RUN)"})
@@ -166,9 +183,12 @@ def find_artifacts(
 
 
 def used_code_interpreter(response: dict[str, Any]) -> bool:
-    """Whether the run could have made files: a code interpreter call, or a container file cited."""
+    """Whether the run could have made files: a code interpreter call, any tool's container (the
+    hosted shell's), a generated image, or a container file cited."""
     for item in _dicts(response.get("output")):
-        if item.get("type") == "code_interpreter_call":
+        if item.get("type") in ("code_interpreter_call", "image_generation_call"):
+            return True
+        if any(True for _ in _named_containers(item)):
             return True
         if item.get("type") == "message" and any(True for _ in _citations(item)):
             return True
@@ -185,6 +205,55 @@ def output_text(response: dict[str, Any]) -> str:
             if content.get("type") == "output_text" and isinstance(content.get("text"), str):
                 parts.append(content["text"])
     return "".join(parts)
+
+
+def _generated_images(response: dict[str, Any]) -> list[Artifact]:
+    """Each image_generation_call with a result, once per call id."""
+    default = _tool_output_format(response)
+    found: dict[str, Artifact] = {}
+    for item in _dicts(response.get("output")):
+        result = item.get("result")
+        call_id = item.get("id")
+        if item.get("type") != "image_generation_call" or not isinstance(result, str) or not result:
+            continue
+        if not is_valid_id(call_id) or call_id in found:
+            continue
+        output_format = item.get("output_format")
+        if output_format not in _IMAGE_FORMATS:
+            output_format = default
+        name = display_name(f"{call_id}.{output_format}", call_id)
+        found[call_id] = Artifact(None, call_id, name, _IMAGE_FORMATS[output_format],
+                                  decoded_size(result), source=SOURCE_IMAGE_GENERATION)
+    return list(found.values())
+
+
+def _tool_output_format(response: dict[str, Any]) -> str:
+    """The output format the request's image_generation tool asked for, else png (the API's default)."""
+    for tool in _dicts(response.get("tools")):
+        if tool.get("type") == "image_generation" and tool.get("output_format") in _IMAGE_FORMATS:
+            return str(tool["output_format"])
+    return "png"
+
+
+def decoded_size(base64_text: str) -> int | None:
+    """The bytes a base64 text decodes to, without decoding it (None unless it is plain padded base64)."""
+    if len(base64_text) % 4:
+        return None
+    return len(base64_text) // 4 * 3 - len(base64_text[-2:]) + len(base64_text[-2:].rstrip("="))
+
+
+def _named_containers(item: dict[str, Any]) -> Iterator[str]:
+    """The containers an output item names: its own ``container_id`` (code interpreter and other
+    hosted tools), or a ``container_reference`` environment (the hosted shell tool's ``shell_call``)."""
+    if is_valid_id(item.get("container_id")):
+        yield item["container_id"]
+    environment = item.get("environment")
+    if (
+        isinstance(environment, dict)
+        and environment.get("type") == "container_reference"
+        and is_valid_id(environment.get("container_id"))
+    ):
+        yield environment["container_id"]
 
 
 def _made_before(entry: dict[str, Any], moment: int | None) -> bool:

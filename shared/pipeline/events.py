@@ -6,7 +6,7 @@ A contract for downstream consumers (docs/contracts.md, "The completion event"):
      "owner": "aad:..." | null, "status": "completed", "given_up": null, "complete": true, "sent_at": "...Z",
      "counts": {"pending": 0, "persisted": 2, "failed": 1},
      "warnings": [...],
-     "artifacts": [{"file_id", "filename", "blob_name", "container_id", "state",
+     "artifacts": [{"file_id", "filename", "blob_name", "container_id" | null, "source", "state",
                     "size", "sha256", "url", "url_expires_at"} | {..., "state": "failed", "code", "reason"}]}
 
 ``url`` is a read-only download link that expires at ``url_expires_at`` (ARTIFACTS_LINK_MINUTES); a
@@ -37,8 +37,8 @@ from shared.telemetry import current_trace_fields
 
 EVENT_TYPE = "artifacts.completed"
 _EVENT_FIELDS = (
-    "file_id", "filename", "blob_name", "container_id", "state", "size", "sha256", "url", "url_expires_at", "code",
-    "reason",
+    "file_id", "filename", "blob_name", "container_id", "source", "state", "size", "sha256", "url", "url_expires_at",
+    "code", "reason",
 )
 
 

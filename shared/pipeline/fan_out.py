@@ -10,7 +10,7 @@ from typing import Any
 from shared.pipeline.discovery import find_artifacts
 from shared.runtime import Runtime
 from shared.storage.messages import ArtifactMessage
-from shared.storage.naming import blob_name, safe_filename
+from shared.storage.naming import blob_name
 
 
 def artifact_messages(
@@ -33,9 +33,10 @@ def artifact_messages(
             container_id=artifact.container_id,
             file_id=artifact.file_id,
             filename=artifact.filename,
-            blob_name=blob_name(response_id, artifact.file_id, safe_filename(artifact.filename, artifact.file_id)),
+            blob_name=blob_name(response_id, artifact.file_id, artifact.filename),  # the one stored name
             mime_type=artifact.mime_type,
             size=artifact.size,
+            source=artifact.source,
         )
         for artifact in discovery.artifacts
     ]

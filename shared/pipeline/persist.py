@@ -31,6 +31,8 @@ one always does.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import dataclasses
 import logging
@@ -286,10 +288,13 @@ def _blocks_until(reads: Iterator[bytes], block_size: int, deadline: float) -> I
 def _download(runtime: Runtime, message: ArtifactMessage, deadline: float) -> StoredBlob:
     metadata = {
         "response_id": message.response_id,
-        "container_id": message.container_id,
         "file_id": message.file_id,
         "filename": metadata_filename(message.filename),
+        "source": message.source,
     }
+    if message.container_id is None:
+        return _decode_image(runtime, message, metadata, deadline)
+    metadata["container_id"] = message.container_id
     with runtime.openai.open_file_content(message.container_id, message.file_id, deadline=deadline) as answer:
         served = valid_mime_type(answer.headers.get("content-type"))
         hint = message.mime_type or (served if served not in _GENERIC_TYPES else None)
@@ -302,6 +307,42 @@ def _download(runtime: Runtime, message: ArtifactMessage, deadline: float) -> St
             expected_size=_expected_size(answer, message.size),
             max_size=runtime.settings.max_file_bytes,
         )
+
+
+def _decode_image(runtime: Runtime, message: ArtifactMessage, metadata: dict[str, str], deadline: float) -> StoredBlob:
+    """A generated image: the response read again (a queue message cannot carry the bytes), the
+    image_generation_call's base64 result decoded block by block into the same whole-or-nothing write."""
+    response = runtime.openai.get_response(message.response_id, deadline=deadline)
+    result = next(
+        (item.get("result") for item in response.get("output") or []
+         if isinstance(item, dict) and item.get("type") == "image_generation_call"
+         and item.get("id") == message.file_id),
+        None,
+    )
+    del response  # only the one item's base64 text is kept while it is decoded
+    if not isinstance(result, str) or not result:
+        raise FileGoneError(404, {"message": f"the response has no image_generation_call {message.file_id} "
+                                             "with a result"})
+    return runtime.artifact_blobs.write(
+        message.blob_name,
+        _blocks_until(_decoded_blocks(result, runtime.artifact_blobs.block_size), runtime.artifact_blobs.block_size,
+                      deadline),
+        metadata=metadata,
+        content_type=content_type_for(message.filename, message.mime_type),
+        content_disposition=content_disposition(message.filename),
+        expected_size=message.size,
+        max_size=runtime.settings.max_file_bytes,
+    )
+
+
+def _decoded_blocks(text: str, block_size: int) -> Iterator[bytes]:
+    """The bytes of a base64 text, about ``block_size`` at a time: never the whole image decoded at once."""
+    step = max(4, block_size // 3 * 4)  # whole 4-character quanta
+    for start in range(0, len(text), step):
+        try:
+            yield base64.b64decode(text[start:start + step], validate=True)
+        except binascii.Error as error:
+            raise UpstreamError(422, {"message": f"the image's result is not base64: {error}"}) from None
 
 
 def _record(
@@ -320,6 +361,7 @@ def _record(
         "file_id": message.file_id,
         "filename": message.filename,
         "blob_name": message.blob_name,
+        "source": message.source,
     }
     if upstream_status is not None:
         artifact["upstream_status"] = upstream_status

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.runtime import Runtime
+from shared.storage.messages import SOURCE_CONTAINER
 from shared.storage.run_records import RunRecord
 
 STATES = ("pending", "persisted", "failed")
@@ -26,6 +27,7 @@ def artifact_states(runtime: Runtime, record: RunRecord) -> list[dict[str, Any]]
     for artifact in record.artifacts:
         file_id = str(artifact.get("file_id"))
         entry = {key: artifact.get(key) for key in ("container_id", "file_id", "filename", "blob_name")}
+        entry["source"] = artifact.get("source") or SOURCE_CONTAINER  # a record from before sources: a container file
         blob = stored.get(file_id)
         failure = _current(failures.get(file_id), record.generation)
         if blob is not None:

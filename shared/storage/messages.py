@@ -20,9 +20,16 @@ The artifact message (queue ``ARTIFACTS_QUEUE``), one per file::
      "filename": "real name.png", "blob_name": "{response_id}/{file_id}/{safe name}",
      "mime_type": "image/png" | null, "size": 1234 | null}
 
-Only the three ids are required; ``v`` defaults to 1, ``filename`` to the file id and
-``blob_name`` to the one derived from the ids and the filename. ``"auth_waits": 2`` appears only
-on a message the app sent again while Storage or Azure OpenAI refused it access (see
+A generated image (the image_generation tool's result, not a container file) carries
+``"source": "image_generation"``, ``"container_id": null`` and its call id as ``file_id``; a
+container file may carry ``"source": "container"`` (the default when it is left out).
+
+Only the three ids are required (the container id only for a container file); ``v`` defaults
+to 1, ``filename`` to the file id and ``blob_name`` to the one derived from the ids and the
+filename. ``filename`` is read as the one stored name (``naming.display_name``), and a message
+that names its blob is read with the blob name's last segment as its filename, so message, blob,
+metadata, status and event carry one name. ``"auth_waits": 2`` appears only on a message the app
+sent again while Storage or Azure OpenAI refused it access (see
 ``shared.pipeline.persist``): how many times it has waited so far; ``"throttle_waited": 180`` on one sent
 again while Azure OpenAI kept throttling its download: the seconds it has waited so far.
 ``"queued": 50, "generation": 1`` (from the fan-out) say how many files it queued for that run
@@ -32,6 +39,7 @@ settles the last of them wakes the watcher (see ``shared.pipeline.persist``). Me
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +48,7 @@ from shared.errors import InvalidMessage
 from shared.ids import require_id
 from shared.json_values import json_int_in, parse_json
 from shared.limits import MAX_MESSAGE_BYTES, QUEUE_MAX_VISIBILITY_SECONDS
-from shared.storage.naming import MAX_DISPLAY_NAME_CHARS, blob_name, safe_filename, valid_mime_type
+from shared.storage.naming import MAX_DISPLAY_NAME_CHARS, blob_name, display_name, safe_filename, valid_mime_type
 from shared.telemetry import TRACE_FIELDS, current_trace_fields
 
 SCHEMA_VERSION = 1
@@ -50,6 +58,9 @@ _MAX_RUN_NUMBER = 10**9  # a run's files queued, or its generation: far above an
 _MAX_LOOKS = 100_000  # a capture's looks: one per poll interval for ARTIFACTS_RUN_MAX_HOURS
 _MAX_OWNER_CHARS = 300  # "{identity provider}:{principal id}", each part bounded by shared.api.callers
 _MAX_TEXT_BYTES = 4 * MAX_DISPLAY_NAME_CHARS + 64  # a bounded name (<= 4 UTF-8 bytes per char) or blob name
+SOURCE_CONTAINER = "container"  # a file in a tool's container (code interpreter, hosted shell)
+SOURCE_IMAGE_GENERATION = "image_generation"  # an image_generation_call's result, decoded from the response
+SOURCES = (SOURCE_CONTAINER, SOURCE_IMAGE_GENERATION)
 
 
 @dataclass(frozen=True)
@@ -106,7 +117,7 @@ def _owner(data: dict[str, Any]) -> str | None:
 @dataclass(frozen=True)
 class ArtifactMessage:
     response_id: str
-    container_id: str
+    container_id: str | None  # None only for a generated image (no container)
     file_id: str
     filename: str
     blob_name: str
@@ -120,6 +131,7 @@ class ArtifactMessage:
     # may be stored under another name, so it is looked up by ids before anything is downloaded.
     names_blob: bool = field(default=True, compare=False)
     trace: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # the sender's W3C context
+    source: str = SOURCE_CONTAINER  # one of SOURCES: where the bytes come from
 
     def to_json(self) -> str:
         data: dict[str, Any] = {"v": SCHEMA_VERSION, **self.describe(), "response_id": self.response_id}
@@ -143,6 +155,7 @@ class ArtifactMessage:
             "blob_name": self.blob_name,
             "mime_type": self.mime_type,
             "size": self.size,
+            "source": self.source,
         }
 
     @classmethod
@@ -153,16 +166,25 @@ class ArtifactMessage:
         try:
             response_id = require_id(data.get("response_id"), "response_id")
             file_id = require_id(data.get("file_id"), "file_id")
-            filename = _text(data, "filename") if data.get("filename") is not None else file_id
+            # The one stored name (a hand-written name is made safe the way discovery makes it).
+            filename = display_name(_text(data, "filename"), file_id) if data.get("filename") is not None else file_id
+            source = data.get("source", SOURCE_CONTAINER)
+            if source not in SOURCES:
+                raise ValueError(f"source must be one of {', '.join(SOURCES)}")
+            if source == SOURCE_IMAGE_GENERATION and data.get("container_id") is not None:
+                raise ValueError("container_id must be null for a generated image")
             message = cls(
                 response_id=response_id,
-                container_id=require_id(data.get("container_id"), "container_id"),
+                source=source,
+                container_id=(
+                    require_id(data.get("container_id"), "container_id") if source == SOURCE_CONTAINER else None
+                ),
                 file_id=file_id,
                 filename=filename,
                 blob_name=(
                     _text(data, "blob_name")
                     if data.get("blob_name") is not None
-                    else blob_name(response_id, file_id, safe_filename(filename, file_id))
+                    else blob_name(response_id, file_id, filename)
                 ),
                 mime_type=valid_mime_type(_optional_text(data, "mime_type")),
                 size=_optional_size(data),
@@ -176,6 +198,9 @@ class ArtifactMessage:
         except ValueError as error:
             raise InvalidMessage(str(error)) from None
         message._check_blob_name()
+        leaf = message.blob_name.rpartition("/")[2]
+        if message.names_blob and message.filename != leaf:
+            message = dataclasses.replace(message, filename=leaf)  # one name: the blob's, everywhere
         return message
 
     def _check_blob_name(self) -> None:

@@ -102,13 +102,19 @@ def blob_name(response_id: str, file_id: str, filename: str) -> str:
     return f"{response_id}/{file_id}/{filename}"
 
 
-MAX_DISPLAY_NAME_CHARS = 255  # the name as the model gave it, in messages, metadata and answers
+MAX_DISPLAY_NAME_CHARS = 255  # the longest name a hand-written message may carry (it is read as display_name)
 _MIME_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,127}$")
 
 
-def display_name(name: str) -> str:
-    """The model's name for a file (last path segment), bounded so every message can carry it."""
-    return basename(name)[:MAX_DISPLAY_NAME_CHARS]
+def display_name(name: str, fallback: str = "") -> str:
+    """The one stored name of a file the model named ``name``: the blob name's last segment, and the
+    ``filename`` of the message, the metadata, the status API and the event (at most
+    MAX_FILENAME_BYTES UTF-8 bytes, extension kept; ``fallback`` when nothing usable is left).
+
+    There is no other derivation: a name is never cut before this, so a long name keeps its extension
+    and its content type (content_type_for reads the last extension of this name).
+    """
+    return safe_filename(name, fallback)
 
 
 def valid_mime_type(value: object) -> str | None:

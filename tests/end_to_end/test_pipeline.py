@@ -227,3 +227,18 @@ def test_transient_download_failure_leaves_the_message_for_redelivery(
     assert blob_names(app_env) == set()
     progress = status(host, response_id)
     assert [a["state"] for a in progress["artifacts"]] == ["pending"]  # not failed for good: the host retries
+
+
+def test_the_hosted_shell_tools_container_is_persisted_by_the_same_rules(
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv
+) -> None:
+    report = FakeFile(b"%PDF-1.4 shell made me\n", "/mnt/data/report.pdf", cite=None)
+    user = FakeFile(b"the caller's data", "/mnt/data/in.csv", source="user", cite=None)
+    shell = FakeContainer([report, user], tool="shell")
+    answer = run(host, fake, Scenario([shell]))
+    assert [(a["file_id"], a["filename"], a["container_id"]) for a in answer["artifacts"]] == [
+        (report.file_id, "report.pdf", shell.container_id)
+    ]
+    assert all(d.error is None for d in host.deliver("persist_artifact"))
+    assert_landed(app_env, answer["response_id"], report, shell.container_id, "report.pdf")
+    assert blob_names(app_env) == {f"{answer['response_id']}/{report.file_id}/report.pdf"}

@@ -26,6 +26,10 @@ NAMES: dict[str, tuple[str, str]] = {
                                "time (default 404: recorded failed at once; 500: retried until the poison queue)"),
     "expired": ("", "the sales-chart run whose container has expired: listing and downloads answer 400 "
                     "\"Container is expired.\""),
+    "shell-file": ("", "the hosted shell tool wrote report.pdf in its container (a shell_call, not a code "
+                       "interpreter call; the file is not cited)"),
+    "generated-image": ("", "the sales-chart run plus one image_generation_call with a PNG in its result (the "
+                            "request must carry the image_generation tool and the image deployment header)"),
 }
 # In a prompt: "fake:NAME" or "fake:NAME:NUMBER", as a word of its own.
 _IN_PROMPT = re.compile(r"(?<![\w:-])fake:([a-z][a-z-]*(?::\d+)?)(?![\w:-])")

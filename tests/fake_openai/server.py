@@ -47,6 +47,7 @@ describes one run: its containers become the run's containers.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import json
@@ -91,6 +92,7 @@ __all__ = [
     "FakeAzureOpenAI",
     "FakeContainer",
     "FakeFile",
+    "FakeImage",
     "RecordedRequest",
     "Scenario",
     "SlowBody",
@@ -110,6 +112,11 @@ FINAL_STATUSES = frozenset({"completed", "incomplete", "failed", "cancelled"})
 METADATA_MAX_PAIRS, METADATA_MAX_KEY, METADATA_MAX_VALUE = 16, 64, 512
 # running_left of a run that polls never end: no test polls this often.
 _UNTIL_STOPPED = sys.maxsize
+
+# Azure OpenAI routes the image_generation tool to the image model deployment this header names;
+# a create with the tool and without it answers 400.
+IMAGE_DEPLOYMENT_HEADER = "x-ms-oai-image-generation-deployment"
+IMAGE_FORMATS = ("png", "webp", "jpeg", "gif", "svg")  # the SDK's ImageGenerationCall.output_format
 
 ACCESS_DENIED = (
     "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide "
@@ -147,6 +154,23 @@ class FakeContainer:
     # The 2025 preview shape: the code_interpreter_call item carries
     # "results": [{"type": "files", "files": [...]}] and the message cites nothing.
     legacy_results: bool = False
+    # The tool that worked in it: "code_interpreter" (a code_interpreter_call item), or "shell"
+    # (the hosted shell tool: a shell_call whose environment is a container_reference, and its
+    # shell_call_output).
+    tool: Literal["code_interpreter", "shell"] = "code_interpreter"
+
+
+@dataclass
+class FakeImage:
+    """An image the image_generation tool made: an image_generation_call item, the image in ``result``
+    as base64 (never a container file)."""
+
+    content: bytes
+    # On the item as the SDK types it; None leaves it out (the tool's config, else png, applies).
+    output_format: str | None = "png"
+    call_id: str = ""  # "ig_" + 32 hex when left empty
+    revised_prompt: str = "A bar chart of sales by region, flat colours."
+    status: str = "completed"  # "completed" with a result; "failed" or "generating" without one
 
 
 @dataclass
@@ -163,6 +187,8 @@ class Scenario:
     # with nobody polling (its webhooks go out then). With polls_before_done also set, the
     # first to come ends it; with polls_before_done 0, only the time, finish() or a cancel.
     seconds_before_done: float | None = None
+    # Images the image_generation tool made (the request must carry the tool and the header).
+    images: list[FakeImage] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -379,6 +405,12 @@ def named_scenario(spec: str) -> Scenario:
         scenario.output_text += " The forecast is in a spreadsheet."
     elif chosen.name == "expired":
         scenario.containers[0].expired = True
+    elif chosen.name == "shell-file":
+        report = FakeFile(b"%PDF-1.4\n% a fake report\n", "/mnt/data/report.pdf", cite=None)
+        scenario = Scenario([FakeContainer([report], tool="shell")], output_text="The report is ready.")
+    elif chosen.name == "generated-image":
+        scenario.images.append(FakeImage(png_bytes(64, 48)))
+        scenario.output_text += " I also drew a poster of the results."
     return scenario
 
 
@@ -399,6 +431,12 @@ def _fill_container(container: FakeContainer, created_at: int | None = None) -> 
         container.container_id = _new_id("cntr_")
     for file in container.files:
         _fill_file(file, created_at)
+
+
+def _fill_images(scenario: Scenario) -> None:
+    for image in scenario.images:
+        if not image.call_id:
+            image.call_id = _new_id("ig_")
 
 
 def _add_input_files(container: FakeContainer, file_ids: list[str], created_at: int) -> None:
@@ -660,6 +698,7 @@ class FakeAzureOpenAI:
         with self._lock:
             for container in scenario.containers:
                 _fill_container(container)
+            _fill_images(scenario)
             self._scenarios[prompt] = scenario
 
     def add_container(self, container: FakeContainer) -> FakeContainer:
@@ -766,13 +805,15 @@ class FakeAzureOpenAI:
 
     # -- responses, in-process -----------------------------------------------------------------
 
-    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+    def create(self, body: dict[str, Any], *, image_deployment: str | None = None) -> dict[str, Any]:
         """Create a response exactly as ``POST /openai/v1/responses`` would, and answer its
         JSON (a run made "elsewhere"). Sets ``last_response_body`` as the route does; raises
-        :class:`FakeApiError` where the route would answer an error."""
+        :class:`FakeApiError` where the route would answer an error. ``image_deployment``: the
+        IMAGE_DEPLOYMENT_HEADER's value (a create with the image_generation tool needs it)."""
         with self._lock:
             self.last_response_body = body
             request = _parse_create(body)
+            _check_image_generation(body, image_deployment)
             previous = self._previous_run(request.previous_response_id)
             scenario = next((self._scenarios[p] for p in request.prompts if p in self._scenarios), None)
             if scenario is None:
@@ -810,6 +851,13 @@ class FakeAzureOpenAI:
         """How many GETs the stored response has answered; KeyError if unknown."""
         with self._lock:
             return self._runs[response_id].polls
+
+    def drop_output_items(self, response_id: str, item_type: str) -> None:
+        """Take the run's output items of one type away (as if they were never there): the next GET
+        answers the response without them."""
+        with self._lock:
+            run = self._stored_run(response_id)
+            run.output = [item for item in run.output if item.get("type") != item_type]
 
     def finish(self, response_id: str) -> None:
         """The background run's next GET answers its final object; KeyError if unknown."""
@@ -1107,7 +1155,7 @@ def _view(run: _Run) -> dict[str, Any]:
 
 def _new_run(body: dict[str, Any], request: _CreateRequest, scenario: Scenario, created_at: int) -> _Run:
     """The lock is held: the containers' files are read."""
-    output, text = _output_items(scenario)
+    output, text = _output_items(scenario, images=_has_tool(body, "image_generation"))
     running = scenario.polls_before_done if request.background else 0
     ends_after = scenario.seconds_before_done if request.background else None
     if ends_after is not None and running == 0:
@@ -1128,13 +1176,22 @@ def _new_run(body: dict[str, Any], request: _CreateRequest, scenario: Scenario, 
     )
 
 
-def _output_items(scenario: Scenario) -> tuple[list[dict[str, Any]], str]:
-    """The final output items for ``scenario`` and the message text; the lock is held."""
+def _has_tool(body: dict[str, Any], kind: str) -> bool:
+    tools = body.get("tools")
+    return isinstance(tools, list) and any(isinstance(t, dict) and t.get("type") == kind for t in tools)
+
+
+def _output_items(scenario: Scenario, *, images: bool = True) -> tuple[list[dict[str, Any]], str]:
+    """The final output items for ``scenario`` and the message text (its images only when the
+    request had the image_generation tool); the lock is held."""
     output: list[dict[str, Any]] = []
     text = scenario.output_text
     annotations: list[dict[str, Any]] = []
     for container in scenario.containers:
-        output.append(_code_interpreter_call(container))
+        if container.tool == "shell":
+            output.extend(_shell_call(container))
+        else:
+            output.append(_code_interpreter_call(container))
         if container.legacy_results:
             continue  # the legacy shape never cites its files in the message
         for file in container.files:
@@ -1153,6 +1210,9 @@ def _output_items(scenario: Scenario) -> tuple[list[dict[str, Any]], str]:
                         "end_index": len(text),
                     }
                 )
+    _fill_images(scenario)
+    if images:
+        output.extend(_image_generation_call(image) for image in scenario.images)
     output.append(
         {
             "id": _new_id("msg_"),
@@ -1183,6 +1243,65 @@ def _code_interpreter_call(container: FakeContainer) -> dict[str, Any]:
             }
         ]
     return call
+
+
+def _shell_call(container: FakeContainer) -> list[dict[str, Any]]:
+    """The hosted shell tool's call in ``container`` and its output (the SDK's
+    ResponseFunctionShellToolCall and ResponseFunctionShellToolCallOutput)."""
+    call_id = _new_id("call_")
+    return [
+        {
+            "id": _new_id("sh_"),
+            "type": "shell_call",
+            "call_id": call_id,
+            "status": "completed",
+            "action": {"commands": ["python make_report.py"], "timeout_ms": 60000, "max_output_length": 4096},
+            "environment": {"type": "container_reference", "container_id": container.container_id},
+        },
+        {
+            "id": _new_id("sho_"),
+            "type": "shell_call_output",
+            "call_id": call_id,
+            "status": "completed",
+            "output": [{"stdout": f"wrote {len(container.files)} file(s)\n", "stderr": "",
+                        "outcome": {"type": "exit", "exit_code": 0}}],
+        },
+    ]
+
+
+def _image_generation_call(image: FakeImage) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": image.call_id,
+        "type": "image_generation_call",
+        "status": image.status,
+        "result": base64.b64encode(image.content).decode("ascii") if image.status == "completed" else None,
+        "revised_prompt": image.revised_prompt,
+        "action": "generate",
+        "background": "opaque",
+        "quality": "medium",
+        "size": "1024x1024",
+    }
+    if image.output_format is not None:
+        item["output_format"] = image.output_format
+    return item
+
+
+def _check_image_generation(body: dict[str, Any], deployment: str | None) -> None:
+    """A create with the image_generation tool must name the image model deployment in the header."""
+    tools = body.get("tools")
+    if not isinstance(tools, list):
+        return
+    for tool in tools:
+        if not isinstance(tool, dict) or tool.get("type") != "image_generation":
+            continue
+        if not deployment:
+            raise _invalid_request(
+                "There was an issue with your request. Please check your inputs and try again",
+                None, None,
+            )
+        output_format = tool.get("output_format")
+        if output_format is not None and output_format not in IMAGE_FORMATS:
+            raise _invalid_request(f"Invalid value: '{output_format}'.", "tools[].output_format", "invalid_value")
 
 
 def _usage(body: dict[str, Any], text: str) -> dict[str, Any]:
@@ -1439,7 +1558,7 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         if method == "POST" and _RESPONSES.match(path):
             _check_responses_version(query)
-            made = fake.create(_json_object(body))
+            made = fake.create(_json_object(body), image_deployment=self.headers.get(IMAGE_DEPLOYMENT_HEADER))
             fault = fake._take_create_fault()
             if fault is not None:
                 fault._note_made(str(made["id"]))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 from typing import Any
 
-from shared.pipeline.discovery import find_artifacts, output_text
+import pytest
+
+from shared.pipeline.discovery import decoded_size, find_artifacts, output_text, used_code_interpreter
 
 
 def call(container_id: str, **extra: Any) -> dict[str, Any]:
@@ -110,3 +113,122 @@ def test_duplicates_across_sources_collapse() -> None:
 def test_output_text_joins_message_parts() -> None:
     response = {"output": [call("c1"), message(text="a"), message(text="b")]}
     assert output_text(response) == "ab"
+
+
+LONG_CSV = "x" * 300 + ".csv"
+
+
+def test_a_long_name_keeps_its_extension_in_the_one_stored_name() -> None:
+    """The defect: the name was cut to 255 characters first, so the 200-byte cut lost ``.csv``."""
+    response = {"output": [call("c1"), message(cite("c1", "f1", LONG_CSV))]}
+    (found,) = find_artifacts(response, listing({})).artifacts
+    assert found.filename.endswith(".csv")
+    assert len(found.filename.encode("utf-8")) <= 200
+    assert found.filename == "x" * 196 + ".csv"
+
+
+def test_hostile_listed_names_become_the_stored_name() -> None:
+    listed = {"c1": [{"id": "f1", "path": "/mnt/data/a\u202egnp.exe.", "source": "assistant"}]}
+    (found,) = find_artifacts({"output": [call("c1")]}, listing(listed)).artifacts
+    assert found.filename == "a_gnp.exe"
+
+
+def shell_call(container_id: str | None, *, environment_type: str = "container_reference") -> dict[str, Any]:
+    """The hosted shell tool's call, as the openai SDK's ResponseFunctionShellToolCall types it."""
+    environment: dict[str, Any] = {"type": environment_type}
+    if container_id is not None:
+        environment["container_id"] = container_id
+    return {
+        "type": "shell_call", "id": "sh_1", "call_id": "call_1", "status": "completed",
+        "action": {"commands": ["python make.py"]}, "environment": environment,
+    }
+
+
+def test_the_hosted_shell_tools_container_is_listed() -> None:
+    response = {"created_at": 100, "output": [
+        shell_call("cs1"),
+        {"type": "shell_call_output", "id": "sho_1", "call_id": "call_1", "status": "completed", "output": []},
+        message(),
+    ]}
+    listed = {"cs1": [
+        {"id": "f1", "path": "/mnt/data/report.pdf", "source": "assistant", "bytes": 7, "created_at": 101},
+        {"id": "f0", "path": "/mnt/data/old.pdf", "source": "assistant", "created_at": 99},  # an earlier turn's
+        {"id": "u1", "path": "/mnt/data/in.csv", "source": "user", "created_at": 101},
+    ]}
+    found = find_artifacts(response, listing(listed)).artifacts
+    assert [(a.container_id, a.file_id, a.filename, a.size) for a in found] == [("cs1", "f1", "report.pdf", 7)]
+
+
+def test_every_tools_container_is_listed_once_in_first_seen_order() -> None:
+    response = {"output": [
+        call("c1"),
+        shell_call("cs1"),
+        shell_call(None, environment_type="local"),  # a local shell: no container
+        {"type": "future_tool_call", "id": "x_1", "container_id": "cx1"},
+        shell_call("c1"),
+        message(cite("cc1", "f9", "cited.txt")),
+    ]}
+    asked: list[str] = []
+
+    def list_files(container_id: str) -> Iterable[dict[str, Any]]:
+        asked.append(container_id)
+        return [{"id": f"f_{container_id}", "path": f"/mnt/data/{container_id}.txt", "source": "assistant"}]
+
+    found = find_artifacts(response, list_files).artifacts
+    assert asked == ["c1", "cs1", "cx1", "cc1"]
+    assert {a.file_id for a in found} == {"f_c1", "f_cs1", "f_cx1", "f_cc1", "f9"}
+
+
+def test_a_malformed_shell_environment_names_no_container() -> None:
+    response = {"output": [shell_call("../evil"), {"type": "shell_call", "environment": "cntr_1"}]}
+    asked: list[str] = []
+
+    def list_files(container_id: str) -> Iterable[dict[str, Any]]:
+        asked.append(container_id)
+        return []
+
+    find_artifacts(response, list_files)
+    assert asked == []
+    assert used_code_interpreter({"output": [shell_call("cs1")]})
+    assert not used_code_interpreter({"output": [shell_call(None, environment_type="local")]})
+
+
+def image_call(call_id: str, result: str | None, **extra: Any) -> dict[str, Any]:
+    return {"type": "image_generation_call", "id": call_id, "status": "completed", "result": result, **extra}
+
+
+def test_generated_images_are_artifacts_named_from_the_call_and_the_format() -> None:
+    png, webp = base64.b64encode(b"\x89PNG1234").decode(), base64.b64encode(b"RIFFWEBP!").decode()
+    response = {
+        "tools": [{"type": "code_interpreter"}, {"type": "image_generation", "output_format": "webp"}],
+        "output": [
+            image_call("ig_1", png, output_format="png"),
+            image_call("ig_2", webp),  # no output_format on the item: the tool's
+            image_call("ig_3", None, status="failed"),  # no result: nothing to persist
+            image_call("../ig", png),  # a malformed id is never a blob name
+            image_call("ig_1", png, output_format="png"),  # the same call twice: one artifact
+            message(),
+        ],
+    }
+    found = find_artifacts(response, listing({})).artifacts
+    assert [(a.container_id, a.file_id, a.filename, a.mime_type, a.size, a.source) for a in found] == [
+        (None, "ig_1", "ig_1.png", "image/png", 8, "image_generation"),
+        (None, "ig_2", "ig_2.webp", "image/webp", 9, "image_generation"),
+    ]
+    assert used_code_interpreter({"output": [image_call("ig_1", png)]})
+
+
+def test_an_image_without_any_format_is_png_and_counts_toward_the_file_cap() -> None:
+    response = {"output": [call("c1"), image_call("ig_9", "AAAA", output_format="bmp")]}
+    listed = {"c1": [{"id": f"f{i}", "path": f"/mnt/data/{i}.txt", "source": "assistant"} for i in range(2)]}
+    every = find_artifacts(response, listing(listed)).artifacts
+    assert [a.filename for a in every] == ["0.txt", "1.txt", "ig_9.png"]
+    assert every[-1].size == 3
+    capped = find_artifacts(response, listing(listed), max_files=2)
+    assert [a.filename for a in capped.artifacts] == ["0.txt", "1.txt"]
+    assert capped.warnings
+
+
+@pytest.mark.parametrize("text", ["", "QQ==", "QUI=", "QUJD", "QUJDRA=="])
+def test_decoded_size_without_decoding(text: str) -> None:
+    assert decoded_size(text) == len(base64.b64decode(text))

@@ -11,6 +11,7 @@ from shared.storage.naming import (
     MAX_FILENAME_BYTES,
     content_disposition,
     content_type_for,
+    display_name,
     is_active_content_type,
     is_placeholder_name,
     metadata_filename,
@@ -161,3 +162,23 @@ def test_no_extension_in_the_table_maps_to_an_active_type() -> None:
     for table in _TYPES.types_map:
         for extension in table:
             assert not is_active_content_type(content_type_for("f" + extension)), extension
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored", "content_type"),
+    [
+        ("x" * 300 + ".csv", "x" * 196 + ".csv", "text/csv"),
+        ("/mnt/data/" + "é" * 150 + ".xlsx", "é" * 97 + ".xlsx",
+         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        ("報" * 120 + ".json", "報" * 65 + ".json", "application/json"),
+        ("../../etc/passwd.csv", "passwd.csv", "text/csv"),
+        ("rep\u202eort\x00.csv..", "rep_ort_.csv", "text/csv"),
+        ("..", "cfile_1", "application/octet-stream"),
+    ],
+)
+def test_one_derivation_of_the_stored_name(raw: str, stored: str, content_type: str) -> None:
+    """display_name (what messages, metadata, status and events carry) and the blob's leaf are one name."""
+    name = display_name(raw, "cfile_1")
+    assert name == safe_filename(raw, "cfile_1") == stored
+    assert len(name.encode("utf-8")) <= MAX_FILENAME_BYTES
+    assert content_type_for(name) == content_type
