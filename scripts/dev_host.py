@@ -9,7 +9,8 @@ when ``func`` is not installed (or with ``DEV_HOST=1``).
   at its route and methods as the metadata declares them, under host.json's ``routePrefix``;
   no function key is asked for, as under ``func start`` (one sent is ignored).
 - **Queue triggers** (bench/queue_host.py's listeners): on the storage in ``AzureWebJobsStorage``
-  (Azurite), with host.json's queue settings and their ``AzureFunctionsJobHost__`` overrides:
+  (Azurite), with host.json's queue settings (the ``AzureFunctionsJobHost__`` app settings override
+  the three the app reads too: ``visibilityTimeout``, ``maxDequeueCount``, ``messageEncoding``):
   ``batchSize``/``newBatchThreshold``, polling backing off to ``maxPollingInterval``, a failed
   message visible again after ``visibilityTimeout``, moved to ``{queue}-poison`` after
   ``maxDequeueCount`` deliveries (where the poison triggers take it); a running message's lease is
