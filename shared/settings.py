@@ -365,6 +365,13 @@ CONTAINER = Setting("ARTIFACTS_CONTAINER", "artifacts", _container_name, "the ar
                     example="artifacts")
 STATUS_CONTAINER = Setting("ARTIFACTS_STATUS_CONTAINER", "artifact-status", _container_name,
                            "run records, failure records, idempotency claims", example="artifact-status")
+INPUT_CONTAINER = Setting(
+    "ARTIFACTS_INPUT_CONTAINER", None, _container_name,
+    "the container a POST's `input_blobs` are read from (in the artifact store's account); unset: `input_blobs` "
+    "is refused. With Easy Auth on, a caller names blobs under their own prefix `{owner}/` only "
+    "([security.md](security.md))",
+    example="artifact-inputs",
+)
 MAX_FILE_BYTES = Setting("ARTIFACTS_MAX_FILE_BYTES", 4 * 1024**3, _positive_int,
                          "larger files are recorded as `too_large`", shown_default="`4294967296` (4 GiB)")
 DOWNLOAD_ATTEMPTS = Setting("ARTIFACTS_DOWNLOAD_ATTEMPTS", 4, _positive_int,
@@ -444,7 +451,8 @@ SETTINGS: tuple[Setting[Any], ...] = (
     ENDPOINT, DEPLOYMENT, ALLOWED_MODELS, API_KEY, TOKEN_SCOPE, CONTAINER_API_VERSION, TIMEOUT, HOST_STORAGE,
     CLIENT_ID, BLOB_SERVICE_URI, QUEUE_SERVICE_URI, ACCOUNT_NAME, STORAGE_CREDENTIAL, STORAGE_CLIENT_ID,
     APPINSIGHTS_CONNECTION, APPINSIGHTS_AUTHENTICATION, OTLP_ENDPOINT, ARTIFACTS_STORAGE, ARTIFACTS_QUEUE, RUNS_QUEUE,
-    EVENTS_QUEUE, BACKGROUND, RUN_MAX_HOURS, POLL_MIN, POLL_MAX, CONTAINER, STATUS_CONTAINER, MAX_FILE_BYTES,
+    EVENTS_QUEUE, BACKGROUND, RUN_MAX_HOURS, POLL_MIN, POLL_MAX, CONTAINER, STATUS_CONTAINER, INPUT_CONTAINER,
+    MAX_FILE_BYTES,
     DOWNLOAD_ATTEMPTS, MAX_FILES_PER_RUN, WEBHOOK_SECRET, WEBHOOK_SECRET_PREVIOUS, WEBHOOK_CAPTURE, LINK_MINUTES,
     EASY_AUTH, REQUIRE_EASY_AUTH, CALLER_ROLE, IMPORT_ROLE, WORKER_RUNTIME, FEATURE_FLAGS, WORKER_OPENTELEMETRY,
     WORKER_THREADS,
@@ -510,6 +518,7 @@ class Settings:
     allowed_models: tuple[str, ...] = ()  # the deployments a POST's model may name (load_settings: never empty)
     token_scope: str = TOKEN_SCOPE.default  # the Entra ID token's scope, when there is no key
     container_api_version: str = CONTAINER_API_VERSION.default  # api-version on the container routes
+    input_container: str | None = None  # where input_blobs are read from; None: input_blobs refused
 
     @property
     def uses_entra_id(self) -> bool:
@@ -540,6 +549,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     container, status_container = read(CONTAINER), read(STATUS_CONTAINER)
     if _raw(source, CONTAINER) == _raw(source, STATUS_CONTAINER):
         problems.append(f"{STATUS_CONTAINER.name} must differ from {CONTAINER.name}")
+    input_container = read(INPUT_CONTAINER)
+    if input_container is not None and input_container in (container, status_container):
+        problems.append(f"{INPUT_CONTAINER.name} must differ from {CONTAINER.name} and {STATUS_CONTAINER.name}")
     timeout, max_file_bytes = read(TIMEOUT), read(MAX_FILE_BYTES)
     attempts, max_files, background = read(DOWNLOAD_ATTEMPTS), read(MAX_FILES_PER_RUN), read(BACKGROUND)
     run_max_hours, poll_min, poll_max = read(RUN_MAX_HOURS), read(POLL_MIN), read(POLL_MAX)
@@ -575,6 +587,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         allowed_models=tuple(dict.fromkeys([deployment, *filter(None, read(ALLOWED_MODELS).split(","))])),
         token_scope=token_scope,
         container_api_version=container_api_version,
+        input_container=input_container,
     )
     if problems:
         raise ConfigError(problems)
