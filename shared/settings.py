@@ -23,10 +23,13 @@ from urllib.parse import urlsplit
 
 from shared.errors import ConfigError
 from shared.limits import (
+    DEFAULT_INPUT_BLOB_BYTES,
+    DEFAULT_INPUT_TOTAL_BYTES,
     DEFAULT_UPSTREAM_CALL_SECONDS,
     HTTP_REQUEST_LIMIT_SECONDS,
     MAX_LINK_MINUTES,
     MAX_UPSTREAM_CALL_SECONDS,
+    OPENAI_FILE_MAX_BYTES,
     QUEUE_MAX_VISIBILITY_SECONDS,
 )
 
@@ -372,6 +375,24 @@ INPUT_CONTAINER = Setting(
     "([security.md](security.md))",
     example="artifact-inputs",
 )
+def _input_bytes(raw: str) -> int:
+    value = _positive_int(raw)
+    if value > OPENAI_FILE_MAX_BYTES:
+        raise ValueError(f"must be at most {OPENAI_FILE_MAX_BYTES} (the files API's limit per file)")
+    return value
+
+
+INPUT_MAX_BYTES = Setting(
+    "ARTIFACTS_INPUT_MAX_BYTES", DEFAULT_INPUT_BLOB_BYTES, _input_bytes,
+    f"the largest input blob a POST may name (`input_blobs`), at most {OPENAI_FILE_MAX_BYTES} (the files API's "
+    "limit); larger: 413",
+    shown_default=f"`{DEFAULT_INPUT_BLOB_BYTES}` (100 MiB)",
+)
+INPUT_MAX_TOTAL_BYTES = Setting(
+    "ARTIFACTS_INPUT_MAX_TOTAL_BYTES", DEFAULT_INPUT_TOTAL_BYTES, _positive_int,
+    "the input blobs of one POST together; more: 413 (all are uploaded within the POST's time)",
+    shown_default=f"`{DEFAULT_INPUT_TOTAL_BYTES}` (200 MiB)",
+)
 MAX_FILE_BYTES = Setting("ARTIFACTS_MAX_FILE_BYTES", 4 * 1024**3, _positive_int,
                          "larger files are recorded as `too_large`", shown_default="`4294967296` (4 GiB)")
 DOWNLOAD_ATTEMPTS = Setting("ARTIFACTS_DOWNLOAD_ATTEMPTS", 4, _positive_int,
@@ -452,7 +473,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     CLIENT_ID, BLOB_SERVICE_URI, QUEUE_SERVICE_URI, ACCOUNT_NAME, STORAGE_CREDENTIAL, STORAGE_CLIENT_ID,
     APPINSIGHTS_CONNECTION, APPINSIGHTS_AUTHENTICATION, OTLP_ENDPOINT, ARTIFACTS_STORAGE, ARTIFACTS_QUEUE, RUNS_QUEUE,
     EVENTS_QUEUE, BACKGROUND, RUN_MAX_HOURS, POLL_MIN, POLL_MAX, CONTAINER, STATUS_CONTAINER, INPUT_CONTAINER,
-    MAX_FILE_BYTES,
+    INPUT_MAX_BYTES, INPUT_MAX_TOTAL_BYTES, MAX_FILE_BYTES,
     DOWNLOAD_ATTEMPTS, MAX_FILES_PER_RUN, WEBHOOK_SECRET, WEBHOOK_SECRET_PREVIOUS, WEBHOOK_CAPTURE, LINK_MINUTES,
     EASY_AUTH, REQUIRE_EASY_AUTH, CALLER_ROLE, IMPORT_ROLE, WORKER_RUNTIME, FEATURE_FLAGS, WORKER_OPENTELEMETRY,
     WORKER_THREADS,
@@ -519,6 +540,8 @@ class Settings:
     token_scope: str = TOKEN_SCOPE.default  # the Entra ID token's scope, when there is no key
     container_api_version: str = CONTAINER_API_VERSION.default  # api-version on the container routes
     input_container: str | None = None  # where input_blobs are read from; None: input_blobs refused
+    input_max_bytes: int = INPUT_MAX_BYTES.default
+    input_max_total_bytes: int = INPUT_MAX_TOTAL_BYTES.default
 
     @property
     def uses_entra_id(self) -> bool:
@@ -588,6 +611,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         token_scope=token_scope,
         container_api_version=container_api_version,
         input_container=input_container,
+        input_max_bytes=read(INPUT_MAX_BYTES),
+        input_max_total_bytes=read(INPUT_MAX_TOTAL_BYTES),
     )
     if problems:
         raise ConfigError(problems)

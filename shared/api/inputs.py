@@ -16,7 +16,6 @@ from typing import Any
 from shared.api.answers import UPSTREAM_FAILURES, upstream_refusal
 from shared.api.callers import Caller
 from shared.errors import Refusal
-from shared.limits import MAX_INPUT_BLOB_BYTES, MAX_INPUT_BLOBS_TOTAL_BYTES
 from shared.pipeline.input_cleanup import delete_inputs
 from shared.runtime import Runtime
 from shared.storage.input_blobs import InputBlob
@@ -43,12 +42,14 @@ def check_inputs(runtime: Runtime, caller: Caller, names: tuple[str, ...]) -> li
         if blob is None:
             raise _invalid(field, "no such blob in the input container"
                            + (" (under your own prefix)" if caller.owner is not None else ""))
-        if blob.size > MAX_INPUT_BLOB_BYTES:
-            raise _invalid(field, f"larger than {MAX_INPUT_BLOB_BYTES} bytes", 413)
+        if blob.size > runtime.settings.input_max_bytes:
+            raise _invalid(field, f"larger than {runtime.settings.input_max_bytes} bytes (ARTIFACTS_INPUT_MAX_BYTES)",
+                           413)
         found.append(blob)
     total = sum(blob.size for blob in found)
-    if total > MAX_INPUT_BLOBS_TOTAL_BYTES:
-        raise _invalid("input_blobs", f"together larger than {MAX_INPUT_BLOBS_TOTAL_BYTES} bytes", 413)
+    if total > runtime.settings.input_max_total_bytes:
+        raise _invalid("input_blobs", f"together larger than {runtime.settings.input_max_total_bytes} bytes "
+                       "(ARTIFACTS_INPUT_MAX_TOTAL_BYTES)", 413)
     return found
 
 

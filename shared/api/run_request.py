@@ -92,10 +92,10 @@ def input_blob_problem(name: Any) -> str | None:
         return f"must be at most {MAX_INPUT_BLOB_NAME_CHARS} characters"
     if name.startswith("/") or "\\" in name:
         return "must be a name in the input container (no leading '/', no '\\')"
-    if any(part in ("", ".", "..") for part in name.split("/")):
-        return "must not contain '..', '.' or empty path segments"
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name) or "://" in name or "?" in name or "#" in name:
         return "must be a blob name, not a URL (no control characters, '?', '#' or '://')"
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        return "must not contain '..', '.' or empty path segments"
     return None
 
 
