@@ -188,3 +188,16 @@ def test_under_easy_auth_a_caller_names_only_blobs_under_their_own_prefix(
                           headers={"content-type": "application/json", **bob})
         assert other.response.status_code == 400, name
         assert other.json()["error"]["field"] == "input_blobs[0]"
+
+
+def test_a_refused_create_deletes_the_uploads_at_once(
+    host: FunctionsHost, fake: FakeAzureOpenAI, inputs: Inputs
+) -> None:
+    inputs.put("data.csv", CSV)
+    before = set(fake.uploads)
+    fake.fail_next("/openai/v1/responses", 400, {"error": {"code": "invalid_value", "message": "No.",
+                                                           "type": "invalid_request_error", "param": "input"}})
+    call = host.http("POST", "responses", body=b'{"input": "chart", "input_blobs": ["data.csv"]}')
+    assert call.response.status_code == 400, call.response.get_body()
+    (new,) = set(fake.uploads) - before
+    assert fake.uploads[new].deleted is True  # no run will read it
