@@ -13,6 +13,8 @@ import logging
 import time
 from typing import Any
 
+from azure.core.exceptions import AzureError, HttpResponseError
+
 from shared.api.answers import UPSTREAM_FAILURES, upstream_refusal
 from shared.api.callers import Caller
 from shared.errors import Refusal
@@ -37,8 +39,16 @@ def check_inputs(runtime: Runtime, caller: Caller, names: tuple[str, ...]) -> li
         raise _invalid("input_blobs", "this app reads no input blobs (ARTIFACTS_INPUT_CONTAINER is not set)")
     found: list[InputBlob] = []
     for index, name in enumerate(names):
-        blob = store.find(name, caller.owner)
         field = f"input_blobs[{index}]"
+        try:
+            blob = store.find(name, caller.owner)
+        except AzureError as error:
+            denied = isinstance(error, HttpResponseError) and error.status_code == 403
+            log.error("could not read the input container: %s", type(error).__name__)
+            raise Refusal(503, "input_storage_unavailable",
+                          f"{field}: the input container could not be read"
+                          + (" (the app's identity needs Storage Blob Data Reader on it)" if denied else
+                             "; try again"), field=field) from None
         if blob is None:
             raise _invalid(field, "no such blob in the input container"
                            + (" (under your own prefix)" if caller.owner is not None else ""))
