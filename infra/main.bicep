@@ -79,6 +79,11 @@ param artifactsContainerName string = 'artifacts'
 @description('ARTIFACTS_STATUS_CONTAINER: durable records of files that failed for good.')
 param statusContainerName string = 'artifact-status'
 
+@minLength(3)
+@maxLength(63)
+@description('ARTIFACTS_INPUT_CONTAINER: the blobs a POST may name in input_blobs (under the caller\'s own {owner}/ prefix with Easy Auth); the app\'s identity only reads it (Storage Blob Data Reader).')
+param inputContainerName string = 'artifact-inputs'
+
 @minValue(1)
 @maxValue(220)
 @description('AZURE_OPENAI_TIMEOUT_SECONDS: per call; stays under the 230 s an HTTP request may be held.')
@@ -272,6 +277,7 @@ module storage 'modules/storage.bicep' = {
     deploymentContainerName: 'app-package'
     artifactsContainerName: artifactsContainerName
     statusContainerName: statusContainerName
+    inputContainerName: inputContainerName
     artifactsQueueName: artifactsQueueName
     runsQueueName: runsQueueName
     eventsQueueName: eventsQueueName
@@ -310,6 +316,7 @@ module access 'modules/access.bicep' = {
     storageAccountName: storage.outputs.name
     appContainerNames: storage.outputs.appContainerNames
     deploymentContainerName: storage.outputs.deploymentContainerName
+    inputContainerName: storage.outputs.inputContainerName
     triggerQueueNames: storage.outputs.triggerQueueNames
     sendOnlyQueueNames: storage.outputs.sendOnlyQueueNames
     appInsightsName: monitoring.outputs.appInsightsName
@@ -398,6 +405,7 @@ module app 'modules/functionapp.bicep' = {
     eventsQueueName: eventsQueueName
     artifactsContainerName: artifactsContainerName
     statusContainerName: statusContainerName
+    inputContainerName: inputContainerName
     linkMinutes: linkMinutes
     webhookCapture: webhookCapture
     webhookSecretReference: webhookSecretReference
@@ -466,6 +474,7 @@ output ARTIFACTS_RUNS_QUEUE string = runsQueueName
 output ARTIFACTS_EVENTS_QUEUE string = eventsQueueName
 output ARTIFACTS_CONTAINER string = artifactsContainerName
 output ARTIFACTS_STATUS_CONTAINER string = statusContainerName
+output ARTIFACTS_INPUT_CONTAINER string = inputContainerName
 output AZURE_OPENAI_ENDPOINT string = openAiAccess.outputs.endpoint
 output AZURE_OPENAI_DEPLOYMENT string = openAiDeploymentName
 output AZURE_FUNCTION_IDENTITY_CLIENT_ID string = identity.outputs.clientId

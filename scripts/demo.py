@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import httpx
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import BlobServiceClient, ContentSettings
 from azure.storage.queue import QueueServiceClient
 
 from scripts import local_settings
@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("ARTIFACTS_QUEUE", f"demo-{demo}")
         os.environ.setdefault("ARTIFACTS_RUNS_QUEUE", f"demo-runs-{demo}")
         os.environ.setdefault("ARTIFACTS_EVENTS_QUEUE", f"demo-events-{demo}")
+        os.environ.setdefault("ARTIFACTS_INPUT_CONTAINER", f"demo-inputs-{demo}")
         os.environ.setdefault("ARTIFACTS_POLL_MIN_SECONDS", "1")
         os.environ.setdefault("ARTIFACTS_POLL_MAX_SECONDS", "2")
         return _run(args.prompt)
@@ -194,9 +195,18 @@ def _run(prompt: str) -> int:
     connection = settings.storage.connection_string or ""
     host = FunctionsHost(connection)  # the worker loads function_app.py once the settings above are in place
 
+    body: dict[str, Any] = {"input": prompt}
+    if settings.input_container:
+        # A file in from Blob: streamed into Azure OpenAI's files API, mounted for the code interpreter.
+        inputs = BlobServiceClient.from_connection_string(connection).get_container_client(settings.input_container)
+        if not inputs.exists():
+            inputs.create_container()
+        inputs.upload_blob("sales.csv", DEMO_INPUT, overwrite=True, content_settings=ContentSettings("text/csv"))
+        body["input_blobs"] = ["sales.csv"]
+        print(f"input blob {settings.input_container}/sales.csv ({len(DEMO_INPUT)} bytes) named in input_blobs")
     print(f"\nPOST /api/responses  {prompt[:70]!r}...")
     began = time.monotonic()
-    call = host.http("POST", "responses", body=_json({"input": prompt}))
+    call = host.http("POST", "responses", body=_json(body))
     answer = call.json()
     print(f"-> {call.response.status_code} in {(time.monotonic() - began) * 1000:.0f} ms: {answer}")
     if call.response.status_code != 202:
@@ -217,6 +227,9 @@ def _run(prompt: str) -> int:
     host.run_until(event_sent, timeout=300)
     final = host.http("GET", f"responses/{response_id}").json()
     print(f"   {final['output_text'][:200]}")
+    for entry in final.get("inputs", []):
+        print(f"  input {entry['name']}: uploaded as {entry['file_id']} ({entry['bytes']} bytes), "
+              f"{'deleted after the run' if entry['deleted'] else 'NOT deleted'}")
 
     blobs = BlobServiceClient.from_connection_string(connection).get_container_client(settings.artifacts_container)
     for artifact in final["artifacts"]:
@@ -242,6 +255,9 @@ def _run(prompt: str) -> int:
     for text in event_texts:
         print(f"   {text[:400]}{'...' if len(text) > 400 else ''}")
     return 0 if len(event_texts) == 1 else 1
+
+
+DEMO_INPUT = b"month,sales\njan,120\nfeb,135\nmar,160\n"
 
 
 def _json(value: object) -> bytes:

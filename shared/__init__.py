@@ -11,6 +11,7 @@ never from above, and no import cycle exists (both checked by tests/test_layers.
       callers                who is calling (Easy Auth), and who may see which run
       run_request            the POST body, checked field by field
       start                  POST /api/responses: start a run, record it, queue its watcher
+      inputs                 input_blobs: checked, then streamed into the Azure OpenAI files API
       status                 GET /api/responses/{id}: where the run and each file stand
       import_cancel          POST .../import and .../cancel
       webhooks               POST /api/webhooks/azure-openai: a run ended, react at once
@@ -21,6 +22,7 @@ never from above, and no import cycle exists (both checked by tests/test_layers.
       persist                the download step: one file, streamed, into a blob
       progress               where each file of a run stands, in a fixed number of reads
       events                 the one completion event per run
+      input_cleanup          the run's uploaded inputs, deleted once it has ended (at least once)
       queue_monitor          the queues' depth and age, once a minute
     runtime.py             the process's clients, built once from the settings
     storage/               everything written to Storage, and its formats
@@ -29,6 +31,7 @@ never from above, and no import cycle exists (both checked by tests/test_layers.
       run_records            the run record: the watcher's state, conditional writes
       status_records         the status container: failures, events, webhooks, settle logs
       idempotency            Idempotency-Key claims
+      input_blobs            the input container: blobs a POST names, read a piece at a time
       messages               the queue messages between the steps (schema version 1)
       queues                 sending them, encoded as the host's triggers read them
       naming                 blob names, content types, safe metadata

@@ -47,3 +47,18 @@ MAX_LINK_MINUTES = int(USER_DELEGATION_KEY_MAX_VALIDITY.total_seconds()) // 60
 
 # The start of an unusable queue message kept in its failure record: enough to recognise it.
 EXCERPT_BYTES = 512
+
+# --- Files in from Blob (``input_blobs``) --------------------------------------------------------
+
+# Azure OpenAI's files API: one file is at most 512 MB (the assistants purpose).
+OPENAI_FILE_MAX_BYTES = 512 * 1024 * 1024
+# At most this many input blobs per run; the bytes each and together are settings
+# (ARTIFACTS_INPUT_MAX_BYTES, ARTIFACTS_INPUT_MAX_TOTAL_BYTES) with these defaults: one POST
+# uploads them all within its HTTP budget.
+MAX_INPUT_BLOBS = 10
+DEFAULT_INPUT_BLOB_BYTES = 100 * 1024 * 1024
+DEFAULT_INPUT_TOTAL_BYTES = 200 * 1024 * 1024
+# A blob name (Blob Storage allows 1024 characters; the owner's prefix comes on top).
+MAX_INPUT_BLOB_NAME_CHARS = 512
+# The piece of a blob read from Storage and sent on at once: the upload's memory bound per blob.
+INPUT_CHUNK_BYTES = 1024 * 1024

@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import IO, Any, cast
 
 import httpx
 
@@ -28,10 +28,13 @@ from shared.errors import (
     TransientUpstreamError,
     UpstreamError,
 )
-from shared.ids import require_id
+from shared.ids import is_valid_id, require_id
 from shared.json_values import json_int
 from shared.retry import RetryPolicy, retry_after_seconds
 
+# The files API purpose for code interpreter inputs: Azure's Responses docs upload with it and pass
+# the ids in the tool's container (``user_data`` is documented as not supported there).
+UPLOAD_PURPOSE = "assistants"
 CONTAINER_API_VERSION = "preview"  # the container routes' api-version unless told otherwise (a setting)
 # Azure OpenAI routes the image_generation tool to the image model deployment this header names.
 IMAGE_DEPLOYMENT_HEADER = "x-ms-oai-image-generation-deployment"
@@ -160,6 +163,39 @@ class AzureOpenAIClient:
             self._raise_for(answer)
         return self._json_object(answer)
 
+    def upload_file(self, filename: str, chunks: Iterator[bytes], *, content_type: str,
+                    deadline: float | None = None) -> dict[str, Any]:
+        """POST /openai/v1/files (``purpose=assistants``): one file, streamed from ``chunks``.
+
+        The body is multipart, sent with chunked transfer encoding as the chunks come: at most one
+        chunk of the source is in memory. Never retried (the chunks are spent); raises
+        UpstreamError (or TransientUpstreamError for a 429/5xx) when refused.
+        """
+        reader = _ChunkReader(chunks)
+        answer = self._http.post(
+            f"{self._base}/v1/files",
+            data={"purpose": UPLOAD_PURPOSE},
+            files={"file": (filename, cast("IO[bytes]", reader), content_type)},
+            timeout=self._timeout_until(deadline),
+        )
+        if answer.status_code != 200:
+            self._raise_for(answer)
+        uploaded = self._json_object(answer)
+        if not is_valid_id(uploaded.get("id")):
+            raise UpstreamError(502, {"message": "Azure OpenAI answered the upload without a usable file id"})
+        return uploaded
+
+    def delete_file(self, file_id: str, deadline: float | None = None) -> bool:
+        """DELETE /openai/v1/files/{id}: True when deleted now, False when already gone (404).
+        Raises TransientUpstreamError, UpstreamError or the transport's error otherwise."""
+        fid = require_id(file_id, "file_id")
+        answer = self._http.delete(f"{self._base}/v1/files/{fid}", timeout=self._timeout_until(deadline))
+        if answer.status_code == 404:
+            return False
+        if answer.status_code != 200:
+            self._raise_for(answer)
+        return True
+
     def list_container_files(self, container_id: str, deadline: float | None = None) -> Iterator[dict[str, Any]]:
         """Every file in a container, following ``has_more``/``after`` across pages.
 
@@ -273,6 +309,27 @@ class AzureOpenAIClient:
     def _scrub(self, text: str) -> str:
         """Our key as a whole token (any long key wherever it is), and any credential value, become ``***``."""
         return _scrub_credentials(text, self._secrets)[:_MAX_ERROR_TEXT]
+
+
+class _ChunkReader:
+    """A file-like view of an iterator of byte chunks, without a length: httpx streams it as it
+    reads it (``read`` only; no ``seek``, ``fileno`` or ``tell``, so the body is sent chunked)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return b""
+            self._pending = bytes(chunk)
+        if size < 0 or size >= len(self._pending):
+            piece, self._pending = self._pending, b""
+        else:
+            piece, self._pending = self._pending[:size], self._pending[size:]
+        return piece
 
 
 class _Throttled(TransientUpstreamError):

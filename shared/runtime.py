@@ -23,10 +23,12 @@ from azure.storage.queue import QueueServiceClient
 
 from shared.errors import ConfigError
 from shared.host_settings import OVERRIDE_SETTINGS, HostSettings, host_settings
+from shared.limits import INPUT_CHUNK_BYTES
 from shared.openai_client import ApiKeyAuth, AzureOpenAIClient, BearerTokenAuth
 from shared.retry import RetryPolicy
 from shared.settings import SETTING_NAMES, Settings, StorageSettings, load_settings
 from shared.storage.artifact_blobs import ArtifactStore
+from shared.storage.input_blobs import InputBlobStore
 from shared.storage.links import LinkSigner, link_signer
 from shared.storage.queues import QueueSender
 from shared.storage.status_records import StatusStore
@@ -51,6 +53,7 @@ class Runtime:
     host: HostSettings
     download_retry: RetryPolicy
     links: LinkSigner | None  # None: the storage credential can sign no links (a SAS-only connection string)
+    inputs: InputBlobStore | None = None  # None: no ARTIFACTS_INPUT_CONTAINER, input_blobs refused
 
     @property
     def max_dequeue_count(self) -> int:
@@ -158,11 +161,12 @@ def build_runtime(settings: Settings, credential: TokenCredential | None = None)
     # and let the queue redeliver.
     transport = _storage_transport()
 
-    def storage_client(kind: type[BlobServiceClient] | type[QueueServiceClient], where: StorageSettings) -> Any:
+    def storage_client(kind: type[BlobServiceClient] | type[QueueServiceClient], where: StorageSettings,
+                       **extra: Any) -> Any:
         # Each SDK package brings its own copy of the storage retry policy.
         policy = ExponentialRetry if kind is BlobServiceClient else QueueExponentialRetry
         retry = policy(initial_backoff=1, increment_base=2, retry_total=3, random_jitter_range=1)
-        options: dict[str, Any] = {"retry_policy": retry, "transport": transport}
+        options: dict[str, Any] = {"retry_policy": retry, "transport": transport, **extra}
         if where.connection_string:
             try:
                 return kind.from_connection_string(where.connection_string, **options)
@@ -173,6 +177,13 @@ def build_runtime(settings: Settings, credential: TokenCredential | None = None)
 
     service: BlobServiceClient = storage_client(BlobServiceClient, settings.storage)
     queue_service: QueueServiceClient = storage_client(QueueServiceClient, settings.queue_storage)
+    inputs: InputBlobStore | None = None
+    if settings.input_container is not None:
+        # Its own client: every GET of an input blob is one bounded piece, the first one too.
+        reader: BlobServiceClient = storage_client(BlobServiceClient, settings.storage,
+                                                   max_single_get_size=INPUT_CHUNK_BYTES,
+                                                   max_chunk_get_size=INPUT_CHUNK_BYTES)
+        inputs = InputBlobStore(reader, settings.input_container)
     host = host_settings()
     try:
         links: LinkSigner | None = link_signer(
@@ -197,4 +208,5 @@ def build_runtime(settings: Settings, credential: TokenCredential | None = None)
         host=host,
         download_retry=RetryPolicy(attempts=settings.download_attempts),
         links=links,
+        inputs=inputs,
     )

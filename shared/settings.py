@@ -23,10 +23,13 @@ from urllib.parse import urlsplit
 
 from shared.errors import ConfigError
 from shared.limits import (
+    DEFAULT_INPUT_BLOB_BYTES,
+    DEFAULT_INPUT_TOTAL_BYTES,
     DEFAULT_UPSTREAM_CALL_SECONDS,
     HTTP_REQUEST_LIMIT_SECONDS,
     MAX_LINK_MINUTES,
     MAX_UPSTREAM_CALL_SECONDS,
+    OPENAI_FILE_MAX_BYTES,
     QUEUE_MAX_VISIBILITY_SECONDS,
 )
 
@@ -371,6 +374,31 @@ CONTAINER = Setting("ARTIFACTS_CONTAINER", "artifacts", _container_name, "the ar
                     example="artifacts")
 STATUS_CONTAINER = Setting("ARTIFACTS_STATUS_CONTAINER", "artifact-status", _container_name,
                            "run records, failure records, idempotency claims", example="artifact-status")
+INPUT_CONTAINER = Setting(
+    "ARTIFACTS_INPUT_CONTAINER", None, _container_name,
+    "the container a POST's `input_blobs` are read from (in the artifact store's account); unset: `input_blobs` "
+    "is refused. With Easy Auth on, a caller names blobs under their own prefix `{owner}/` only "
+    "([security.md](security.md))",
+    example="artifact-inputs",
+)
+def _input_bytes(raw: str) -> int:
+    value = _positive_int(raw)
+    if value > OPENAI_FILE_MAX_BYTES:
+        raise ValueError(f"must be at most {OPENAI_FILE_MAX_BYTES} (the files API's limit per file)")
+    return value
+
+
+INPUT_MAX_BYTES = Setting(
+    "ARTIFACTS_INPUT_MAX_BYTES", DEFAULT_INPUT_BLOB_BYTES, _input_bytes,
+    f"the largest input blob a POST may name (`input_blobs`), at most {OPENAI_FILE_MAX_BYTES} (the files API's "
+    "limit); larger: 413",
+    shown_default=f"`{DEFAULT_INPUT_BLOB_BYTES}` (100 MiB)",
+)
+INPUT_MAX_TOTAL_BYTES = Setting(
+    "ARTIFACTS_INPUT_MAX_TOTAL_BYTES", DEFAULT_INPUT_TOTAL_BYTES, _positive_int,
+    "the input blobs of one POST together; more: 413 (all are uploaded within the POST's time)",
+    shown_default=f"`{DEFAULT_INPUT_TOTAL_BYTES}` (200 MiB)",
+)
 MAX_FILE_BYTES = Setting("ARTIFACTS_MAX_FILE_BYTES", 4 * 1024**3, _positive_int,
                          "larger files are recorded as `too_large`", shown_default="`4294967296` (4 GiB)")
 DOWNLOAD_ATTEMPTS = Setting("ARTIFACTS_DOWNLOAD_ATTEMPTS", 4, _positive_int,
@@ -457,7 +485,8 @@ SETTINGS: tuple[Setting[Any], ...] = (
     HOST_STORAGE,
     CLIENT_ID, BLOB_SERVICE_URI, QUEUE_SERVICE_URI, ACCOUNT_NAME, STORAGE_CREDENTIAL, STORAGE_CLIENT_ID,
     APPINSIGHTS_CONNECTION, APPINSIGHTS_AUTHENTICATION, OTLP_ENDPOINT, ARTIFACTS_STORAGE, ARTIFACTS_QUEUE, RUNS_QUEUE,
-    EVENTS_QUEUE, BACKGROUND, RUN_MAX_HOURS, POLL_MIN, POLL_MAX, CONTAINER, STATUS_CONTAINER, MAX_FILE_BYTES,
+    EVENTS_QUEUE, BACKGROUND, RUN_MAX_HOURS, POLL_MIN, POLL_MAX, CONTAINER, STATUS_CONTAINER, INPUT_CONTAINER,
+    INPUT_MAX_BYTES, INPUT_MAX_TOTAL_BYTES, MAX_FILE_BYTES,
     DOWNLOAD_ATTEMPTS, MAX_FILES_PER_RUN, WEBHOOK_SECRET, WEBHOOK_SECRET_PREVIOUS, WEBHOOK_CAPTURE, LINK_MINUTES,
     EASY_AUTH, REQUIRE_EASY_AUTH, CALLER_ROLE, IMPORT_ROLE, WORKER_RUNTIME, FEATURE_FLAGS, WORKER_OPENTELEMETRY,
     WORKER_THREADS,
@@ -524,6 +553,9 @@ class Settings:
     token_scope: str = TOKEN_SCOPE.default  # the Entra ID token's scope, when there is no key
     container_api_version: str = CONTAINER_API_VERSION.default  # api-version on the container routes
     image_deployment: str = ""  # the image_generation tool's deployment (its header); empty: the tool is refused
+    input_container: str | None = None  # where input_blobs are read from; None: input_blobs refused
+    input_max_bytes: int = INPUT_MAX_BYTES.default
+    input_max_total_bytes: int = INPUT_MAX_TOTAL_BYTES.default
 
     @property
     def uses_entra_id(self) -> bool:
@@ -554,6 +586,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     container, status_container = read(CONTAINER), read(STATUS_CONTAINER)
     if _raw(source, CONTAINER) == _raw(source, STATUS_CONTAINER):
         problems.append(f"{STATUS_CONTAINER.name} must differ from {CONTAINER.name}")
+    input_container = read(INPUT_CONTAINER)
+    if input_container is not None and input_container in (container, status_container):
+        problems.append(f"{INPUT_CONTAINER.name} must differ from {CONTAINER.name} and {STATUS_CONTAINER.name}")
     timeout, max_file_bytes = read(TIMEOUT), read(MAX_FILE_BYTES)
     attempts, max_files, background = read(DOWNLOAD_ATTEMPTS), read(MAX_FILES_PER_RUN), read(BACKGROUND)
     run_max_hours, poll_min, poll_max = read(RUN_MAX_HOURS), read(POLL_MIN), read(POLL_MAX)
@@ -590,6 +625,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         token_scope=token_scope,
         container_api_version=container_api_version,
         image_deployment=read(IMAGE_DEPLOYMENT),
+        input_container=input_container,
+        input_max_bytes=read(INPUT_MAX_BYTES),
+        input_max_total_bytes=read(INPUT_MAX_TOTAL_BYTES),
     )
     if problems:
         raise ConfigError(problems)

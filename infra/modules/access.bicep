@@ -12,6 +12,8 @@ param storageAccountName string
 param appContainerNames array
 @description('The Flex Consumption deployment package container: Storage Blob Data Contributor for the deployment identity, nothing for the app\'s.')
 param deploymentContainerName string
+@description('The input container (input_blobs): Storage Blob Data Reader for the app, and nothing else on it.')
+param inputContainerName string
 @description('Queues the functions trigger on (the app also sends to some): Queue Data Contributor on each.')
 param triggerQueueNames array
 @description('Queues the app only sends to: Queue Data Message Sender on each, and Queue Data Reader for its queue monitor.')
@@ -32,6 +34,9 @@ var roles = {
   // is Storage Blob Data Owner on the account; what Owner adds over Contributor (ACLs and
   // ownership on hierarchical-namespace accounts, blob tags) is nothing the host uses here.
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+  // Read and list the blobs of one container: the input container, whose blobs a POST names in
+  // input_blobs. The app never writes or deletes there.
+  storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
   // generateUserDelegationKey and nothing else, which Azure authorizes only on the account (or
   // above): the key that signs the download links. A link still needs the signer's data role on
   // the blob's container when it is used, which the app holds only on its own containers.
@@ -70,6 +75,11 @@ resource appContainers 'Microsoft.Storage/storageAccounts/blobServices/container
     name: container
   }
 ]
+
+resource inputContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: blobService
+  name: inputContainerName
+}
 
 resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
   parent: blobService
@@ -124,6 +134,17 @@ resource appBlobContributor 'Microsoft.Authorization/roleAssignments@2022-04-01'
     }
   }
 ]
+
+// The input container: read only (input_blobs are streamed from it into Azure OpenAI).
+resource appInputReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(inputContainer.id, appPrincipalId, roles.storageBlobDataReader)
+  scope: inputContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataReader)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
 
 // One assignment per queue: each role reaches its own queues and nothing else in the account.
 resource appQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = [

@@ -37,6 +37,7 @@ param runsQueueName string
 param eventsQueueName string
 param artifactsContainerName string
 param statusContainerName string
+param inputContainerName string
 param linkMinutes int
 @allowed(['started', 'all'])
 param webhookCapture string
@@ -111,6 +112,8 @@ var appSettings = {
   // Where artifacts go; the artifact writer uses AzureWebJobsStorage__blobServiceUri + __clientId.
   ARTIFACTS_CONTAINER: artifactsContainerName
   ARTIFACTS_STATUS_CONTAINER: statusContainerName
+  // input_blobs are read from here with the app's identity (Storage Blob Data Reader on it only).
+  ARTIFACTS_INPUT_CONTAINER: inputContainerName
   ARTIFACTS_MAX_FILE_BYTES: string(artifactsMaxFileBytes)
   ARTIFACTS_DOWNLOAD_ATTEMPTS: string(downloadAttempts)
   ARTIFACTS_MAX_FILES_PER_RUN: string(maxFilesPerRun)

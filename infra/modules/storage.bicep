@@ -11,6 +11,8 @@ param name string
 param deploymentContainerName string
 param artifactsContainerName string
 param statusContainerName string
+@description('The input container (input_blobs): created here, read-only for the app (access.bicep).')
+param inputContainerName string
 @description('ARTIFACTS_QUEUE: one message per file, from the run watcher to persist_artifact.')
 param artifactsQueueName string
 @description('ARTIFACTS_RUNS_QUEUE: delayed messages from the run watcher to itself.')
@@ -78,7 +80,7 @@ var appContainerNames = concat([artifactsContainerName, statusContainerName], ho
 // The app creates its containers on first use too; creating them here makes them visible (and
 // grantable) before the first run, and keeps their names in one place with the app settings.
 resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [
-  for container in concat([deploymentContainerName], appContainerNames): {
+  for container in concat([deploymentContainerName, inputContainerName], appContainerNames): {
     parent: blobService
     name: container
     properties: { publicAccess: 'None' }
@@ -185,6 +187,8 @@ output name string = account.name
 output blobEndpoint string = account.properties.primaryEndpoints.blob
 output queueEndpoint string = account.properties.primaryEndpoints.queue
 output deploymentContainerName string = deploymentContainerName
+// The container the app's identity only reads (Storage Blob Data Reader): the POST's input_blobs.
+output inputContainerName string = inputContainerName
 // Containers the app's identity gets Storage Blob Data Contributor on, one assignment each.
 output appContainerNames array = appContainerNames
 // Queues the app's functions trigger on (the host reads, deletes, re-times and poisons messages;

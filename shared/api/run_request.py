@@ -9,7 +9,7 @@ from typing import Any
 from shared.errors import FieldProblem, InvalidRequest
 from shared.ids import is_valid_id
 from shared.json_values import is_json_number, json_int_in, parse_json
-from shared.limits import MAX_WAIT_SECONDS
+from shared.limits import MAX_INPUT_BLOB_NAME_CHARS, MAX_INPUT_BLOBS, MAX_WAIT_SECONDS
 
 MAX_BODY_BYTES = 1024 * 1024
 _TOOL_CHOICES = ("auto", "none", "required")
@@ -30,6 +30,7 @@ class RunRequest:
     wait_seconds: float = 0.0  # how long the caller is willing to wait for the run to end
     # The image_generation tool's options (``{}``: its defaults); None: the run has no such tool.
     image_generation: dict[str, Any] | None = None
+    input_blobs: tuple[str, ...] = ()  # blob names in the input container (ARTIFACTS_INPUT_CONTAINER)
 
     def to_payload(self, default_model: str, *, background: bool) -> dict[str, Any]:
         """The Responses API request: the code interpreter in an auto container, outputs included.
@@ -88,6 +89,36 @@ def _check_file_ids(value: Any) -> str | None:
         if not is_valid_id(item):
             return f"item {index} is not a valid file id (letters, digits, '_' or '-')"
     return None
+
+
+def input_blob_problem(name: Any) -> str | None:
+    """Why ``name`` is no usable blob name in the input container; None when it is."""
+    if not isinstance(name, str) or not name:
+        return "must be a non-empty blob name"
+    if len(name) > MAX_INPUT_BLOB_NAME_CHARS:
+        return f"must be at most {MAX_INPUT_BLOB_NAME_CHARS} characters"
+    if name.startswith("/") or "\\" in name:
+        return "must be a name in the input container (no leading '/', no '\\')"
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name) or "://" in name or "?" in name or "#" in name:
+        return "must be a blob name, not a URL (no control characters, '?', '#' or '://')"
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        return "must not contain '..', '.' or empty path segments"
+    return None
+
+
+def _input_blob_problems(value: Any) -> list[FieldProblem]:
+    if not isinstance(value, list):
+        return [FieldProblem("input_blobs", "must be a list of blob names")]
+    if len(value) > MAX_INPUT_BLOBS:
+        return [FieldProblem("input_blobs", f"at most {MAX_INPUT_BLOBS} blobs")]
+    problems = []
+    for index, name in enumerate(value):
+        problem = input_blob_problem(name)
+        if problem is None and value.index(name) != index:
+            problem = f"names the same blob as input_blobs[{value.index(name)}]"
+        if problem:
+            problems.append(FieldProblem(f"input_blobs[{index}]", problem))
+    return problems
 
 
 def _check_response_id(value: Any) -> str | None:
@@ -192,7 +223,8 @@ def parse_run_request(body: bytes | str) -> RunRequest:
     if not isinstance(data, dict):
         raise InvalidRequest([FieldProblem("body", "must be a JSON object")])
 
-    problems = [FieldProblem(str(name), "is not a known field") for name in data if name not in _FIELDS]
+    problems = [FieldProblem(str(name), "is not a known field") for name in data
+                if name not in _FIELDS and name != "input_blobs"]
     if "input" not in data:
         problems.append(FieldProblem("input", "is required"))
     for name, check in _FIELDS.items():
@@ -201,6 +233,8 @@ def parse_run_request(body: bytes | str) -> RunRequest:
             problem = check(data[name])
             if problem:
                 problems.append(FieldProblem(name, problem))
+    if data.get("input_blobs") is not None:
+        problems.extend(_input_blob_problems(data["input_blobs"]))
     if problems:
         raise InvalidRequest(problems)
 
@@ -212,6 +246,7 @@ def parse_run_request(body: bytes | str) -> RunRequest:
         options={name: data[name] for name in _PASS_THROUGH if data.get(name) is not None},
         wait_seconds=float(data.get("wait") or 0),
         image_generation=_image_options(data.get("image_generation")),
+        input_blobs=tuple(data.get("input_blobs") or ()),
     )
 
 

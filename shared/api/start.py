@@ -15,6 +15,7 @@ retry, a webhook capture that got there first), it is recorded for this caller o
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import logging
 import time
@@ -35,6 +36,7 @@ from shared.api.answers import (
     upstream_refusal,
 )
 from shared.api.callers import Caller, caller_of
+from shared.api.inputs import check_inputs, upload_inputs
 from shared.api.run_request import RunRequest, parse_run_request
 from shared.errors import (
     CreateOutcomeUnknown,
@@ -50,6 +52,7 @@ from shared.json_values import json_int
 from shared.limits import HTTP_BUDGET_SECONDS
 from shared.pipeline.discovery import output_text
 from shared.pipeline.fan_out import artifact_messages
+from shared.pipeline.input_cleanup import delete_inputs
 from shared.pipeline.watcher import send_first_step, step_message
 from shared.runtime import Runtime
 from shared.storage.idempotency import CLAIM_TAG_KEY, Claim, check_key
@@ -77,6 +80,7 @@ def start_run(req: func.HttpRequest) -> func.HttpResponse:
     deadline = started + HTTP_BUDGET_SECONDS
     _check_references(caller, run)
     _check_previous_run(runtime, caller, run)
+    blobs = check_inputs(runtime, caller, run.input_blobs)  # 4xx before any call goes out
 
     claim: Claim | None = None
     digest = hashlib.sha256(body).hexdigest()
@@ -91,17 +95,30 @@ def start_run(req: func.HttpRequest) -> func.HttpResponse:
             return _replayed(runtime, req, run, claim.response_id, caller)
         if claim.tagged:
             payload["metadata"] = {**(payload.get("metadata") or {}), CLAIM_TAG_KEY: claim.tag}
+    inputs: list[dict[str, Any]] = []
+    if blobs:
+        try:
+            inputs = upload_inputs(runtime, blobs, deadline - 2 * _MIN_LISTING_SECONDS)
+        except Refusal:
+            if claim is not None:
+                runtime.status_records.claims.release(claim)  # no run started
+            raise
+        # Mounted in the code interpreter's container beside the caller's own file ids.
+        run = dataclasses.replace(run, file_ids=run.file_ids + tuple(entry["file_id"] for entry in inputs))
+        payload["tools"] = run.to_payload(runtime.settings.deployment, background=False)["tools"]
     try:
         response = runtime.openai.create_response(
             payload, deadline=deadline - _MIN_LISTING_SECONDS,
             image_deployment=runtime.settings.image_deployment if run.image_generation is not None else None,
         )
     except CreateOutcomeUnknown as unknown:
+        # The run may have started with the inputs: they stay until it is found (an import).
         raise _outcome_unknown(runtime, claim, unknown.reason, timed_out=unknown.timed_out,
                                upstream=unknown.detail) from None
     except UPSTREAM_FAILURES as error:
         if claim is not None:
             runtime.status_records.claims.release(claim)  # refused, or never sent: no run started
+        delete_inputs(runtime.openai, inputs, None)  # no run will read them
         raise upstream_refusal(error) from None
 
     response_id = response.get("id")
@@ -109,7 +126,8 @@ def start_run(req: func.HttpRequest) -> func.HttpResponse:
         raise _outcome_unknown(runtime, claim, "Azure OpenAI answered without a usable response id", timed_out=False)
     annotate(trace.get_current_span(), response_id=response_id)
     unnoted = claim is not None and not _note_started(runtime, claim, digest, response_id)
-    _record_and_watch(req, runtime, run, response, caller, claim_to_note=claim.tag if unnoted and claim else None)
+    _record_and_watch(req, runtime, run, response, caller, claim_to_note=claim.tag if unnoted and claim else None,
+                      inputs=inputs)
 
     if run.wait_seconds and response.get("status") in RUNNING_STATUSES:
         response = _wait_for_end(runtime, response, min(started + run.wait_seconds, deadline - _MIN_LISTING_SECONDS))
@@ -251,7 +269,7 @@ def _note_started(runtime: Runtime, claim: Claim, digest: str, response_id: str)
 
 def _record_and_watch(
     req: func.HttpRequest, runtime: Runtime, run: RunRequest, response: dict[str, Any], caller: Caller,
-    *, claim_to_note: str | None = None,
+    *, claim_to_note: str | None = None, inputs: list[dict[str, Any]] | None = None,
 ) -> None:
     """The run is recorded and its watcher queued, or the caller learns the run's id from the error."""
     response_id = str(response["id"])
@@ -265,6 +283,7 @@ def _record_and_watch(
         step_token=new_step_token(),
         owner=caller.owner,
         claim_to_note=claim_to_note,
+        input_blobs=list(inputs or ()),
     )
     try:
         # The first step's message goes first, as every step's does: if the record's write then
@@ -311,6 +330,7 @@ def _record_for(runtime: Runtime, record: RunRecord, caller: Caller) -> Stored |
         adopted = copy.deepcopy(stored.record)
         adopted.owner = caller.owner
         adopted.input_file_ids = record.input_file_ids
+        adopted.input_blobs = record.input_blobs
         if adopted.phase == "complete":
             # Its event went out naming nobody: follow it again, so the caller gets one naming them.
             adopted.restart()

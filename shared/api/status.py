@@ -66,5 +66,8 @@ def response_status(req: func.HttpRequest) -> func.HttpResponse:
             "event_id": record.event_id if record.event_sent else None,
             "counts": counts,
             "artifacts": with_links(runtime, states),
+            # The input blobs given to the run (never persisted back): their uploads and whether deleted.
+            "inputs": [{key: entry.get(key) for key in ("name", "file_id", "bytes", "deleted")}
+                       for entry in record.input_blobs],
         },
     )

@@ -51,6 +51,7 @@ from shared.json_values import json_int
 from shared.pipeline.discovery import output_text, used_code_interpreter
 from shared.pipeline.events import freeze_outcome, send_event
 from shared.pipeline.fan_out import artifact_messages, fan_out
+from shared.pipeline.input_cleanup import delete_inputs, not_deleted_warning
 from shared.pipeline.progress import artifact_states, count_states
 from shared.runtime import Runtime
 from shared.settings import Settings
@@ -223,6 +224,7 @@ class Watcher:
 
         # Ended, whatever the ending: files made before a failure or a cancel are persisted too.
         record.ended_at = record.ended_at or utc_timestamp()
+        delete_inputs(self.runtime.openai, record.input_blobs, rid)  # no longer read by the run
         record.set_output_text(output_text(response))
         record.error = _ending_details(response)
         found, warnings = artifact_messages(
@@ -244,6 +246,7 @@ class Watcher:
 
     def _follow_artifacts(self, stored: Stored, record: RunRecord | None = None) -> None:
         record = copy.deepcopy(stored.record) if record is None else record
+        delete_inputs(self.runtime.openai, record.input_blobs, record.response_id)  # any left from before
         states = artifact_states(self.runtime, record)
         counts = count_states(states)
         record.checks += 1
@@ -280,6 +283,10 @@ class Watcher:
         from it): every copy of the event, and the status API, say the same until an import.
         The safety net goes first: if this delivery dies before it notes the event sent, the
         next step's message sends it; otherwise that message finds the event sent and ends."""
+        if record.status not in RUNNING_STATUSES:  # ended (or gone): its uploaded inputs with it
+            delete_inputs(self.runtime.openai, record.input_blobs, record.response_id)
+        if (left := not_deleted_warning(record.input_blobs)) is not None:
+            record.warnings = [*record.warnings, left]
         record.phase = "complete"
         record.completed_at = time.time()
         freeze_outcome(record, artifact_states(self.runtime, record) if states is None else states)

@@ -54,6 +54,9 @@ class RunRecord:
     output_text_truncated: bool = False
     error: dict[str, Any] | None = None  # the model's error or incomplete_details
     input_file_ids: list[str] = field(default_factory=list)  # the caller's uploads: never persisted
+    # The input blobs the POST uploaded ({name, file_id, bytes, deleted}): never persisted, deleted
+    # from Azure OpenAI once the run ends (their file ids are in input_file_ids too).
+    input_blobs: list[dict[str, Any]] = field(default_factory=list)
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, str]] = field(default_factory=list)
     given_up: str | None = None  # why the app stopped following the run before it ended

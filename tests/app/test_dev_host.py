@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 import pytest
+from azure.storage.blob import BlobServiceClient
 
 from bench.queue_host import QueueSettings
 from scripts.dev_host import FunctionInvoker, HttpRoutes, Schedule, TimerListener
@@ -189,6 +190,9 @@ class DevHost:
         return status
 
 
+DOCUMENTED_INPUT_BLOBS = ("q3/north.csv", "q3/south.csv")
+
+
 def dev_host_env(azurite: Azurite, fake: FakeAzureOpenAI, settings: Path) -> dict[str, str]:
     """The dev host's environment: this session's Azurite and fake, storage names of its own."""
     suffix = uuid.uuid4().hex[:10]
@@ -205,6 +209,7 @@ def dev_host_env(azurite: Azurite, fake: FakeAzureOpenAI, settings: Path) -> dic
         "ARTIFACTS_EVENTS_QUEUE": f"events-{suffix}",
         "ARTIFACTS_CONTAINER": f"artifacts-{suffix}",
         "ARTIFACTS_STATUS_CONTAINER": f"status-{suffix}",
+        "ARTIFACTS_INPUT_CONTAINER": f"inputs-{suffix}",
         "ARTIFACTS_POLL_MIN_SECONDS": "1",
         "ARTIFACTS_POLL_MAX_SECONDS": "1",
         "ARTIFACTS_DOWNLOAD_ATTEMPTS": "1",
@@ -212,6 +217,12 @@ def dev_host_env(azurite: Azurite, fake: FakeAzureOpenAI, settings: Path) -> dic
         "AzureFunctionsJobHost__extensions__queues__visibilityTimeout": "00:00:01",
         "PYTHONUNBUFFERED": "1",
     })
+    # The blobs api.md's input_blobs example names.
+    inputs = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(
+        env["ARTIFACTS_INPUT_CONTAINER"])
+    inputs.create_container()
+    for name in DOCUMENTED_INPUT_BLOBS:
+        inputs.upload_blob(name, b"month,sales\njul,140\n")
     return env
 
 

@@ -147,6 +147,30 @@ class FakeFile:
 
 
 @dataclass
+class UploadedFile:
+    """A file uploaded through ``POST /openai/v1/files``, as received, byte for byte."""
+
+    file_id: str
+    filename: str
+    purpose: str
+    content: bytes
+    content_type: str
+    created_at: int
+    chunks: int  # how many chunks the request body came in (0: it had a Content-Length)
+    deleted: bool = False
+
+    def view(self) -> dict[str, Any]:
+        """As the files API answers it (the SDK's ``FileObject``)."""
+        return {"id": self.file_id, "object": "file", "bytes": len(self.content), "created_at": self.created_at,
+                "filename": self.filename, "purpose": self.purpose, "status": "processed", "expires_at": None,
+                "status_details": None}
+
+
+# Purposes the files API accepts on an upload.
+FILE_PURPOSES = ("assistants", "batch", "fine-tune", "evals", "user_data", "vision")
+
+
+@dataclass
 class FakeContainer:
     files: list[FakeFile]
     container_id: str = ""  # "cntr_" + 32 hex when left empty
@@ -198,6 +222,7 @@ class RecordedRequest:
     query: dict[str, str]
     headers: dict[str, str]  # names lower-cased
     body: bytes
+    chunks: int = 0  # how many chunks a chunked body came in (0: it had a Content-Length)
 
 
 @dataclass
@@ -439,12 +464,17 @@ def _fill_images(scenario: Scenario) -> None:
             image.call_id = _new_id("ig_")
 
 
-def _add_input_files(container: FakeContainer, file_ids: list[str], created_at: int) -> None:
-    """The request's file_ids, as the user files the container was started with."""
+def _add_input_files(
+    container: FakeContainer, file_ids: list[str], created_at: int, uploads: dict[str, UploadedFile] | None = None,
+) -> None:
+    """The request's file_ids, as the user files the container was started with (``source: user``):
+    an uploaded file with its name and bytes, any other id as a stand-in."""
     for input_id in file_ids:
-        path = f"/mnt/data/{input_id}.bin"
+        uploaded = (uploads or {}).get(input_id)
+        path = f"/mnt/data/{uploaded.filename}" if uploaded else f"/mnt/data/{input_id}.bin"
         if not any(f.path == path for f in container.files):
-            user_file = FakeFile(content=b"user input", path=path, source="user", cite=None)
+            content = uploaded.content if uploaded else b"user input"
+            user_file = FakeFile(content=content, path=path, source="user", cite=None)
             _fill_file(user_file, created_at)
             container.files.append(user_file)
 
@@ -627,6 +657,7 @@ class FakeAzureOpenAI:
         self._deliverer = Deliverer(RetryPolicy(webhook_retries, webhook_backoff_seconds, webhook_timeout_seconds),
                                     self._webhook_endpoints.url_of)
         self._timers: dict[str, threading.Timer] = {}  # response id -> its seconds_before_done clock
+        self.uploads: dict[str, UploadedFile] = {}  # POST /openai/v1/files, by file id (deleted ones kept, marked)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -945,6 +976,34 @@ class FakeAzureOpenAI:
 
     # -- used by the handler ---------------------------------------------------------------
 
+    def upload(self, headers: dict[str, str], body: bytes, chunks: int) -> dict[str, Any]:
+        """``POST /openai/v1/files``: a multipart body with ``purpose`` and ``file``."""
+        fields = _multipart_fields(headers.get("content-type", ""), body)
+        purpose = fields.get("purpose")
+        if purpose is None or purpose[1] is not None:
+            raise _invalid_request("Missing required parameter: 'purpose'.", "purpose", "missing_required_parameter")
+        purpose_text = purpose[2].decode("utf-8", "replace")
+        if purpose_text not in FILE_PURPOSES:
+            raise _invalid_request(f"Invalid value for purpose: '{purpose_text}'.", "purpose")
+        file = fields.get("file")
+        if file is None or file[1] is None:
+            raise _invalid_request("Missing required parameter: 'file'.", "file", "missing_required_parameter")
+        content_type, filename, content = file
+        uploaded = UploadedFile(_new_id("file-"), filename or "upload", purpose_text, content,
+                                content_type, _now(), chunks)
+        with self._lock:
+            self.uploads[uploaded.file_id] = uploaded
+        return uploaded.view()
+
+    def delete_upload(self, file_id: str) -> dict[str, Any]:
+        """``DELETE /openai/v1/files/{id}``: the SDK's ``FileDeleted``; 404 once deleted."""
+        with self._lock:
+            uploaded = self.uploads.get(file_id)
+            if uploaded is None or uploaded.deleted:
+                raise object_not_found(f"No such File object: {file_id}")
+            uploaded.deleted = True
+        return {"id": file_id, "object": "file", "deleted": True}
+
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
             self.requests.append(request)
@@ -1115,7 +1174,7 @@ class FakeAzureOpenAI:
         if not scenario.containers:
             return
         first = scenario.containers[0]
-        _add_input_files(first, file_ids, created_at)
+        _add_input_files(first, file_ids, created_at, self.uploads)
         new_containers = scenario.containers
         if previous is not None and previous.container_ids:
             _merge_into(self._containers[previous.container_ids[0]], first)
@@ -1411,6 +1470,29 @@ def _cited_filenames(file: FakeFile) -> list[str]:
     return []
 
 
+def _multipart_fields(content_type: str, body: bytes) -> dict[str, tuple[str, str | None, bytes]]:
+    """A multipart/form-data body's fields: name -> (content type, filename or None, bytes)."""
+    match = re.match(r'multipart/form-data;\s*boundary="?([^";]+)"?', content_type, re.IGNORECASE)
+    if match is None:
+        raise _invalid_request("The request must be multipart/form-data.", None, "invalid_content_type")
+    boundary = b"--" + match[1].encode("latin-1")
+    fields: dict[str, tuple[str, str | None, bytes]] = {}
+    for part in body.split(boundary)[1:]:
+        if part.startswith(b"--"):
+            break
+        head, _, data = part.partition(b"\r\n\r\n")
+        if data.endswith(b"\r\n"):
+            data = data[:-2]
+        disposition = re.search(rb'name="([^"]*)"(?:;\s*filename="([^"]*)")?', head)
+        if disposition is None:
+            continue
+        kind = re.search(rb"content-type:\s*([^\r\n]+)", head, re.IGNORECASE)
+        filename = disposition[2].decode("utf-8") if disposition[2] is not None else None
+        fields[disposition[1].decode("utf-8")] = (
+            kind[1].decode("latin-1").strip() if kind else "text/plain", filename, data)
+    return fields
+
+
 class _AnswerLost(Exception):
     """A create's answer is lost on purpose: the handler closes the connection unanswered."""
 
@@ -1463,11 +1545,14 @@ _CANCEL = re.compile(r"^/openai/v1/responses/(?P<rid>[^/]+)/cancel/?$")
 _FILES = re.compile(r"^/openai/v1/containers/(?P<cid>[^/]+)/files/?$")
 _FILE = re.compile(r"^/openai/v1/containers/(?P<cid>[^/]+)/files/(?P<fid>[^/]+)/?$")
 _CONTENT = re.compile(r"^/openai/v1/containers/(?P<cid>[^/]+)/files/(?P<fid>[^/]+)/content/?$")
+_UPLOADS = re.compile(r"^/openai/v1/files/?$")
+_UPLOAD = re.compile(r"^/openai/v1/files/(?P<fid>[^/]+)/?$")
 _WEBHOOKS = re.compile(r"^/openai/v1/dashboard/webhook_endpoints/?$")
 _WEBHOOK = re.compile(r"^/openai/v1/dashboard/webhook_endpoints/(?P<wid>[^/]+)/?$")
 
 
 class _Handler(BaseHTTPRequestHandler):
+    _chunks = 0  # how many chunks the current request's body came in
     protocol_version = "HTTP/1.1"  # keep-alive, like the real endpoint
     server_version = "FakeAzureOpenAI/1.0"
     # Headers and body go out in separate writes; with Nagle on, the second one waits for
@@ -1504,13 +1589,14 @@ class _Handler(BaseHTTPRequestHandler):
         path = split.path
         query = dict(parse_qsl(split.query, keep_blank_values=True))
         headers = {name.lower(): value for name, value in self.headers.items()}
+        self._chunks = 0
         try:
             body = self._read_body()
         except FakeApiError as error:
             self.close_connection = True  # the rest of the stream cannot be trusted
             self._send_json(error.status, error.body)
             return
-        fake._record(RecordedRequest(method, path, query, headers, body))
+        fake._record(RecordedRequest(method, path, query, headers, body, self._chunks))
 
         fault = fake._take_fault(path)
         if fault is not None:
@@ -1539,6 +1625,15 @@ class _Handler(BaseHTTPRequestHandler):
             answer = self._webhooks_answer(method, path, query, body)
         if answer is not None:
             self._send_json(200, answer)
+            return
+        if method == "POST" and _UPLOADS.match(path):
+            _check_responses_version(query)
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            self._send_json(200, fake.upload(headers, body, self._chunks))
+            return
+        if method == "DELETE" and (match := _UPLOAD.match(path)):
+            _check_responses_version(query)
+            self._send_json(200, fake.delete_upload(match["fid"]))
             return
         if method == "POST" and path == "/_fake/containers":
             self._send_json(200, _seed_container(fake, body))
@@ -1630,6 +1725,7 @@ class _Handler(BaseHTTPRequestHandler):
                         pass  # trailers
                     return bytes(pieces)
                 pieces += self.rfile.read(size)
+                self._chunks += 1
                 self.rfile.readline(1024)  # the CRLF after each chunk
         length_header = self.headers.get("Content-Length", "0")
         try:

@@ -37,6 +37,7 @@ from shared.limits import MAX_LINK_MINUTES
 from tests.infra.bicep_model import (
     ACCOUNT,
     BLOB_DATA_CONTRIBUTOR,
+    BLOB_DATA_READER,
     BLOB_DELEGATOR,
     BLOB_ROLES,
     DEPLOYMENT_PRINCIPAL,
@@ -452,8 +453,11 @@ def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
         storage = infra.site("properties.functionAppConfig.deployment.storage")
         package = str(storage["value"]).rstrip("/").rsplit("/", 1)[-1]
         wanted = {settings["ARTIFACTS_CONTAINER"], settings["ARTIFACTS_STATUS_CONTAINER"]} | HOST_CONTAINERS
-        for container in sorted(wanted | set(app) - {ACCOUNT}):
-            got, want = app.get(container, set()), {BLOB_DATA_CONTRIBUTOR} if container in wanted else set()
+        read_only = {settings["ARTIFACTS_INPUT_CONTAINER"]}  # input_blobs: read, never written
+        for container in sorted(wanted | read_only | set(app) - {ACCOUNT}):
+            got = app.get(container, set())
+            want = {BLOB_DATA_CONTRIBUTOR} if container in wanted else {BLOB_DATA_READER} if container in read_only \
+                else set()
             if container == package and got:
                 problems.append(f"the app's identity holds {names(got)} on the deployment package container "
                                 f"{package}: a link it signs, or its code, could read or replace the package")
@@ -462,7 +466,7 @@ def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
                                 f"it needs exactly {names(want)}")
         created = infra.storage_containers()
         problems += [f"the app needs container {name}, which storage.bicep does not create (a role needs its scope)"
-                     for name in sorted(wanted - set(created))]
+                     for name in sorted((wanted | read_only) - set(created))]
         # The package: read (and written, on deploy) by the platform with an identity that is not the app's.
         identity = storage["authentication"].get("userAssignedIdentityResourceId")
         if storage["authentication"].get("type") != "UserAssignedIdentity" or identity == IDENTITY_ID:
@@ -578,8 +582,8 @@ def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
          webhook_secret_stays_in_key_vault),
         ("download links: the app's identity can sign user delegation keys, shared keys stay off",
          links_are_signed_by_identity),
-        ("the app's identity has blob roles only on its containers, none on the account or app-package; "
-         "the package has an identity of its own", blob_roles_are_container_scoped),
+        ("the app's identity has blob roles only on its containers (read only on the input container), none on "
+         "the account or app-package; the package has an identity of its own", blob_roles_are_container_scoped),
         ("basic publishing credentials are off (FTP and SCM)", basic_publishing_is_off),
         (f"the app runs on Python {PYTHON_VERSION} (functionAppConfig.runtime, the environments, ruff, mypy), "
          "with azure-functions 2.x and a pinned azure-functions-runtime", runs_on_python_313),

@@ -60,6 +60,8 @@ NOT_WRITTEN = {
     "AzureWebJobsStorage": "a connection string; the identity-based __blobServiceUri/__queueServiceUri form is used",
     "AzureWebJobsStorage__accountName": "the shorthand for __blobServiceUri, which is written instead",
     "ARTIFACTS_STORAGE_CONNECTION": "a connection string to a separate account; artifacts share the host's account",
+    "ARTIFACTS_INPUT_MAX_BYTES": "the code's default (100 MiB) fits the POST's time; set it by hand to change it",
+    "ARTIFACTS_INPUT_MAX_TOTAL_BYTES": "the code's default (200 MiB) fits the POST's time; set it by hand to change it",
     "WEBSITE_AUTH_ENABLED": "the platform sets it when Easy Auth is on; written as an app setting it would make the "
                             "app trust X-MS-CLIENT-PRINCIPAL-* headers that nothing strips",
 }

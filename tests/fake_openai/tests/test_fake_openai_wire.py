@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types import FileDeleted, FileObject
 from openai.types.containers import FileListResponse, FileRetrieveResponse
 from openai.types.responses import Response, ResponseCodeInterpreterToolCall, ResponseOutputMessage, ResponseOutputText
 from openai.types.responses.response_code_interpreter_tool_call import OutputLogs
@@ -1183,3 +1184,44 @@ def test_the_openai_sdk_runs_in_the_background(server: FakeAzureOpenAI) -> None:
         ("POST", f"/openai/v1/responses/{slow.id}/cancel"),
     ]
     assert all(r.headers["api-key"] == API_KEY for r in server.requests)
+
+
+def test_files_upload_and_delete_speak_the_sdk_types_and_mount_the_file_as_a_user_file(
+    server: FakeAzureOpenAI, http: httpx.Client
+) -> None:
+    content = b"region,sales\nnorth,3\n" * 5000
+
+    def pieces() -> Iterator[bytes]:
+        for start in range(0, len(content), 10_000):
+            yield content[start:start + 10_000]
+
+    class Reader:
+        def __init__(self) -> None:
+            self.chunks = pieces()
+
+        def read(self, size: int = -1) -> bytes:
+            return next(self.chunks, b"")
+
+    answer = http.post("/openai/v1/files", data={"purpose": "assistants"},
+                       files={"file": ("sales.csv", Reader(), "text/csv")})  # type: ignore[dict-item]
+    assert answer.status_code == 200, answer.text
+    uploaded = FileObject.model_validate(answer.json())
+    assert (uploaded.filename, uploaded.purpose, uploaded.bytes) == ("sales.csv", "assistants", len(content))
+    received = server.uploads[uploaded.id]
+    assert received.content == content  # byte for byte, through the chunked multipart body
+    assert received.chunks > 1
+
+    made = create(http, payload(file_ids=[uploaded.id]))
+    container_id = Response.model_validate(made).output[0].container_id  # type: ignore[union-attr]
+    listed = http.get(f"/openai/v1/containers/{container_id}/files", params=PREVIEW).json()["data"]
+    user = [FileListResponse.model_validate(item) for item in listed if item["path"] == "/mnt/data/sales.csv"]
+    assert [item.source for item in user] == ["user"]
+    mounted = http.get(f"/openai/v1/containers/{container_id}/files/{user[0].id}/content", params=PREVIEW)
+    assert mounted.content == content
+
+    deleted = http.delete(f"/openai/v1/files/{uploaded.id}")
+    assert FileDeleted.model_validate(deleted.json()).deleted is True
+    assert http.delete(f"/openai/v1/files/{uploaded.id}").status_code == 404  # already gone
+    assert http.post("/openai/v1/files", data={"purpose": "nonsense"},
+                     files={"file": ("a.txt", b"x", "text/plain")}).status_code == 400
+    assert http.post("/openai/v1/files", files={"file": ("a.txt", b"x", "text/plain")}).status_code == 400
