@@ -162,7 +162,7 @@ def is_complete(record: RunRecord, counts: dict[str, int]) -> bool:
 def build_event(runtime: Runtime, record: RunRecord) -> CloudEvent[dict[str, Any]]:
     """The run's event as it is sent: the whole one stored as ``_event.json`` first when it would not
     fit a queue message, and the one sent then naming that blob instead of listing the artifacts."""
-    sent_at = utc_now()
+    sent_at = utc_now().replace(microsecond=0)  # to the second, as every time the app writes
     data = _build_data(runtime, record, sent_at)
     event = _cloud_event(runtime, data, sent_at)
     if len(_text(event).encode("utf-8")) > MAX_MESSAGE_BYTES:
