@@ -6,6 +6,7 @@ for a while gets the event later (the watcher's chain retries it); the queue sti
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,10 @@ from azure.core.messaging import CloudEvent
 from shared.errors import ConfigError
 from shared.pipeline import events as event_module
 from shared.pipeline.events import EVENT_TYPE
+from shared.pipeline.watcher import Watcher
+from shared.runtime import get_runtime
 from shared.settings import load_settings
+from shared.storage.messages import WatchMessage
 from shared.storage.run_records import RUN_RECORD
 from tests.conftest import AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
@@ -159,3 +163,31 @@ def test_an_event_too_large_for_a_message_names_the_blob_holding_the_whole_cloud
     check_envelope(whole)
     assert whole["id"] == queued["id"] == final["event_id"]
     assert len(whole["data"]["artifacts"]) == 3
+
+
+def test_a_completing_step_that_died_before_publishing_leaves_it_to_its_safety_net(
+    host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv, topic: EventGridReceiver
+) -> None:
+    """The queue's event was noted sent, then the step died: a wake-up publishes nothing (it would
+    race the completing step), the completing step's own message (its safety net) publishes, and
+    the queue gets no second copy."""
+    response_id = post_run(host, fake, Scenario([FakeContainer(files(1))])).json()["response_id"]
+    final = finished(host, response_id)
+    host.run_until(lambda: bool(topic.events))
+    (queued,) = cloud_events(host, app_env)
+    runtime = get_runtime()
+    stored = runtime.status_records.runs.read(response_id)
+    assert stored is not None and stored.record.event_published
+    died = copy.deepcopy(stored.record)  # as the completing step left it when it died before publishing
+    died.event_published = False
+    runtime.status_records.runs.replace(died, stored.etag)
+    before = len(topic.events)
+
+    Watcher(runtime).handle(WatchMessage(response_id))  # a wake-up (a webhook, a cancel)
+    assert len(topic.events) == before and run_record(app_env, response_id)["event_published"] is False
+
+    Watcher(runtime).handle(WatchMessage(response_id, died.seq, died.step_token))  # the safety net
+    assert len(topic.events) == before + 1
+    assert topic.events[-1]["id"] == queued["id"] == final["event_id"]
+    assert run_record(app_env, response_id)["event_published"] is True
+    assert cloud_events(host, app_env) == []  # the queue's event was sent already: not again
