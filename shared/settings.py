@@ -376,14 +376,14 @@ EVENTS_QUEUE = Setting("ARTIFACTS_EVENTS_QUEUE", "artifact-events", str,
 EVENT_SOURCE = Setting(
     "ARTIFACTS_EVENT_SOURCE", "/code-interpreter-artifacts", _event_source,
     "the completion event's CloudEvents `source`: a URI-reference naming this deployment (with `type` and `id` it "
-    "identifies an event). infra/ writes the function app's resource id",
+    "identifies an event). infra/ writes its `eventSource` parameter",
 )
 EVENT_GRID_ENDPOINT = Setting(
     "ARTIFACTS_EVENT_GRID_ENDPOINT", None, _event_grid_endpoint,
     "also publish each completion event to this Event Grid topic (CloudEvents 1.0 input schema), "
     "`https://<topic>.<region>-1.eventgrid.azure.net/api/events`, with the app's identity (`AZURE_CLIENT_ID`; "
     "the EventGrid Data Sender role on the topic), never a key. A failed publish is retried until it succeeds. "
-    "infra/ writes it when `eventGridTopic` is on",
+    "infra/ writes it when `eventGridEnabled` is on ([contracts.md](contracts.md#event-grid-delivery))",
 )
 BACKGROUND = Setting(
     "AZURE_OPENAI_BACKGROUND", True, _flag,
