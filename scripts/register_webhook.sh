@@ -17,14 +17,16 @@ case "${ARTIFACTS_REGISTER_WEBHOOK:-}" in
     ;;
 esac
 
-# The script needs only the app's runtime packages (httpx, azure-identity): the dev environment
-# when there is one, else a small one of its own (.venv-hook, never deployed: .funcignore drops .venv*).
+# The script needs the app's runtime packages (httpx, azure-identity) and imports the app's settings,
+# so it runs on the project's interpreter (Python 3.13, scripts/python.sh): the dev environment when
+# there is one, else a small one of its own (.venv-hook, never deployed: .funcignore drops .venv*).
+source scripts/python.sh
 python=.venv/bin/python
-if [ ! -x "$python" ]; then
+if [ "$(python_minor "$python")" != "$PROJECT_PYTHON" ]; then
   python=.venv-hook/bin/python
+  make_project_venv .venv-hook
   if [ ! -f .venv-hook/.installed ] || [ requirements.txt -nt .venv-hook/.installed ]; then
     echo "==> preparing .venv-hook for the webhook registration"
-    [ -x "$python" ] || "${PYTHON:-python3}" -m venv .venv-hook
     "$python" -m pip install --quiet --disable-pip-version-check -r requirements.txt
     touch .venv-hook/.installed
   fi

@@ -122,3 +122,43 @@ def test_the_checks_catch_an_upward_import_and_a_cycle() -> None:
     assert cycles(graph) == [["shared.api.start", "shared.pipeline.watcher", "shared.api.start"]]
     with pytest.raises(AssertionError, match="in no layer"):
         layer_of("elsewhere.module")
+
+
+def entry_points() -> set[str]:
+    """What function_app.py hands each trigger to: the functions it imports from the API and pipeline layers."""
+    tree = ast.parse((ROOT / "function_app.py").read_text(encoding="utf-8"))
+    return {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+            and node.module.startswith(("shared.api.", "shared.pipeline.")) for alias in node.names
+            if not alias.name.isupper()}
+
+
+@pytest.mark.unit
+def test_the_tests_invoke_the_functions_only_through_the_worker() -> None:
+    """A test that called a function's entry point itself would skip the worker's converters (the
+    host stand-ins in tests/support call it through the worker; unit tests use the code below it)."""
+    names = entry_points()
+    assert {"handle_watch_message", "handle_artifact_message", "start_run"} <= names
+    bypasses = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        if path.parent.name in ("support", "worker"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("shared."):
+                bypasses += [f"{path.relative_to(ROOT)}: {alias.name}" for alias in node.names if alias.name in names]
+    assert bypasses == []
+
+
+@pytest.mark.unit
+def test_the_deployed_app_imports_nothing_the_package_leaves_out() -> None:
+    """.funcignore leaves tests/, bench/ and scripts/ out of the deployment package, though the
+    checks run with them on sys.path: an import of one would pass every check and fail in Azure."""
+    left_out = tuple(line.strip().rstrip("/") for line in (ROOT / ".funcignore").read_text().splitlines()
+                     if line.strip().rstrip("/") in ("tests", "bench", "scripts"))
+    assert set(left_out) == {"tests", "bench", "scripts"}
+    found = []
+    for module, path in app_modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            named = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else [])
+            found += [f"{module} imports {name}" for name in named if name.split(".")[0] in left_out]
+    assert found == []

@@ -17,8 +17,6 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from shared.pipeline.queue_monitor import report_queue_depths
-from shared.runtime import get_runtime
 from tests.conftest import API_KEY, AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
 from tests.support.flow import events, finished
@@ -126,9 +124,10 @@ def test_a_wake_up_continues_the_runs_trace(host: FunctionsHost, fake: FakeAzure
 def test_queue_depths_are_reported(host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv) -> None:
     poison = host.queue(f"{app_env.queue}-poison")
     poison.send_message("eyJ2IjogMX0=")
-    figures = report_queue_depths(get_runtime())
-    depth, age = figures[f"{app_env.queue}-poison"]
-    assert depth == 1 and age is not None and age >= 0
-    assert figures[app_env.events_queue] == (0, None)
+    fired = host.timer("monitor_queues")  # through the worker, as the schedule fires it
+    assert fired.error is None
     reported = {dict(p.attributes)["queue"]: p.value for p in metric_points()["artifacts.queue.depth"]}
     assert reported[f"{app_env.queue}-poison"] == 1
+    assert reported[app_env.events_queue] == 0
+    ages = {dict(p.attributes)["queue"]: p.value for p in metric_points()["artifacts.queue.oldest_age_seconds"]}
+    assert ages[f"{app_env.queue}-poison"] >= 0

@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 
-from shared.pipeline.persist import persist_message
-from shared.pipeline.watcher import handle_watch_message
 from shared.runtime import get_runtime
 from shared.storage.messages import ArtifactMessage
 from tests.conftest import AppEnv
@@ -46,14 +44,16 @@ def wakes(host: FunctionsHost, env: AppEnv, response_id: str) -> list[str]:
     return found
 
 
-def deliver(body: str, deliveries: int = 1) -> Any:
-    return persist_message(get_runtime(), body.encode(), message_id="m", dequeue_count=deliveries)
+def deliver(host: FunctionsHost, body: str, deliveries: int = 1) -> None:
+    """One delivery of an artifact message, through the worker, as the host would make it."""
+    delivery = host.invoke_queue("persist_artifact", body, dequeue_count=deliveries)
+    assert delivery.error is None, delivery.error
 
 
 def the_event(host: FunctionsHost, env: AppEnv, response_id: str) -> dict[str, Any]:
     """The run's one wake-up on the watcher's queue, handled now, and the one event it sent."""
     (wake,) = wakes(host, env, response_id)
-    handle_watch_message(get_runtime(), wake.encode(), message_id="wake", dequeue_count=1)
+    assert host.invoke_queue("watch_run", wake, message_id="wake").error is None
     (event,) = events(host, env)
     return event
 
@@ -69,10 +69,10 @@ def test_the_last_file_stored_wakes_the_watcher_and_the_event_follows(
     host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv
 ) -> None:
     response_id, (first, second, last) = fanned_out(host, fake, app_env, 3)
-    deliver(first)
-    deliver(second)
+    deliver(host, first)
+    deliver(host, second)
     assert wakes(host, app_env, response_id) == []  # a file is still pending
-    deliver(last)
+    deliver(host, last)
     event = the_event(host, app_env, response_id)
     assert event["response_id"] == response_id
     assert event["counts"] == {"pending": 0, "persisted": 3, "failed": 0}
@@ -82,9 +82,10 @@ def test_a_last_file_that_fails_for_good_wakes_the_watcher(
     host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv
 ) -> None:
     response_id, (stored, gone) = fanned_out(host, fake, app_env, 2)
-    deliver(stored)
+    deliver(host, stored)
     fake.fail_next("/content", 404, GONE)
-    assert deliver(gone) is None  # recorded as failed (file_gone)
+    deliver(host, gone)  # recorded as failed (file_gone): the delivery completes
+    assert [f["code"] for f in get_runtime().status_records.failures(response_id).values()] == ["file_gone"]
     assert the_event(host, app_env, response_id)["counts"] == {"pending": 0, "persisted": 1, "failed": 1}
 
 
@@ -104,13 +105,13 @@ def test_a_duplicate_settles_again_and_only_wakes_early(
     host: FunctionsHost, fake: FakeAzureOpenAI, app_env: AppEnv
 ) -> None:
     response_id, (first, second) = fanned_out(host, fake, app_env, 2)
-    deliver(first)
-    deliver(first, deliveries=2)  # a redelivery of a stored file: found stored, counted again
+    deliver(host, first)
+    deliver(host, first, deliveries=2)  # a redelivery of a stored file: found stored, counted again
     (early,) = wakes(host, app_env, response_id)
-    handle_watch_message(get_runtime(), early.encode(), message_id="early", dequeue_count=1)
+    assert host.invoke_queue("watch_run", early, message_id="early").error is None
     assert events(host, app_env) == []  # one check, a file pending: no event yet
     host.messages(app_env.runs_queue)  # drop what is visible, to see the next wake-up alone
-    deliver(second)
+    deliver(host, second)
     assert the_event(host, app_env, response_id)["counts"] == {"pending": 0, "persisted": 2, "failed": 0}
 
 
@@ -119,7 +120,8 @@ def test_a_message_without_its_fan_outs_count_wakes_nothing(
 ) -> None:
     response_id, (text,) = fanned_out(host, fake, app_env, 1)
     old = {key: value for key, value in json.loads(text).items() if key not in ("queued", "generation")}
-    assert deliver(json.dumps(old)) is not None
+    deliver(host, json.dumps(old))
+    assert get_runtime().artifact_blobs.artifacts_of(response_id)  # stored
     assert wakes(host, app_env, response_id) == []
     # The status container holds no settle line for it; the failures listing ignores the log anyway.
     assert get_runtime().status_records.failures(response_id) == {}

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.pipeline.watcher import MAX_EARLY_LOOKS, Watcher, give_up_poisoned_run
+from shared.pipeline.watcher import MAX_EARLY_LOOKS, Watcher
 from shared.runtime import get_runtime
 from shared.storage.messages import WatchMessage
 from shared.storage.run_records import RUN_RECORD
@@ -255,7 +255,8 @@ def test_a_poisoned_wake_up_does_not_give_up_a_run_with_a_chain_of_its_own(
     response_id = post_run(host, fake, Scenario([FakeContainer(files(1))], polls_before_done=3)).json()["response_id"]
     runtime = get_runtime()
     # A webhook's (or a settled file's) wake-up failed every delivery: the poison queue's trigger.
-    give_up_poisoned_run(runtime, WatchMessage(response_id).to_json().encode(), message_id="poisoned-wake")
+    poisoned = host.invoke_queue("give_up_run", WatchMessage(response_id).to_json(), message_id="poisoned-wake")
+    assert poisoned.error is None
     stored = runtime.status_records.runs.read(response_id)
     assert stored is not None and stored.record.given_up is None and stored.record.phase == "running"
     final = finished(host, response_id)

@@ -153,6 +153,14 @@ class FunctionsHost:
         answer = self.worker.invoke_timer(function_name, past_due=past_due)
         return Delivery("", 0, answer.error, answer.return_value)
 
+    def invoke_queue(self, function_name: str, text: str, *, message_id: str = "m", dequeue_count: int = 1) -> Delivery:
+        """One delivery of ``text`` to a queue-triggered function, through the worker, as the host
+        hands over a message it received ``dequeue_count`` times (no queue round trip: for a test
+        that chooses the message, its delivery count, or several deliveries at once)."""
+        message = HostQueueMessage.made(text, message_id=message_id, dequeue_count=dequeue_count)
+        answer = self.worker.invoke_queue(function_name, message)
+        return Delivery(message_id, dequeue_count, answer.error, answer.return_value)
+
     def deliver(self, function_name: str, *, max_rounds: int = 10, until_empty: bool = False) -> list[Delivery]:
         """Run the queue-triggered function on what its queue holds, for at most ``max_rounds``.
 
