@@ -378,7 +378,7 @@ def _take_events(events: QueueClient, seen: Counter[str]) -> None:
 
     with contextlib.suppress(ResourceNotFoundError):
         for message in events.receive_messages(messages_per_page=32, visibility_timeout=60):
-            seen[str(json.loads(message.content)["response_id"])] += 1
+            seen[str(json.loads(message.content)["subject"])] += 1  # a CloudEvent: its subject is the run
             events.delete_message(message)
 
 

@@ -344,7 +344,7 @@ def end_to_event(files: int) -> dict[str, Any]:
     counts = _proxy("GET", "/counts")["routes"]  # everything since the POST, the POST included
     looks = [at for at, route, method, path in _proxy("GET", "/log")["requests"]
              if route == "openai" and method == "GET" and path.endswith(f"/responses/{response_id}")]
-    event = json.loads(base64.b64decode(events.peek_messages(max_messages=1)[0].content))
+    event = json.loads(base64.b64decode(events.peek_messages(max_messages=1)[0].content))["data"]  # a CloudEvent
     assert event["counts"]["persisted"] == files, event["counts"]
     return {"seconds": sent - looks[0], "looks": len(looks), "per_file": _per_file(counts, files),
             **_event_timings(response_id, looks[0])}

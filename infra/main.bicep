@@ -131,6 +131,16 @@ param pollMaxSeconds int = 30
 param linkMinutes int = 60
 
 // ---------------------------------------------------------------------------------------------
+// The completion event (a CloudEvent): its source, and optional delivery to an Event Grid topic
+// ---------------------------------------------------------------------------------------------
+
+@description('ARTIFACTS_EVENT_SOURCE: the CloudEvents source of the completion event, a URI-reference naming this deployment (e.g. /contoso/artifacts/prod).')
+param eventSource string = '/code-interpreter-artifacts'
+
+@description('Create an Event Grid topic (CloudEvents 1.0 schema, local auth off), grant the app EventGrid Data Sender on it and publish each completion event there too (ARTIFACTS_EVENT_GRID_ENDPOINT).')
+param eventGridEnabled bool = false
+
+// ---------------------------------------------------------------------------------------------
 // Webhooks: Azure OpenAI calls the app when a response ends
 // ---------------------------------------------------------------------------------------------
 
@@ -340,6 +350,17 @@ module keyVault 'modules/keyvault.bicep' = if (webhookEnabled) {
   }
 }
 
+module eventGrid 'modules/eventgrid.bicep' = if (eventGridEnabled) {
+  name: 'eventgrid'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: 'evgt-${resourceToken}'
+    appPrincipalId: identity.outputs.principalId
+  }
+}
+
 module newOpenAi 'modules/openai.bicep' = if (createOpenAi) {
   name: 'openai'
   scope: rg
@@ -415,10 +436,12 @@ module app 'modules/functionapp.bicep' = {
     importRole: importRole
     allowedModels: allowedModels
     openAiImageDeploymentName: openAiImageDeploymentName
+    eventSource: eventSource
+    eventGridEndpoint: eventGridEnabled ? eventGrid.outputs.endpoint : ''
   }
   // The host starts as soon as the app exists: grant its roles first so it never starts unauthorised
   // (and the Key Vault role, so the webhook secret's reference resolves from the start).
-  dependsOn: [access, keyVault]
+  dependsOn: [access, keyVault, eventGrid] // eventGrid: the app's Data Sender role before its first publish
 }
 
 module easyAuth 'modules/easyauth.bicep' = if (easyAuthEnabled) {

@@ -252,8 +252,11 @@ def _run(prompt: str) -> int:
 
     event_texts = host.messages(settings.queues.events)
     print(f"\ncompletion event on queue {settings.queues.events!r}:")
-    for text in event_texts:
-        print(f"   {text[:400]}{'...' if len(text) > 400 else ''}")
+    for text in event_texts:  # a CloudEvent (structured JSON): its data is the run's outcome
+        envelope = json.loads(text)
+        print(f"   CloudEvent {envelope['type']} id {envelope['id']} subject {envelope['subject']} "
+              f"source {envelope['source']}")
+        print(f"   data {json.dumps(envelope['data'])[:400]}...")
     return 0 if len(event_texts) == 1 else 1
 
 

@@ -21,7 +21,7 @@ never from above, and no import cycle exists (both checked by tests/test_layers.
       fan_out                one artifact message per file not yet persisted
       persist                the download step: one file, streamed, into a blob
       progress               where each file of a run stands, in a fixed number of reads
-      events                 the one completion event per run
+      events                 the one completion event per run (a CloudEvent), and its Event Grid publish
       input_cleanup          the run's uploaded inputs, deleted once it has ended (at least once)
       queue_monitor          the queues' depth and age, once a minute
     runtime.py             the process's clients, built once from the settings

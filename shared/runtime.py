@@ -35,6 +35,7 @@ from shared.storage.status_records import StatusStore
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
+    from azure.eventgrid import EventGridPublisherClient
 
 log = logging.getLogger(__name__)
 STORAGE_POOL_SIZE = 64
@@ -54,6 +55,7 @@ class Runtime:
     download_retry: RetryPolicy
     links: LinkSigner | None  # None: the storage credential can sign no links (a SAS-only connection string)
     inputs: InputBlobStore | None = None  # None: no ARTIFACTS_INPUT_CONTAINER, input_blobs refused
+    event_grid: EventGridPublisherClient | None = None  # ARTIFACTS_EVENT_GRID_ENDPOINT set: the topic's client
 
     @property
     def max_dequeue_count(self) -> int:
@@ -135,6 +137,19 @@ def _storage_transport() -> RequestsTransport:
     return RequestsTransport(session=session, session_owner=False, connection_verify=ca_bundle or True)
 
 
+def _event_grid(settings: Settings, credential_for: Any) -> EventGridPublisherClient:
+    """The topic's client, signing with the app's identity (a token for Event Grid, never a key).
+    Few, quick retries: a publish that fails is retried by the watcher's next step, not here."""
+    from azure.eventgrid import EventGridPublisherClient  # noqa: PLC0415 - only when the topic is set
+
+    ca_bundle = next((os.environ[name] for name in _CA_BUNDLE_ENV if os.environ.get(name)), None)
+    return EventGridPublisherClient(
+        str(settings.event_grid_endpoint), credential_for(settings.client_id),
+        retry_total=2, retry_backoff_factor=0.5, connection_timeout=10, read_timeout=30,
+        connection_verify=ca_bundle or True,
+    )
+
+
 def build_runtime(settings: Settings, credential: TokenCredential | None = None) -> Runtime:
     """Clients for ``settings``; ``credential`` overrides DefaultAzureCredential (tests, tools)."""
     credentials: dict[str | None, TokenCredential] = {}
@@ -194,6 +209,7 @@ def build_runtime(settings: Settings, credential: TokenCredential | None = None)
         links = None
 
     return Runtime(
+        event_grid=_event_grid(settings, credential_for) if settings.event_grid_endpoint else None,
         settings=settings,
         openai=AzureOpenAIClient(
             settings.endpoint,

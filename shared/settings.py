@@ -209,6 +209,33 @@ def _endpoint(raw: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
+def _event_source(raw: str) -> str:
+    """A CloudEvents ``source``: a URI-reference (absolute, or a path like ``/artifacts/prod``)."""
+    if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in raw) or len(raw) > 512:
+        raise ValueError("must be a URI-reference (e.g. /artifacts/prod or https://…) without spaces, "
+                         "at most 512 characters")
+    try:
+        urlsplit(raw)
+    except ValueError:
+        raise ValueError("must be a URI-reference (e.g. /artifacts/prod or https://…)") from None
+    return raw
+
+
+def _event_grid_endpoint(raw: str) -> str | None:
+    """An Event Grid topic's endpoint: https:// only (the app's token goes there)."""
+    try:
+        parts = urlsplit(raw)
+        usable = parts.scheme == "https" and bool(parts.hostname)
+    except ValueError:  # a malformed host
+        usable = False
+    if not usable:
+        raise ValueError("must be the topic's https:// endpoint, e.g. https://<topic>.<region>-1.eventgrid.azure.net"
+                         "/api/events")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("must not carry a query, fragment or credentials")
+    return raw
+
+
 def _is_loopback(host: str) -> bool:
     """``localhost``, ``127.0.0.0/8`` or ``::1`` exactly: no other name, whatever it resolves to."""
     if host == "localhost":  # urlsplit lowercases the host name
@@ -355,6 +382,18 @@ RUNS_QUEUE = Setting("ARTIFACTS_RUNS_QUEUE", "artifact-runs", str, "the run watc
                      example="artifact-runs")
 EVENTS_QUEUE = Setting("ARTIFACTS_EVENTS_QUEUE", "artifact-events", str,
                        "one completion event per run, for downstream consumers", example="artifact-events")
+EVENT_SOURCE = Setting(
+    "ARTIFACTS_EVENT_SOURCE", "/code-interpreter-artifacts", _event_source,
+    "the completion event's CloudEvents `source`: a URI-reference naming this deployment (with `type` and `id` it "
+    "identifies an event). infra/ writes its `eventSource` parameter",
+)
+EVENT_GRID_ENDPOINT = Setting(
+    "ARTIFACTS_EVENT_GRID_ENDPOINT", None, _event_grid_endpoint,
+    "also publish each completion event to this Event Grid topic (CloudEvents 1.0 input schema), "
+    "`https://<topic>.<region>-1.eventgrid.azure.net/api/events`, with the app's identity (`AZURE_CLIENT_ID`; "
+    "the EventGrid Data Sender role on the topic), never a key. A failed publish is retried until it succeeds. "
+    "infra/ writes it when `eventGridEnabled` is on ([contracts.md](contracts.md#event-grid-delivery))",
+)
 BACKGROUND = Setting(
     "AZURE_OPENAI_BACKGROUND", True, _flag,
     "`false` creates runs inside the request (for deployments that refuse background mode); the rest is the same",
@@ -485,8 +524,8 @@ SETTINGS: tuple[Setting[Any], ...] = (
     HOST_STORAGE,
     CLIENT_ID, BLOB_SERVICE_URI, QUEUE_SERVICE_URI, ACCOUNT_NAME, STORAGE_CREDENTIAL, STORAGE_CLIENT_ID,
     APPINSIGHTS_CONNECTION, APPINSIGHTS_AUTHENTICATION, OTLP_ENDPOINT, ARTIFACTS_STORAGE, ARTIFACTS_QUEUE, RUNS_QUEUE,
-    EVENTS_QUEUE, BACKGROUND, RUN_MAX_HOURS, POLL_MIN, POLL_MAX, CONTAINER, STATUS_CONTAINER, INPUT_CONTAINER,
-    INPUT_MAX_BYTES, INPUT_MAX_TOTAL_BYTES, MAX_FILE_BYTES,
+    EVENTS_QUEUE, EVENT_SOURCE, EVENT_GRID_ENDPOINT, BACKGROUND, RUN_MAX_HOURS, POLL_MIN, POLL_MAX, CONTAINER,
+    STATUS_CONTAINER, INPUT_CONTAINER, INPUT_MAX_BYTES, INPUT_MAX_TOTAL_BYTES, MAX_FILE_BYTES,
     DOWNLOAD_ATTEMPTS, MAX_FILES_PER_RUN, WEBHOOK_SECRET, WEBHOOK_SECRET_PREVIOUS, WEBHOOK_CAPTURE, LINK_MINUTES,
     EASY_AUTH, REQUIRE_EASY_AUTH, CALLER_ROLE, IMPORT_ROLE, WORKER_RUNTIME, FEATURE_FLAGS, WORKER_OPENTELEMETRY,
     WORKER_THREADS,
@@ -556,6 +595,8 @@ class Settings:
     input_container: str | None = None  # where input_blobs are read from; None: input_blobs refused
     input_max_bytes: int = INPUT_MAX_BYTES.default
     input_max_total_bytes: int = INPUT_MAX_TOTAL_BYTES.default
+    event_source: str = EVENT_SOURCE.default  # the completion event's CloudEvents source
+    event_grid_endpoint: str | None = None  # set: each completion event is also published to this topic
 
     @property
     def uses_entra_id(self) -> bool:
@@ -628,6 +669,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         input_container=input_container,
         input_max_bytes=read(INPUT_MAX_BYTES),
         input_max_total_bytes=read(INPUT_MAX_TOTAL_BYTES),
+        event_source=read(EVENT_SOURCE),
+        event_grid_endpoint=read(EVENT_GRID_ENDPOINT),
     )
     if problems:
         raise ConfigError(problems)

@@ -52,6 +52,10 @@ param importRole string
 param allowedModels string
 @description('AZURE_OPENAI_IMAGE_DEPLOYMENT: the image model deployment the image_generation tool uses; empty: the tool is refused.')
 param openAiImageDeploymentName string = ''
+@description('ARTIFACTS_EVENT_SOURCE: the completion event\'s CloudEvents source.')
+param eventSource string
+@description('ARTIFACTS_EVENT_GRID_ENDPOINT: the Event Grid topic the completion events are also published to; empty: none.')
+param eventGridEndpoint string = ''
 
 // Per-function scaling: the HTTP functions share instances, and each queue-triggered function runs
 // on instances of its own, so one instance runs either the HTTP group or one queue function.
@@ -121,6 +125,8 @@ var appSettings = {
   // account gives it the key; its Contributor role on the artifacts container lets the links read).
   ARTIFACTS_LINK_MINUTES: string(linkMinutes)
   ARTIFACTS_WEBHOOK_CAPTURE: webhookCapture
+  // The completion event's CloudEvents source (with its type and id, it identifies an event).
+  ARTIFACTS_EVENT_SOURCE: eventSource
   // Who may call (with Easy Auth): app roles in the token, and the deployments a POST may name.
   ARTIFACTS_REQUIRE_EASY_AUTH: string(requireEasyAuth)
   ARTIFACTS_CALLER_ROLE: callerRole
@@ -141,7 +147,11 @@ var webhookSettings = empty(webhookSecretReference) ? {} : {
   AZURE_OPENAI_WEBHOOK_SECRET: webhookSecretReference
   AZURE_OPENAI_WEBHOOK_SECRET_PREVIOUS: webhookPreviousSecretReference
 }
-var allSettings = union(appSettings, webhookSettings)
+// The Event Grid topic (eventGridEnabled): published to with the identity (AZURE_CLIENT_ID), never a key.
+var eventGridSettings = empty(eventGridEndpoint) ? {} : {
+  ARTIFACTS_EVENT_GRID_ENDPOINT: eventGridEndpoint
+}
+var allSettings = union(appSettings, webhookSettings, eventGridSettings)
 
 resource app 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222:Public network access is how callers reach the HTTP API (POST /api/responses, GET /api/responses/{id}, POST .../{id}/import and .../{id}/cancel) and how Azure OpenAI delivers webhooks (POST /api/webhooks/azure-openai); every route needs a function key (authLevel FUNCTION), and Easy Auth (easyAuthEnabled) can require an Entra token too.

@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from azure.core.exceptions import AzureError, ClientAuthenticationError
+from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
 
 from shared.clock import utc_timestamp
 from shared.errors import (
@@ -49,7 +49,7 @@ from shared.errors import (
 from shared.host_settings import DEFAULT_FUNCTION_TIMEOUT_SECONDS
 from shared.json_values import json_int
 from shared.pipeline.discovery import output_text, used_code_interpreter
-from shared.pipeline.events import freeze_outcome, send_event
+from shared.pipeline.events import freeze_outcome, publish_event, send_event
 from shared.pipeline.fan_out import artifact_messages, fan_out
 from shared.pipeline.input_cleanup import delete_inputs, not_deleted_warning
 from shared.pipeline.progress import artifact_states, count_states
@@ -105,6 +105,11 @@ def give_up_poisoned_run(runtime: Runtime, body: bytes, *, message_id: str | Non
     Watcher(runtime).give_up(message, reason)
 
 
+def _event_owed(record: RunRecord) -> bool:
+    """The completed run's event is still to be sent on the queue or published to the topic."""
+    return not record.event_sent or not record.event_published
+
+
 def poll_delay(settings: Settings, looks: int, growth: float = 2.0) -> int:
     """Seconds before look number ``looks``: grows from the minimum to the maximum."""
     # The exponent is capped: past it every delay is the maximum anyway, and 2.0**1024 overflows.
@@ -132,7 +137,7 @@ class Watcher:
                          message.response_id, message.seq, record.seq)
             return
         if record.phase == "complete":
-            if not record.event_sent and self._may_send_event(message, record):
+            if _event_owed(record) and self._may_send_event(message, record):
                 self._send_event(stored)
             return
         woken_by = context_from(message.trace)
@@ -178,7 +183,7 @@ class Watcher:
             log.error("run %s: a wake-up failed every delivery; the run's own watch chain goes on", response_id)
             return
         if stored.record.phase == "complete":
-            if not stored.record.event_sent and self._may_send_event(message, stored.record):
+            if _event_owed(stored.record) and self._may_send_event(message, stored.record):
                 self._send_event(stored)
             return
         record = copy.deepcopy(stored.record)
@@ -291,6 +296,8 @@ class Watcher:
         record.completed_at = time.time()
         freeze_outcome(record, artifact_states(self.runtime, record) if states is None else states)
         record.event_sent = False
+        record.event_published = self.runtime.event_grid is None  # owed to the topic, when there is one
+        record.publish_attempts = 0
         record.seq = stored.record.seq + 1
         record.step_token = new_step_token()
         self._send(step_message(record), EVENT_SAFETY_NET_SECONDS)
@@ -314,11 +321,46 @@ class Watcher:
         return time.time() - completed_at > timeout
 
     def _send_event(self, stored: Stored) -> None:
-        event = send_event(self.runtime, stored.record)
-        log.info("run %s: sent event %s (%s)", stored.record.response_id, event["event_id"], event["counts"])
+        """Send the event on the queue unless noted sent, then publish it to the topic unless noted
+        published. Each is noted by a conditional write after it succeeded: a step that dies before
+        a note leaves it to the safety net (a duplicate with the same id at worst, never none)."""
+        if not stored.record.event_sent:
+            event = send_event(self.runtime, stored.record)
+            counts = (event.data or {}).get("counts")
+            log.info("run %s: sent event %s (%s)", stored.record.response_id, event.id, counts)
+            record = copy.deepcopy(stored.record)
+            record.event_sent = True
+            # An import restarted the run meanwhile (its own event follows), or the record was deleted.
+            try:
+                stored = self.runtime.status_records.runs.replace(record, stored.etag)
+            except (RecordConflict, RecordMissing):
+                return
+        if not stored.record.event_published:
+            self._publish_event(stored)
+
+    def _publish_event(self, stored: Stored) -> None:
+        """Publish the event to the Event Grid topic. When the topic does not take it, the run's chain
+        goes on: the next step's message (the delay growing to ARTIFACTS_POLL_MAX_SECONDS) tries
+        again, as long as it takes; the queue's event is not sent again."""
         record = copy.deepcopy(stored.record)
-        record.event_sent = True
-        # An import restarted the run meanwhile (its own event follows), or the record was deleted.
+        grid = self.runtime.event_grid
+        if grid is None:
+            log.warning("run %s: its event was owed to an Event Grid topic no longer set; not published",
+                        record.response_id)
+            record.event_published = True
+        else:
+            try:
+                event = publish_event(self.runtime, grid, stored.record)
+            except AzureError as error:
+                record.publish_attempts += 1
+                delay = poll_delay(self.runtime.settings, record.publish_attempts + 1)
+                log.warning("run %s: the Event Grid topic did not take event %s (attempt %d: %s); trying again in %d s",
+                            record.response_id, record.event_id, record.publish_attempts, _describe(error), delay)
+                with contextlib.suppress(RecordConflict, RecordMissing):
+                    self._advance(stored, record, delay)
+                return
+            log.info("run %s: published event %s to Event Grid", record.response_id, event.id)
+            record.event_published = True
         with contextlib.suppress(RecordConflict, RecordMissing):
             self.runtime.status_records.runs.replace(record, stored.etag)
 
@@ -469,4 +511,6 @@ def _ending_details(response: dict[str, object]) -> dict[str, object] | None:
 def _describe(error: BaseException) -> str:
     if isinstance(error, UpstreamError):
         return f"Azure OpenAI answered {error.status}"
+    if isinstance(error, HttpResponseError) and error.status_code is not None:
+        return f"{type(error).__name__} {error.status_code}"
     return type(error).__name__

@@ -67,6 +67,10 @@ class RunRecord:
     outcome: list[dict[str, Any]] | None = None
     event_id: str | None = None  # derived from the outcome when the run is marked complete
     event_sent: bool = False
+    # False while the event is owed to the Event Grid topic (ARTIFACTS_EVENT_GRID_ENDPOINT) and not yet
+    # taken by it; True otherwise (no topic, published, or a record from before the topic existed).
+    event_published: bool = True
+    publish_attempts: int = 0  # failed publishes of this outcome's event: the retry's delay grows with it
     owner: str | None = None  # the caller who started or imported it (Easy Auth); None: every key holder
     # The tag of an Idempotency-Key claim the POST could not point at this run (a Storage error):
     # the watcher's next step does, then forgets it.
@@ -94,6 +98,8 @@ class RunRecord:
         self.outcome = None
         self.event_id = None
         self.event_sent = False
+        self.event_published = True  # the new outcome's completion says what it owes
+        self.publish_attempts = 0
         self.trace = current_trace_fields()  # the new generation is the import's trace
 
     def set_output_text(self, text: str) -> None:

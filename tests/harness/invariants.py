@@ -14,6 +14,8 @@ and what was seen. The invariants (docs/operations.md "Failure semantics", docs/
   each import: a re-import that changed nothing repeats its ``event_id``), unless a delivery of
   the run's watcher was interrupted (killed, paused, lease lost, failed) or an events-queue send's
   answer was dropped; no more distinct events than generations;
+- ``cloud_event``: every message on the events queue is the app's CloudEvent (structured JSON:
+  ``specversion`` 1.0, the type, a source, ``id`` = ``data.event_id``, ``subject`` = the run);
 - ``event_after_files``: no event names a file still pending, or leaves a file out;
 - ``status_equals_event``: the status API's answer agrees with the event it names;
 - ``not_stuck``: every run reaches phase ``complete`` with its event, and is not given up;
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.pipeline.events import EVENT_TYPE
 from tests.harness.journal import Delivery
 
 TRANSIENT_CODES = frozenset({"retries_exhausted", "upstream_error"})
@@ -77,7 +80,7 @@ class RunFacts:
 @dataclass
 class Observed:
     runs: dict[str, RunFacts]
-    events: list[dict[str, Any]]
+    events: list[dict[str, Any]]  # the events queue's messages, whole (CloudEvents)
     blobs: dict[str, tuple[int, dict[str, str], str]]  # name -> (size, metadata, sha256 of the content)
     commits: list[dict[str, Any]]  # from the Storage proxy
     deliveries: list[Delivery]
@@ -109,11 +112,27 @@ def interruptions(deliveries: list[Delivery], killed: dict[str, float],
     return dict(found)
 
 
+def _event_data(document: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """A message of the events queue: its data (version 1's event), and what breaks the envelope ("" if nothing)."""
+    data = document.get("data")
+    if not isinstance(data, dict):
+        return {}, f"an events-queue message without a data object: {sorted(document)[:10]}"
+    wanted = {"specversion": "1.0", "type": EVENT_TYPE, "id": data.get("event_id"),
+              "subject": data.get("response_id"), "datacontenttype": "application/json"}
+    wrong = {key: document.get(key) for key, value in wanted.items() if document.get(key) != value}
+    if wrong or not document.get("source") or not document.get("time"):
+        return data, f"event {data.get('event_id')}: not the app's CloudEvent: {wrong or 'no source or time'}"
+    return data, ""
+
+
 def check(observed: Observed) -> list[Violation]:
     violations: list[Violation] = []
     events_by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for event in observed.events:
-        events_by_run[str(event.get("response_id"))].append(event)
+    for document in observed.events:
+        data, problem = _event_data(document)
+        if problem:
+            violations.append(Violation("cloud_event", str(data.get("response_id")), None, problem))
+        events_by_run[str(data.get("response_id"))].append(data)
     for facts in observed.runs.values():
         violations += _check_run(facts, events_by_run.get(facts.response_id, []), observed)
     violations += _check_blobs(observed)

@@ -44,6 +44,7 @@ SAMPLE_OUTPUTS = {
     "monitoring.appInsightsId": f"{RESOURCE_GROUP_ID}/providers/Microsoft.Insights/components/appi-demo",
     "openAiAccess.endpoint": "https://oai-demo.openai.azure.com/",
     "app.name": "func-demo",
+    "eventGrid.endpoint": "https://evgt-demo.westeurope-1.eventgrid.azure.net/api/events",
 }
 SAMPLE_FUNCTIONS = {  # what ARM's own functions return, as far as the templates use them
     "tenant": {"tenantId": "11111111-2222-4333-8444-555555555555"},

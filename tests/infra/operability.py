@@ -62,6 +62,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "easyAuthClientId": "3f0c6a52-7d1e-4b8a-9c2f-5e6d7a8b9c0d",
         "alertEmail": "operator@example.com",
         "developerPrincipalId": "8e2b1c4d-5f6a-4b7c-8d9e-0f1a2b3c4d5e",
+        "eventGridEnabled": True,
     },
 }
 
@@ -97,6 +98,7 @@ DELEGATION_ROLES = {
 # schedules and the host id in azure-webjobs-hosts, function keys in azure-webjobs-secrets (the
 # host's ScriptConstants.AzureWebJobsHostsContainerName and BlobStorageSecretsRepository).
 HOST_CONTAINERS = {"azure-webjobs-hosts", "azure-webjobs-secrets"}
+EVENT_GRID_DATA_SENDER = "d5a91429-5739-47e2-a06b-3470a27159e7"
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
 
@@ -568,7 +570,42 @@ def operability_checks(scenarios: dict[str, Infra], config: Any) -> list[Check]:
                 problems.append(f"no alert rule {rule}")
         return problems
 
+    def event_grid_goes_together() -> list[str]:
+        """Off by default: no topic, no setting. On: the topic (CloudEvents 1.0, local auth off), the app's
+        Data Sender role on it alone, and ARTIFACTS_EVENT_GRID_ENDPOINT its endpoint; never a key setting."""
+        problems = []
+        if infra.module_enabled("eventGrid") or "ARTIFACTS_EVENT_GRID_ENDPOINT" in settings:
+            problems.append("with eventGridEnabled off (the default) there must be no topic and no "
+                            "ARTIFACTS_EVENT_GRID_ENDPOINT")
+        if not full.module_enabled("eventGrid"):
+            return [*problems, "eventGridEnabled does not deploy the Event Grid topic module"]
+        if full.settings.get("ARTIFACTS_EVENT_GRID_ENDPOINT") != SAMPLE_OUTPUTS["eventGrid.endpoint"]:
+            problems.append(f"ARTIFACTS_EVENT_GRID_ENDPOINT is {full.settings.get('ARTIFACTS_EVENT_GRID_ENDPOINT')!r}, "
+                            "expected the topic's endpoint (the eventGrid module's output)")
+        if any("EVENT_GRID" in name and name != "ARTIFACTS_EVENT_GRID_ENDPOINT" for name in full.settings):
+            problems.append("only ARTIFACTS_EVENT_GRID_ENDPOINT is written for the topic: no key setting")
+        template = parse_bicep(MODULES / "eventgrid.bicep")
+        topic = template["resources"]["topic"]
+        if topic["type"] != "Microsoft.EventGrid/topics":
+            problems.append(f"the eventgrid module's topic is a {topic['type']}")
+        properties = full.module_resource("eventGrid", "topic", "properties")
+        if properties.get("inputSchema") != "CloudEventSchemaV1_0":
+            problems.append(f"the topic's inputSchema is {properties.get('inputSchema')!r}, not CloudEventSchemaV1_0 "
+                            "(the app publishes CloudEvents)")
+        if properties.get("disableLocalAuth") is not True:
+            problems.append("the topic must set disableLocalAuth: true (the app publishes with its identity)")
+        granted: dict[str, set[str]] = {}
+        for role, body, _ in role_assignments(template):
+            granted.setdefault(str(body["properties"]["principalId"]), set()).add(role)
+        if granted != {"appPrincipalId": {EVENT_GRID_DATA_SENDER}}:
+            problems.append(f"the topic's roles are {granted}; expected the app's EventGrid Data Sender alone")
+        if full.module_params("eventGrid").get("appPrincipalId") != SAMPLE_OUTPUTS["identity.principalId"]:
+            problems.append("the topic's Data Sender role must go to the app's identity")
+        return problems
+
     return [
+        ("the Event Grid topic (off by default) has the CloudEvents 1.0 schema, local auth off, the app's EventGrid "
+         "Data Sender role, and ARTIFACTS_EVENT_GRID_ENDPOINT names it", event_grid_goes_together),
         ("host.json keeps OpenTelemetry mode and complete request telemetry; the worker is set up for it",
          telemetry_is_complete),
         ("docs/deploy.md's in-flight numbers are what host.json and infra/ set; threads and memory cover them",

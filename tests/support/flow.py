@@ -13,6 +13,7 @@ import pytest
 from shared.settings import QueueNames
 from tests.conftest import AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
+from tests.support.cloud_events import check_envelope, event_data
 from tests.support.host import FunctionsHost, HttpCall
 
 
@@ -124,5 +125,13 @@ def landed(env: AppEnv, response_id: str) -> dict[str, bytes]:
 
 
 def events(host: FunctionsHost, env: AppEnv) -> list[dict[str, Any]]:
-    """Take the completion events off the events queue."""
-    return [json.loads(text) for text in host.messages(env.events_queue)]
+    """Take the completion events off the events queue, each checked as a CloudEvent: their data."""
+    return [event_data(text) for text in host.messages(env.events_queue)]
+
+
+def cloud_events(host: FunctionsHost, env: AppEnv) -> list[dict[str, Any]]:
+    """Take the completion events off the events queue, whole (the CloudEvents envelope), checked."""
+    found = [json.loads(text) for text in host.messages(env.events_queue)]
+    for document in found:
+        check_envelope(document)
+    return found
