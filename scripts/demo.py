@@ -38,7 +38,7 @@ from azure.storage.queue import QueueServiceClient
 from scripts import local_settings
 from shared.errors import ConfigError
 from shared.settings import load_settings
-from tests.fake_openai import FakeAzureOpenAI, demo_scenario
+from tests.fake_openai import FakeAzureOpenAI, FakeImage, demo_scenario, png_bytes
 from tests.support.azurite import port_open, start_azurite
 from tests.support.host import FunctionsHost
 
@@ -94,9 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         if not os.environ.get("AZURE_OPENAI_ENDPOINT"):
             fake = FakeAzureOpenAI(api_key="demo-key").start()
             stack.callback(fake.stop)
-            # A background run that stays in progress for a few polls, as a real one does.
-            fake.register(args.prompt, replace(demo_scenario(), polls_before_done=3))
+            # A background run that stays in progress for a few polls, as a real one does, and that
+            # also generates an image (the image_generation tool, with its deployment's header).
+            scenario = replace(demo_scenario(), polls_before_done=3)
+            scenario.images.append(FakeImage(png_bytes(64, 48)))
+            fake.register(args.prompt, scenario)
             os.environ.update(AZURE_OPENAI_ENDPOINT=fake.endpoint, AZURE_OPENAI_API_KEY="demo-key")
+            os.environ.setdefault("AZURE_OPENAI_IMAGE_DEPLOYMENT", "gpt-image-demo")
             print(f"no AZURE_OPENAI_ENDPOINT: using the fake Azure OpenAI at {fake.endpoint}")
         os.environ.setdefault("AZURE_OPENAI_DEPLOYMENT", "gpt-5.6-terra")
         demo = uuid.uuid4().hex[:8]
@@ -204,6 +208,9 @@ def _run(prompt: str) -> int:
         inputs.upload_blob("sales.csv", DEMO_INPUT, overwrite=True, content_settings=ContentSettings("text/csv"))
         body["input_blobs"] = ["sales.csv"]
         print(f"input blob {settings.input_container}/sales.csv ({len(DEMO_INPUT)} bytes) named in input_blobs")
+    if settings.image_deployment:
+        body["image_generation"] = True  # a generated image too: stored like a container file
+        print(f"image_generation on (deployment {settings.image_deployment})")
     print(f"\nPOST /api/responses  {prompt[:70]!r}...")
     began = time.monotonic()
     call = host.http("POST", "responses", body=_json(body))

@@ -283,6 +283,21 @@ def test_make_demo_with_bad_settings_is_one_line(azurite: Azurite, tmp_path: Pat
         f"{settings} line 1: not valid JSON" in line)
 
 
+def test_make_demo_shows_a_chart_a_generated_image_and_an_input_blob(azurite: Azurite, tmp_path: Path) -> None:
+    """Issue 22's "done when": one demo run with every kind of file, and its CloudEvent."""
+    demo = subprocess.run([sys.executable, "-m", "scripts.demo", "--in-process"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=180, check=False,
+                          env=clean_env(LOCAL_SETTINGS=str(tmp_path / "none.json"),
+                                        AzureWebJobsStorage=azurite.connection_string))
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    out = demo.stdout
+    assert "sales chart.png" in out and "image/png" in out  # the code interpreter's chart
+    assert re.search(r"/ig_\w+/ig_\w+\.png\n\s+\d+ bytes, image/png, sha256 \w+\.\.\. verified", out), out
+    assert "input sales.csv: uploaded as file-" in out and "deleted after the run" in out
+    assert "CloudEvent com.code-interpreter-artifacts.completed" in out
+    assert "MISMATCH" not in out
+
+
 # --- local.settings.json, read by the scripts --------------------------------------------------------------
 
 
