@@ -112,7 +112,10 @@ def start_run(req: func.HttpRequest) -> func.HttpResponse:
             image_deployment=runtime.settings.image_deployment if run.image_generation is not None else None,
         )
     except CreateOutcomeUnknown as unknown:
-        # The run may have started with the inputs: they stay until it is found (an import).
+        # The run may have started with the inputs, so they stay; nothing deletes them later: say which.
+        if inputs:
+            log.warning("the create's outcome is unknown: its uploaded inputs stay in Azure OpenAI's files: %s",
+                        ", ".join(entry["file_id"] for entry in inputs))
         raise _outcome_unknown(runtime, claim, unknown.reason, timed_out=unknown.timed_out,
                                upstream=unknown.detail) from None
     except UPSTREAM_FAILURES as error:
