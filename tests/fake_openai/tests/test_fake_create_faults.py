@@ -5,7 +5,6 @@ Responses API stores with a response and answers on every retrieval."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,21 +13,8 @@ import pytest
 from openai.types.responses import Response
 
 from tests.fake_openai import CreateFault, FakeAzureOpenAI, FakeContainer, FakeFile, Scenario
+from tests.fake_openai.tests.conftest import API_KEY
 from tests.support.flow import create_body
-
-API_KEY = "fault-test-key"
-
-
-@pytest.fixture
-def server() -> Iterator[FakeAzureOpenAI]:
-    with FakeAzureOpenAI(api_key=API_KEY) as fake:
-        yield fake
-
-
-@pytest.fixture
-def http(server: FakeAzureOpenAI) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.endpoint, headers={"api-key": API_KEY}, timeout=10) as client:
-        yield client
 
 
 def payload(prompt: str = "make files", **extra: Any) -> dict[str, Any]:

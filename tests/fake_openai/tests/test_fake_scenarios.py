@@ -5,7 +5,6 @@ scenario still validates as the SDK's Response and container file types."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,22 +16,10 @@ from openai.types.responses.response_output_text import AnnotationContainerFileC
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, Scenario, scenarios
 from tests.fake_openai.__main__ import main as fake_main
 from tests.fake_openai.__main__ import parse_args
+from tests.fake_openai.tests.conftest import API_KEY
 from tests.support.flow import create_body
 
-API_KEY = "scenario-test-key"
 PREVIEW = {"api-version": "preview"}
-
-
-@pytest.fixture
-def server() -> Iterator[FakeAzureOpenAI]:
-    with FakeAzureOpenAI(api_key=API_KEY) as fake:
-        yield fake
-
-
-@pytest.fixture
-def http(server: FakeAzureOpenAI) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.endpoint, headers={"api-key": API_KEY}, timeout=10) as client:
-        yield client
 
 
 def start(http: httpx.Client, prompt: str) -> Response:

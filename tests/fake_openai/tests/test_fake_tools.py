@@ -5,11 +5,9 @@ tool (image_generation_call items with the image in ``result``, and the header A
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 from openai.types.containers import FileListResponse
 from openai.types.responses import (
     Response,
@@ -24,21 +22,8 @@ from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile, FakeImag
 from tests.fake_openai.server import IMAGE_DEPLOYMENT_HEADER
 from tests.support.flow import create_body
 
-API_KEY = "tools-test-key"
 PREVIEW = {"api-version": "preview"}
 IMAGE_TOOL = {"type": "image_generation", "output_format": "webp"}
-
-
-@pytest.fixture
-def server() -> Iterator[FakeAzureOpenAI]:
-    with FakeAzureOpenAI(api_key=API_KEY) as fake:
-        yield fake
-
-
-@pytest.fixture
-def http(server: FakeAzureOpenAI) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.endpoint, headers={"api-key": API_KEY}, timeout=10) as client:
-        yield client
 
 
 def with_images(prompt: str) -> dict[str, Any]:
