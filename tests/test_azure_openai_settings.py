@@ -4,11 +4,7 @@ api-version (AZURE_OPENAI_CONTAINER_API_VERSION)."""
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
 import pytest
-from azure.core.credentials import AccessToken
 
 from shared.errors import ConfigError, UpstreamError
 from shared.runtime import build_runtime
@@ -16,17 +12,10 @@ from shared.settings import CONTAINER_API_VERSION, TOKEN_SCOPE, load_settings
 from tests.conftest import API_KEY, DEPLOYMENT, AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile
 from tests.support.azurite import Azurite
+from tests.support.credentials import RecordingCredential
 
 FOUNDRY_SCOPE = "https://ai.azure.com/.default"
 
-
-class RecordingCredential:
-    def __init__(self) -> None:
-        self.scopes: list[tuple[str, ...]] = []
-
-    def get_token(self, *scopes: str, **_: Any) -> AccessToken:
-        self.scopes.append(scopes)
-        return AccessToken("test-token", int(time.time()) + 3600)
 
 
 def settings_for(fake: FakeAzureOpenAI, azurite: Azurite, **extra: str) -> dict[str, str]:

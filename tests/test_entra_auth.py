@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from typing import Any
-
-from azure.core.credentials import AccessToken
 
 from shared.pipeline.persist import persist_message
 from shared.runtime import build_runtime
@@ -15,17 +11,7 @@ from shared.storage.messages import ArtifactMessage
 from tests.conftest import DEPLOYMENT, AppEnv
 from tests.fake_openai import FakeAzureOpenAI, FakeContainer, FakeFile
 from tests.support.azurite import Azurite
-
-
-class RecordingCredential:
-    """A TokenCredential that hands out the token the fake accepts and records the scopes asked for."""
-
-    def __init__(self) -> None:
-        self.scopes: list[tuple[str, ...]] = []
-
-    def get_token(self, *scopes: str, **_: Any) -> AccessToken:
-        self.scopes.append(scopes)
-        return AccessToken("test-token", int(time.time()) + 3600)
+from tests.support.credentials import RecordingCredential
 
 
 def test_bearer_token_for_cognitive_services(fake: FakeAzureOpenAI, azurite: Azurite, app_env: AppEnv) -> None:
